@@ -1,0 +1,89 @@
+"""Shared dependencies: application state, API key check, store sessions, Temporal client."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import Depends, HTTPException, Request, status
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from temporalio.client import Client
+
+from runtime import ActivePlaybook, connect_temporal
+from settings import Settings
+from workflows.payloads import LeadOptions
+
+
+class ServiceUnavailable(Exception):
+    """A dependency (Temporal, the database) cannot be reached right now: answer 503 with Retry-After."""
+
+
+@dataclass
+class AppState:
+    settings: Settings
+    engine: AsyncEngine
+    sessions: async_sessionmaker[AsyncSession]
+    playbook: ActivePlaybook
+    api_key: str
+    id_key: str
+    _client: Client | None = None
+    _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+    @property
+    def lead_options(self) -> LeadOptions:
+        return LeadOptions(self.settings.projection_delay_seconds, self.settings.search_attributes)
+
+    async def temporal(self) -> Client:
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await asyncio.wait_for(connect_temporal(self.settings), 10)
+                    except Exception as exc:  # any connect failure means the same thing to the caller
+                        raise ServiceUnavailable(f"Temporal at {self.settings.temporal_address}: {exc}") from exc
+        return self._client
+
+
+def app_state(request: Request) -> AppState:
+    return request.app.state.leadflow
+
+
+_key_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="the admin API key")
+_bearer = HTTPBearer(auto_error=False)
+
+
+def require_api_key(
+    state: Annotated[AppState, Depends(app_state)],
+    key: Annotated[str | None, Depends(_key_header)],
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+) -> None:
+    given = key or (bearer.credentials if bearer else None)
+    if not given:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "send the API key in the X-API-Key header",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    if not hmac.compare_digest(given.encode(), state.api_key.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED, "the API key is not valid", headers={"WWW-Authenticate": "Bearer"}
+        )
+
+
+async def session(state: Annotated[AppState, Depends(app_state)]) -> AsyncIterator[AsyncSession]:
+    async with state.sessions() as s:
+        yield s
+
+
+async def temporal(state: Annotated[AppState, Depends(app_state)]) -> Client:
+    return await state.temporal()
+
+
+State = Annotated[AppState, Depends(app_state)]
+Session = Annotated[AsyncSession, Depends(session)]
+Temporal = Annotated[Client, Depends(temporal)]
+Authorized = Depends(require_api_key)

@@ -1,0 +1,46 @@
+"""The FastAPI application: thin routers over Temporal and the store."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api import errors
+from api.deps import AppState
+from api.routers import events, followups, health, leads, teams
+from runtime import load_active_playbook
+from settings import Settings, get_settings
+from store.db import make_engine, make_sessionmaker
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        s = settings or get_settings()
+        engine = make_engine(s.resolved_database_url())
+        app.state.leadflow = AppState(
+            settings=s,
+            engine=engine,
+            sessions=make_sessionmaker(engine),
+            playbook=load_active_playbook(s),
+            api_key=s.secret("api_key"),
+            id_key=s.secret("id_key"),
+        )
+        yield
+        await engine.dispose()
+
+    app = FastAPI(
+        title="leadflow",
+        version="0.1.0",
+        description="Lead-management automation: every lead is a durable Temporal workflow.",
+        lifespan=lifespan,
+    )
+    errors.install(app)
+    for module in (health, leads, events, followups, teams):
+        app.include_router(module.router)
+    return app
+
+
+app = create_app()

@@ -1,0 +1,138 @@
+"""Leads: create or merge (signal-with-start), live state (query), events (signal), touches (update)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, HTTPException, Path, status
+from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.exceptions import ApplicationError
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.deps import AppState, Authorized, Session, State, Temporal
+from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
+from api.schemas import EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn
+from rules.model import EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
+from store import repo
+from workflows.lead import LeadWorkflow
+from workflows.payloads import LeadStart, LeadView
+
+router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized])
+LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
+
+
+def lead_start(state: AppState, lead_id: str) -> LeadStart:
+    return LeadStart(lead_id=lead_id, playbook=state.playbook.bundle, options=state.lead_options)
+
+
+def tracked(events: list[EventIn], now: datetime) -> list[TrackedEvent]:
+    # Without a client id every post is new; with one, a retried post is recognised downstream.
+    return [
+        TrackedEvent(
+            e.id or f"api-{uuid.uuid4().hex}", e.type, min(e.at or now, now), e.url, e.name, dict(e.properties)
+        )
+        for e in events
+    ]
+
+
+async def signal_events(client: Client, state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
+    if create:
+        await client.start_workflow(
+            LeadWorkflow.run,
+            lead_start(state, lead_id),
+            id=lead_id,
+            task_queue=state.settings.task_queue,
+            start_signal="events",
+            start_signal_args=[batch],
+        )
+    else:
+        await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
+
+
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted)
+async def upsert_lead(body: LeadIn, state: State, client: Temporal) -> LeadAccepted:
+    """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
+    lead_id = lead_id_for(body.email, state.id_key)
+    await client.start_workflow(
+        LeadWorkflow.run,
+        lead_start(state, lead_id),
+        id=lead_id,
+        task_queue=state.settings.task_queue,
+        start_signal="upsert",
+        start_signal_args=[LeadUpserted(body.attributes())],
+    )
+    return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
+
+
+@router.get("/{lead_id}", response_model=LeadView)
+async def get_lead(lead_id: LeadId, client: Temporal) -> LeadView:
+    """The lead's live state from its workflow: stage, score, grade, owner, SLA."""
+    try:
+        view: LeadView = await client.get_workflow_handle(lead_id).query(LeadWorkflow.view)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
+        raise
+    if not view.exists:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id} yet: only events were posted")
+    return view
+
+
+@router.get("/{lead_id}/timeline")
+async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
+    """What the read model holds about the lead: touchpoints, score history, emails."""
+    lead = await repo.get_lead(session, lead_id)
+    touchpoints = await repo.list_touchpoints(session, lead_id)
+    if lead is None and not touchpoints:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id} in the store yet")
+    return {
+        "lead": lead,
+        "touchpoints": touchpoints,
+        "score_changes": await repo.list_score_changes(session, lead_id),
+        "emails": await repo.list_emails(session, lead_id=lead_id),
+    }
+
+
+@router.post("/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+async def post_lead_events(
+    lead_id: LeadId, body: EventsIn, state: State, client: Temporal, session: Session
+) -> EventsAccepted:
+    """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events)."""
+    now = datetime.now(UTC)
+    events = tracked(body.events, now)
+    try:
+        await signal_events(client, state, lead_id, EventsReceived(events), create=False)
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(
+                status.HTTP_404_NOT_FOUND,
+                f"no lead {lead_id}: POST /v1/leads first, "
+                "or post events with an email to /v1/events to create the lead",
+            ) from exc
+        raise
+    new = await repo.add_touchpoints(session, lead_id, events, now)
+    return EventsAccepted(accepted=new, duplicates=len(events) - new, leads=[lead_id])
+
+
+@router.post("/{lead_id}/touches", response_model=LeadView)
+async def log_touch(lead_id: LeadId, body: TouchIn, client: Temporal, session: Session) -> LeadView:
+    """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
+    now = datetime.now(UTC)
+    touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), body.rep_id, body.note)
+    try:
+        view: LeadView = await client.get_workflow_handle(lead_id).execute_update(LeadWorkflow.log_touch, touch)
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
+        raise
+    event = TrackedEvent(
+        touch.touch_id, f"touch.{body.kind}", touch.at, None, body.rep_id, {"note": body.note} if body.note else {}
+    )
+    await repo.add_touchpoints(session, lead_id, [event], now)
+    return view

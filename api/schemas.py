@@ -1,0 +1,134 @@
+"""Request and response bodies. Strict: an unknown or malformed field is a 422 that names it."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
+LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
+Scalar = str | int | float | bool | None
+EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
+FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+class _In(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class Utm(_In):
+    source: Text | None = None
+    medium: Text | None = None
+    campaign: Text | None = None
+    term: Text | None = None
+    content: Text | None = None
+
+
+class LeadIn(_In):
+    email: EmailStr
+    first_name: Text | None = None
+    last_name: Text | None = None
+    company: Text | None = None
+    title: Text | None = None
+    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    industry: Text | None = None
+    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166 alpha-2 code")
+    phone: Text | None = None
+    website: Text | None = None
+    source: Text | None = Field(default=None, description="lead source, e.g. whitepaper, webinar, referral")
+    utm: Utm | None = None
+    product_interest: Text | None = None
+    budget: Text | None = None
+    authority: Text | None = None
+    need: Text | None = None
+    timeline: Text | None = None
+    fields: dict[FieldName, Scalar] = Field(
+        default_factory=dict, max_length=50, description="custom fields the playbook declares"
+    )
+
+    @field_validator("country")
+    @classmethod
+    def _upper(cls, value: str | None) -> str | None:
+        return value.upper() if value else value
+
+    def attributes(self) -> dict[str, Any]:
+        data = self.model_dump(exclude={"utm", "fields"}, exclude_none=True)
+        data["email"] = data["email"].strip().lower()
+        if self.utm:
+            data |= {f"utm_{k}": v for k, v in self.utm.model_dump(exclude_none=True).items()}
+        return self.fields | data
+
+
+class EventIn(_In):
+    id: Annotated[str, StringConstraints(min_length=1, max_length=100)] | None = Field(
+        default=None, description="your event id; a repeated id is counted once (send one to make retries safe)"
+    )
+    type: EventType = Field(
+        description="page_view, download, email_open, email_click, form_submit, webinar_attended, ..."
+    )
+    at: AwareDatetime | None = Field(
+        default=None, description="when it happened (ISO 8601 with time zone); default now"
+    )
+    url: LongText | None = None
+    name: Text | None = None
+    properties: dict[FieldName, Scalar] = Field(default_factory=dict, max_length=50)
+
+
+class EventsIn(_In):
+    events: list[EventIn] = Field(min_length=1, max_length=500)
+
+
+class IdentifiedEventIn(EventIn):
+    email: EmailStr
+
+
+class IdentifiedEventsIn(_In):
+    events: list[IdentifiedEventIn] = Field(min_length=1, max_length=500)
+
+
+class TouchIn(_In):
+    kind: Literal["call", "email", "meeting", "linkedin", "sms", "other"]
+    at: AwareDatetime | None = None
+    rep_id: Text | None = None
+    note: LongText | None = None
+
+
+class RepBody(_In):
+    id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+    name: Text
+    email: EmailStr
+    active: bool = True
+    capacity: int | None = Field(default=None, ge=0)
+    weight: int = Field(default=1, ge=1, le=100)
+
+
+class TeamBody(_In):
+    name: Text
+    manager_name: Text | None = None
+    manager_email: EmailStr | None = None
+    reps: list[RepBody] = Field(default_factory=list, max_length=500)
+
+
+class LeadAccepted(BaseModel):
+    lead_id: str
+    status_url: str
+
+
+class EventsAccepted(BaseModel):
+    accepted: int
+    duplicates: int
+    leads: list[str]
+
+
+class Problem(BaseModel):
+    detail: Any
+
+
+class FollowUpOut(BaseModel):
+    key: str
+    lead_id: str
+    status: str
+    due_at: datetime | None
+    model_config = ConfigDict(extra="allow")

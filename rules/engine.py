@@ -1,0 +1,437 @@
+"""``decide``: the lead state machine. Pure: no I/O, no clock (``now`` is given), no randomness.
+
+``decide(state, input, now, playbook) -> Decision(state, commands)``. The caller owns ``state``; decide
+updates it in place and returns it with the commands (data) the shell must carry out. Every score change
+records the rule and the event behind it, so "why is this lead at 73?" always has an answer.
+"""
+
+from __future__ import annotations
+
+from bisect import bisect_left
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from rules.expressions import parse_duration
+from rules.model import (
+    AssignmentFailed,
+    AssignRep,
+    Command,
+    EventsReceived,
+    FollowUp,
+    Input,
+    JourneyRun,
+    LeadSnapshot,
+    LeadState,
+    LeadUpserted,
+    Owner,
+    RepAssigned,
+    ScoreChange,
+    SendEmail,
+    StageChange,
+    TimerFired,
+    TouchLogged,
+    TrackedEvent,
+)
+from rules.playbook import GRADE_ORDER, CompiledPlaybook
+
+SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
+HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
+MAX_JOURNEY_STEPS_PER_INPUT = 50  # a journey without a wait cannot spin forever
+
+TIMER_DECAY = "decay"
+TIMER_SLA_REMIND = "sla_remind"
+TIMER_SLA_DUE = "sla_due"
+TIMER_SLA_REASSIGN = "sla_reassign"
+JOURNEY_TIMER_PREFIX = "journey:"
+
+
+@dataclass
+class Decision:
+    state: LeadState
+    commands: list[Command] = field(default_factory=list)
+
+
+def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) -> Decision:
+    out: list[Command] = []
+    if not state.playbook_version:
+        state.playbook_version = pb.version
+    if isinstance(inp, LeadUpserted):
+        _upsert(state, inp, now, pb)
+    elif isinstance(inp, EventsReceived):
+        if inp.attributes:
+            _upsert(state, LeadUpserted(inp.attributes), now, pb)
+        for event in inp.events:
+            _score_event(state, event, now, pb)
+    elif isinstance(inp, TimerFired):
+        _timer(state, inp.name, now, pb, out)
+    elif isinstance(inp, TouchLogged):
+        _touch(state, inp, now)
+    elif isinstance(inp, RepAssigned):
+        _assigned(state, inp, now, pb, out)
+    elif isinstance(inp, AssignmentFailed):
+        if state.pending_assignment == inp.key:
+            state.pending_assignment = None
+            state.queued_team = inp.team
+    _react(state, now, pb, out)
+    state.updated_at = now
+    return Decision(state, out)
+
+
+# ------------------------------------------------------------------ attributes and grade
+
+
+def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlaybook) -> None:
+    if state.created_at is None:
+        state.created_at = now
+        state.attributes.setdefault("created_at", now.isoformat())
+    for key, value in inp.attributes.items():
+        if value is not None and value != "":
+            state.attributes[key] = value
+    _grade(state, now, pb)
+    if pb.model.scoring.decay and TIMER_DECAY not in state.timers:
+        state.timers[TIMER_DECAY] = now + parse_duration(pb.model.scoring.decay.every)
+
+
+def _grade(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
+    points, reasons = 0.0, []
+    for rule in pb.grading:
+        if rule.test(state.attributes, None, state.score, None, state.stage, now, None):
+            points += rule.spec.points
+            reasons.append(rule.spec.id)
+    thresholds = pb.model.grading.thresholds
+    grade = next((g for g in GRADE_ORDER if g in thresholds and points >= thresholds[g]), GRADE_ORDER[-1])
+    state.grade, state.grade_points, state.grade_reasons = grade, points, reasons
+
+
+# ------------------------------------------------------------------ behaviour score
+
+
+def _history(state: LeadState):  # type: ignore[no-untyped-def]
+    def count(event_type: str, days: float | None, now: datetime) -> int:
+        times = state.event_times.get(event_type, [])
+        if days is None:
+            return len(times)
+        return len(times) - bisect_left(times, now - timedelta(days=days))
+
+    return count
+
+
+def _add_points(
+    state: LeadState, points: float, now: datetime, rule_id: str, reason: str, event_id: str | None = None
+) -> None:
+    new_score = max(0.0, round(state.score + points, 2))
+    applied = round(new_score - state.score, 2)
+    if applied == 0:
+        return
+    state.score = new_score
+    seq = len(state.score_changes) + 1 if not state.score_changes else state.score_changes[-1].seq + 1
+    state.score_changes.append(ScoreChange(seq, now, applied, new_score, rule_id, reason, event_id))
+
+
+def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: CompiledPlaybook) -> None:
+    if event.id in state.seen_event_ids:
+        return
+    state.seen_event_ids.append(event.id)
+    del state.seen_event_ids[:-SEEN_EVENT_IDS]
+    at = min(event.at, now)
+    times = state.event_times.setdefault(event.type, [])
+    times.insert(bisect_left(times, at), at)
+    del times[:-HISTORY_PER_TYPE]
+    view = {
+        "id": event.id,
+        "type": event.type,
+        "at": at,
+        "url": event.url,
+        "name": event.name,
+        "properties": event.properties,
+    }
+    history = _history(state)
+    for rule in pb.scoring:
+        spec = rule.spec
+        if not rule.test(state.attributes, view, state.score, state.grade, state.stage, now, history):
+            continue
+        hits = state.rule_hits.setdefault(spec.id, [])
+        if spec.max_total is not None and len(hits) >= spec.max_total:
+            continue
+        if spec.max_per_day is not None and sum(1 for h in hits if h.date() == now.date()) >= spec.max_per_day:
+            continue
+        hits.append(now)
+        del hits[: -max(spec.max_total or 0, spec.max_per_day or 0, 1) * 2]
+        reason = spec.description or f"{event.type}{' ' + event.url if event.url else ''}"
+        _add_points(state, spec.points, now, spec.id, reason, event.id)
+
+
+def _decay(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
+    decay = pb.model.scoring.decay
+    if decay is None:
+        return
+    every, half_life = parse_duration(decay.every), parse_duration(decay.half_life)
+    if state.score > 0:
+        factor = 0.5 ** (every / half_life)
+        target = round(state.score * factor, 2)
+        if target < 0.5:
+            target = 0.0
+        _add_points(state, target - state.score, now, "decay", f"half-life {decay.half_life}")
+    state.timers[TIMER_DECAY] = now + every
+
+
+# ------------------------------------------------------------------ stages, routing, journeys
+
+
+def _react(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    """What follows from the lead's new state: stage moves, routing, journey enrolment and steps."""
+    if state.created_at is None:
+        return  # events before the lead exists are only recorded
+    _advance_stage(state, now, pb)
+    _route(state, pb, out)
+    _run_journeys(state, now, pb, out)
+
+
+def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
+    order = pb.stage_order
+    if state.stage not in order:
+        return  # side stages (disqualified, recycled) move only by an explicit change
+    current = order.index(state.stage)
+    target, reason = current, ""
+    for rule in pb.stages:
+        to = rule.spec.to
+        if (
+            to in order
+            and order.index(to) > target
+            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, None)
+        ):
+            target, reason = order.index(to), rule.spec.id or f"{rule.spec.when}"
+    if target > current:
+        _set_stage(state, order[target], now, reason)
+
+
+def _set_stage(state: LeadState, stage: str, now: datetime, reason: str) -> None:
+    seq = state.stage_changes[-1].seq + 1 if state.stage_changes else 1
+    state.stage_changes.append(StageChange(seq, now, state.stage, stage, reason))
+    state.stage = stage
+
+
+def _route(state: LeadState, pb: CompiledPlaybook, out: list[Command]) -> None:
+    order, routing = pb.stage_order, pb.model.routing
+    if state.owner or state.pending_assignment or state.queued_team:
+        return
+    if state.stage not in order or routing.at_stage not in order:
+        return
+    if order.index(state.stage) < order.index(routing.at_stage):
+        return
+    team, strategy, reason = routing.default_team, routing.strategy, "default team"
+    for rule in pb.routing:
+        if rule.test(state.attributes, None, state.score, state.grade, state.stage, None, None):
+            team, strategy, reason = rule.spec.team, rule.spec.strategy or routing.strategy, f"rule {rule.spec.id}"
+            break
+    _request_assignment(state, team, strategy, reason, [], out)
+
+
+def _request_assignment(
+    state: LeadState, team: str, strategy: str, reason: str, exclude: list[str], out: list[Command]
+) -> None:
+    state.assignment_seq += 1
+    key = f"{state.lead_id}:assign:{state.assignment_seq}"
+    state.pending_assignment = key
+    out.append(AssignRep(key=key, team=team, strategy=strategy, reason=reason, exclude_rep_ids=exclude))
+
+
+def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    for journey, enroll, exit_when in pb.journeys:
+        run = state.journeys.get(journey.id)
+        if run is None:
+            if enroll(state.attributes, None, state.score, state.grade, state.stage, now, None):
+                run = state.journeys[journey.id] = JourneyRun(journey.id, enrolled_at=now)
+            else:
+                continue
+        if run.status != "active":
+            continue
+        if exit_when and exit_when(state.attributes, None, state.score, state.grade, state.stage, now, None):
+            _end_journey(state, run, now, "exited", "exit condition met")
+            continue
+        timer = JOURNEY_TIMER_PREFIX + journey.id
+        if timer in state.timers:
+            continue  # waiting
+        for _ in range(MAX_JOURNEY_STEPS_PER_INPUT):
+            if run.step >= len(journey.steps):
+                _end_journey(state, run, now, "completed", None)
+                break
+            step = journey.steps[run.step]
+            run.step += 1
+            if step.type == "send_email" and step.template:
+                _email_lead(state, step.template, f"journey {journey.id} step {step.id}", out)
+            elif step.type == "wait" and step.duration:
+                state.timers[timer] = now + parse_duration(step.duration)
+                break
+            elif step.type == "exit":
+                _end_journey(state, run, now, "exited", f"step {step.id}")
+                break
+
+
+def _end_journey(state: LeadState, run: JourneyRun, now: datetime, status: str, reason: str | None) -> None:
+    run.status = status  # type: ignore[assignment]
+    run.ended_at, run.exit_reason = now, reason
+    state.timers.pop(JOURNEY_TIMER_PREFIX + run.journey_id, None)
+
+
+def _lead_context(state: LeadState) -> dict[str, Any]:
+    return {
+        "lead_id": state.lead_id,
+        "lead": dict(state.attributes),
+        "stage": state.stage,
+        "score": round(state.score),
+        "grade": state.grade,
+    }
+
+
+def _next_email_key(state: LeadState, kind: str) -> str:
+    state.email_seq += 1
+    return f"{state.lead_id}:{kind}:{state.email_seq}"
+
+
+def _email_lead(state: LeadState, template: str, reason: str, out: list[Command]) -> None:
+    to = state.attributes.get("email")
+    if not isinstance(to, str) or not to:
+        return
+    name = " ".join(str(state.attributes.get(k, "")) for k in ("first_name", "last_name")).strip() or None
+    context = _lead_context(state) | {"reason": reason}
+    out.append(SendEmail(_next_email_key(state, "nurture"), "nurture", template, to, context, name))
+
+
+# ------------------------------------------------------------------ assignment and follow-up SLA
+
+
+def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    if state.pending_assignment != inp.key:
+        return  # a stale answer for an assignment superseded since
+    state.pending_assignment = None
+    state.queued_team = None
+    state.owner = Owner(
+        inp.rep_id, inp.rep_name, inp.rep_email, inp.team, inp.manager_name, inp.manager_email, now, inp.reason
+    )
+    policy = _sla_policy(state, now, pb)
+    due = now + parse_duration(policy.first_touch)
+    state.followup_seq += 1
+    remind = due - parse_duration(policy.remind_before) if policy.remind_before else None
+    state.followup = FollowUp(
+        key=f"{state.lead_id}:followup:{state.followup_seq}",
+        kind="first_touch",
+        policy_id=policy.id,
+        rep_id=inp.rep_id,
+        team=inp.team,
+        started_at=now,
+        due_at=due,
+        remind_at=remind if remind and remind > now else None,
+    )
+    for name in (TIMER_SLA_REMIND, TIMER_SLA_DUE, TIMER_SLA_REASSIGN):
+        state.timers.pop(name, None)
+    state.timers[TIMER_SLA_DUE] = due
+    if state.followup.remind_at:
+        state.timers[TIMER_SLA_REMIND] = state.followup.remind_at
+    out.append(_staff_email(state, "rep_new_lead", pb.model.notifications.rep_new_lead, inp.rep_email, inp.rep_name))
+
+
+def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type: ignore[no-untyped-def]
+    for policy, test in pb.sla:
+        if test is None or test(state.attributes, None, state.score, state.grade, state.stage, now, None):
+            return policy
+    return pb.sla[-1][0]
+
+
+def _staff_email(state: LeadState, kind: str, template: str, to: str, to_name: str | None) -> SendEmail:
+    owner, followup = state.owner, state.followup
+    context = _lead_context(state) | {
+        "owner": {"name": owner.rep_name, "email": owner.rep_email, "team": owner.team} if owner else None,
+        "due_at": followup.due_at.isoformat() if followup else None,
+        "policy": followup.policy_id if followup else None,
+        "reasons": [f"{c.rule_id} ({c.points:+g})" for c in state.score_changes[-5:]],
+    }
+    return SendEmail(_next_email_key(state, kind), kind, template, to, context, to_name)
+
+
+def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    state.timers.pop(name, None)
+    followup, owner = state.followup, state.owner
+    if name == TIMER_DECAY:
+        _decay(state, now, pb)
+    elif name.startswith(JOURNEY_TIMER_PREFIX):
+        pass  # the wait is over: _react runs the journey's next steps
+    elif followup is None or owner is None or (followup.status != "pending" and name != TIMER_SLA_REASSIGN):
+        return
+    elif name == TIMER_SLA_REMIND:
+        followup.reminded_at = now
+        out.append(
+            _staff_email(state, "sla_reminder", pb.model.notifications.sla_reminder, owner.rep_email, owner.rep_name)
+        )
+    elif name == TIMER_SLA_DUE:
+        followup.status = "overdue"
+        followup.escalated_at = now
+        policy = next((p for p, _ in pb.sla if p.id == followup.policy_id), None)
+        if policy and policy.escalate_to_manager and owner.manager_email:
+            out.append(
+                _staff_email(
+                    state,
+                    "sla_escalation",
+                    pb.model.notifications.sla_escalation,
+                    owner.manager_email,
+                    owner.manager_name,
+                )
+            )
+        if policy and policy.reassign_after:
+            state.timers[TIMER_SLA_REASSIGN] = now + parse_duration(policy.reassign_after)
+    elif name == TIMER_SLA_REASSIGN and followup.status == "overdue" and followup.met_at is None:
+        _request_assignment(
+            state,
+            owner.team,
+            pb.model.routing.strategy,
+            f"SLA {followup.policy_id} missed by {owner.rep_id}",
+            [owner.rep_id],
+            out,
+        )
+
+
+def _touch(state: LeadState, inp: TouchLogged, now: datetime) -> None:
+    followup = state.followup
+    if followup is None or followup.met_at is not None:
+        return
+    followup.met_at = min(inp.at, now)
+    if followup.status == "pending":
+        followup.status = "met"
+    for name in (TIMER_SLA_REMIND, TIMER_SLA_DUE, TIMER_SLA_REASSIGN):
+        state.timers.pop(name, None)
+
+
+# ------------------------------------------------------------------ views
+
+
+def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> LeadSnapshot:
+    """The read-model row, with only the score/stage changes after the given sequence numbers."""
+    return LeadSnapshot(
+        lead_id=state.lead_id,
+        attributes=dict(state.attributes),
+        stage=state.stage,
+        score=round(state.score),
+        grade=state.grade,
+        owner_rep_id=state.owner.rep_id if state.owner else None,
+        owner_team=state.owner.team if state.owner else state.queued_team,
+        created_at=state.created_at,
+        updated_at=state.updated_at,
+        playbook_version=state.playbook_version,
+        followup=state.followup,
+        score_changes=[c for c in state.score_changes if c.seq > score_from],
+        stage_changes=[c for c in state.stage_changes if c.seq > stage_from],
+    )
+
+
+def material_view(state: LeadState) -> tuple[Any, ...]:
+    """What must reach the read model at once when it changes (score alone may wait)."""
+    f = state.followup
+    return (
+        state.stage,
+        state.grade,
+        state.owner.rep_id if state.owner else None,
+        state.queued_team,
+        (f.key, f.status, f.due_at, f.reminded_at, f.escalated_at, f.met_at) if f else None,
+        tuple(sorted((k, str(v)) for k, v in state.attributes.items())),
+    )

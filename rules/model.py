@@ -1,0 +1,229 @@
+"""Data the pure core works on: a lead's state, the inputs it reacts to, the commands it emits.
+
+Plain dataclasses: cheap to build in the hot path, serialised by Temporal's pydantic converter,
+and free of I/O. Times are timezone-aware UTC datetimes supplied by the caller (never read here).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal
+
+SlaStatus = Literal["pending", "met", "overdue"]
+
+
+# ---------------------------------------------------------------- inputs
+
+
+@dataclass
+class TrackedEvent:
+    """A behavioural event (page view, download, email open/click, form, webinar, ...)."""
+
+    id: str
+    type: str
+    at: datetime
+    url: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class LeadUpserted:
+    """A form post, import or API call carrying attributes; later values win, empty ones never erase."""
+
+    attributes: dict[str, Any]
+
+
+@dataclass
+class EventsReceived:
+    events: list[TrackedEvent]
+    # Identifying attributes sent with the events (create-on-first-event via POST /v1/events).
+    attributes: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TimerFired:
+    name: str
+
+
+@dataclass
+class TouchLogged:
+    """A rep's touch (call, email, meeting) logged against the lead."""
+
+    touch_id: str
+    kind: str
+    at: datetime
+    rep_id: str | None = None
+    note: str | None = None
+
+
+@dataclass
+class RepAssigned:
+    """Result of an AssignRep command."""
+
+    key: str
+    team: str
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    manager_name: str | None
+    manager_email: str | None
+    reason: str
+
+
+@dataclass
+class AssignmentFailed:
+    key: str
+    team: str
+    reason: str
+
+
+Input = LeadUpserted | EventsReceived | TimerFired | TouchLogged | RepAssigned | AssignmentFailed
+
+
+# ---------------------------------------------------------------- commands
+
+
+@dataclass
+class SendEmail:
+    """Render ``template`` with ``context`` and send it to ``to``; ``key`` makes the send idempotent."""
+
+    key: str
+    kind: str
+    template: str
+    to: str
+    context: dict[str, Any]
+    to_name: str | None = None
+
+
+@dataclass
+class AssignRep:
+    key: str
+    team: str
+    strategy: str
+    reason: str
+    exclude_rep_ids: list[str] = field(default_factory=list)
+
+
+Command = SendEmail | AssignRep
+
+
+# ---------------------------------------------------------------- state
+
+
+@dataclass
+class ScoreChange:
+    seq: int
+    at: datetime
+    points: float
+    score_after: float
+    rule_id: str
+    reason: str
+    event_id: str | None = None
+
+
+@dataclass
+class StageChange:
+    seq: int
+    at: datetime
+    from_stage: str
+    to_stage: str
+    reason: str
+
+
+@dataclass
+class Owner:
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    team: str
+    manager_name: str | None
+    manager_email: str | None
+    assigned_at: datetime
+    reason: str
+
+
+@dataclass
+class FollowUp:
+    """A follow-up SLA: the owner must touch the lead before ``due_at``."""
+
+    key: str
+    kind: str
+    policy_id: str
+    rep_id: str
+    team: str
+    started_at: datetime
+    due_at: datetime
+    remind_at: datetime | None = None
+    status: SlaStatus = "pending"
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    met_at: datetime | None = None
+
+
+@dataclass
+class JourneyRun:
+    """Where a lead is in one nurture journey."""
+
+    journey_id: str
+    step: int = 0
+    status: Literal["active", "completed", "exited"] = "active"
+    enrolled_at: datetime | None = None
+    ended_at: datetime | None = None
+    exit_reason: str | None = None
+
+
+@dataclass
+class LeadState:
+    lead_id: str
+    attributes: dict[str, Any] = field(default_factory=dict)
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+    stage: str = "new"
+    score: float = 0.0
+    grade: str | None = None
+    grade_points: float = 0.0
+    grade_reasons: list[str] = field(default_factory=list)
+    owner: Owner | None = None
+    followup: FollowUp | None = None
+    score_changes: list[ScoreChange] = field(default_factory=list)
+    stage_changes: list[StageChange] = field(default_factory=list)
+    # Named timers the workflow sleeps on: name -> due time (carried across continue-as-new).
+    timers: dict[str, datetime] = field(default_factory=dict)
+    # Recently seen event ids, so a retried post never counts twice (bounded).
+    seen_event_ids: list[str] = field(default_factory=list)
+    # rule id -> times it scored (for caps); event type -> times seen (for history windows).
+    rule_hits: dict[str, list[datetime]] = field(default_factory=dict)
+    event_times: dict[str, list[datetime]] = field(default_factory=dict)
+    journeys: dict[str, JourneyRun] = field(default_factory=dict)
+    pending_assignment: str | None = None
+    # Team whose queue holds the lead when nobody could be assigned.
+    queued_team: str | None = None
+    assignment_seq: int = 0
+    followup_seq: int = 0
+    email_seq: int = 0
+    playbook_version: str = ""
+
+
+# ---------------------------------------------------------------- read-model projection
+
+
+@dataclass
+class LeadSnapshot:
+    """What the read model stores about a lead; written only when it changed."""
+
+    lead_id: str
+    attributes: dict[str, Any]
+    stage: str
+    score: int
+    grade: str | None
+    owner_rep_id: str | None
+    owner_team: str | None
+    created_at: datetime | None
+    updated_at: datetime | None
+    playbook_version: str
+    followup: FollowUp | None
+    # Only the changes not yet projected; the store ignores duplicates by (lead_id, seq).
+    score_changes: list[ScoreChange] = field(default_factory=list)
+    stage_changes: list[StageChange] = field(default_factory=list)

@@ -1,0 +1,416 @@
+"""The playbook: the one versioned YAML document marketers own (scoring, grading, stages, routing,
+SLA policies, journeys), parsed into typed models, validated as a whole, compiled once per version.
+
+Errors name the YAML line and say what is wrong in words a marketer understands.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
+
+Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
+DEFAULT_STAGES = ["new", "mql", "sql", "opportunity", "customer"]
+DEFAULT_SIDE_STAGES = ["disqualified", "recycled"]
+GRADE_ORDER = ["A", "B", "C", "D", "E", "F"]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _check_duration(value: str | None) -> str | None:
+    if value is not None:
+        parse_duration(value)
+    return value
+
+
+class ScoreRule(_Strict):
+    id: str
+    when: str
+    points: float
+    description: str | None = None
+    max_per_day: int | None = Field(default=None, ge=1)
+    max_total: int | None = Field(default=None, ge=1)
+
+
+class Decay(_Strict):
+    half_life: Duration
+    every: Duration = "1d"
+
+    _d = field_validator("half_life", "every")(_check_duration)
+
+
+class Scoring(_Strict):
+    rules: list[ScoreRule] = []
+    decay: Decay | None = None
+
+
+class GradeRule(_Strict):
+    id: str
+    when: str
+    points: float
+    description: str | None = None
+
+
+class Grading(_Strict):
+    rules: list[GradeRule] = []
+    # Lowest fit points for each grade; a lead gets the best grade whose threshold it reaches.
+    thresholds: dict[str, float] = {"A": 80, "B": 60, "C": 40, "D": 20, "E": 10, "F": 0}
+
+    @field_validator("thresholds")
+    @classmethod
+    def _grades(cls, value: dict[str, float]) -> dict[str, float]:
+        unknown = [g for g in value if g not in GRADE_ORDER]
+        if unknown:
+            raise ValueError(f"grades are A to F; {', '.join(unknown)} is not one")
+        return value
+
+
+class StageRule(_Strict):
+    to: str
+    when: str
+    id: str | None = None
+
+
+class Stages(_Strict):
+    order: list[str] = DEFAULT_STAGES
+    side: list[str] = DEFAULT_SIDE_STAGES
+    rules: list[StageRule] = []
+
+
+class RoutingRule(_Strict):
+    id: str
+    when: str
+    team: str
+    strategy: Literal["round_robin", "least_loaded"] | None = None
+
+
+class Routing(_Strict):
+    # Routing happens when the lead reaches this stage (or a later one) and has no owner.
+    at_stage: str = "sql"
+    rules: list[RoutingRule] = []
+    default_team: str
+    strategy: Literal["round_robin", "least_loaded"] = "round_robin"
+
+
+class SlaPolicy(_Strict):
+    id: str
+    when: str | None = None
+    first_touch: Duration = "24h"
+    remind_before: Duration | None = None
+    escalate_to_manager: bool = True
+    reassign_after: Duration | None = None
+
+    _d = field_validator("first_touch", "remind_before", "reassign_after")(_check_duration)
+
+
+class Sla(_Strict):
+    policies: list[SlaPolicy] = [SlaPolicy(id="default")]
+
+
+class Step(_Strict):
+    id: str
+    type: Literal["send_email", "wait", "exit"]
+    template: str | None = None
+    duration: Duration | None = None
+
+    _d = field_validator("duration")(_check_duration)
+
+    @model_validator(mode="after")
+    def _fields_for_type(self) -> Step:
+        if self.type == "send_email" and not self.template:
+            raise ValueError(f'step "{self.id}" sends an email: give it a template')
+        if self.type == "wait" and not self.duration:
+            raise ValueError(f'step "{self.id}" waits: give it a duration such as 2d')
+        return self
+
+
+class Journey(_Strict):
+    id: str
+    enroll_when: str
+    exit_when: str | None = None
+    steps: list[Step]
+
+
+class Notifications(_Strict):
+    rep_new_lead: str = "rep_new_lead"
+    sla_reminder: str = "sla_reminder"
+    sla_escalation: str = "sla_escalation"
+
+
+class Playbook(_Strict):
+    name: str
+    description: str | None = None
+    # Custom lead fields expressions may use, besides the built-in ones.
+    fields: list[str] = []
+    scoring: Scoring = Scoring()
+    grading: Grading = Grading()
+    stages: Stages = Stages()
+    routing: Routing
+    sla: Sla = Sla()
+    journeys: list[Journey] = []
+    notifications: Notifications = Notifications()
+
+
+# ------------------------------------------------------------------ errors located in the YAML
+
+
+@dataclass(frozen=True)
+class PlaybookIssue:
+    path: str
+    line: int | None
+    message: str
+
+    def __str__(self) -> str:
+        where = f"line {self.line}" if self.line else "playbook"
+        return f"{where} ({self.path}): {self.message}" if self.path else f"{where}: {self.message}"
+
+
+class PlaybookError(ValueError):
+    def __init__(self, issues: list[PlaybookIssue]) -> None:
+        super().__init__("; ".join(str(i) for i in issues))
+        self.issues = issues
+
+
+Path = tuple[str | int, ...]
+
+
+def _line_map(node: yaml.Node, path: Path, out: dict[Path, int]) -> None:
+    out.setdefault(path, node.start_mark.line + 1)
+    if isinstance(node, yaml.MappingNode):
+        for key, value in node.value:
+            child = (*path, key.value)
+            out[child] = key.start_mark.line + 1
+            _line_map(value, child, out)
+    elif isinstance(node, yaml.SequenceNode):
+        for index, item in enumerate(node.value):
+            _line_map(item, (*path, index), out)
+
+
+def _path_text(path: Iterable[str | int]) -> str:
+    text = ""
+    for part in path:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text
+
+
+@dataclass(frozen=True)
+class Source:
+    """A playbook document with the line of every key, so errors can point at the YAML."""
+
+    document: dict[str, Any]
+    lines: dict[Path, int]
+
+    def line(self, path: Path) -> int | None:
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get(())
+
+    def issue(self, path: Path, message: str) -> PlaybookIssue:
+        return PlaybookIssue(_path_text(path), self.line(path), message)
+
+
+def parse_yaml(text: str) -> Source:
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+        document = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise PlaybookError(
+            [PlaybookIssue("", mark.line + 1 if mark else None, f"not valid YAML: {problem}")]
+        ) from None
+    if not isinstance(document, dict) or node is None:
+        raise PlaybookError([PlaybookIssue("", 1, "a playbook is a YAML mapping with name, scoring, routing, ...")])
+    lines: dict[Path, int] = {}
+    _line_map(node, (), lines)
+    return Source(document, lines)
+
+
+def _pydantic_issues(source: Source, error: ValidationError) -> list[PlaybookIssue]:
+    issues = []
+    for err in error.errors():
+        loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+        message = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            message = f'"{loc[-1]}" is not a playbook setting here (check the spelling and indentation)'
+        elif err["type"] == "missing":
+            message = f'"{loc[-1]}" is required here'
+        issues.append(source.issue(loc, message))
+    return issues
+
+
+# ------------------------------------------------------------------ compilation and validation
+
+
+@dataclass(frozen=True)
+class Rule:
+    """A playbook entry with its condition compiled."""
+
+    spec: Any
+    test: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class CompiledPlaybook:
+    model: Playbook
+    version: str
+    hash: str
+    scoring: tuple[Rule, ...]
+    grading: tuple[Rule, ...]
+    stages: tuple[Rule, ...]
+    routing: tuple[Rule, ...]
+    sla: tuple[tuple[SlaPolicy, Callable[..., Any] | None], ...]
+    journeys: tuple[tuple[Journey, Callable[..., Any], Callable[..., Any] | None], ...]
+
+    @property
+    def stage_order(self) -> list[str]:
+        return list(self.model.stages.order)
+
+    def duration(self, text: str) -> timedelta:
+        return parse_duration(text)
+
+
+def document_hash(document: dict[str, Any]) -> str:
+    canonical = json.dumps(document, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue]) -> dict[str, Any]:
+    lead_only = Vocabulary(allow_event=False).with_fields(pb.fields)
+    with_event = Vocabulary().with_fields(pb.fields)
+
+    def comp(text: str, path: Path, vocabulary: Vocabulary) -> Callable[..., Any]:
+        try:
+            return compile_expression(text, vocabulary)
+        except ExpressionError as exc:
+            issues.append(source.issue(path, f"{exc.message} In: {text}"))
+            return lambda *args: False
+
+    out: dict[str, Any] = {}
+    out["scoring"] = tuple(
+        Rule(r, comp(r.when, ("scoring", "rules", i, "when"), with_event)) for i, r in enumerate(pb.scoring.rules)
+    )
+    out["grading"] = tuple(
+        Rule(r, comp(r.when, ("grading", "rules", i, "when"), lead_only)) for i, r in enumerate(pb.grading.rules)
+    )
+    out["stages"] = tuple(
+        Rule(r, comp(r.when, ("stages", "rules", i, "when"), lead_only)) for i, r in enumerate(pb.stages.rules)
+    )
+    out["routing"] = tuple(
+        Rule(r, comp(r.when, ("routing", "rules", i, "when"), lead_only)) for i, r in enumerate(pb.routing.rules)
+    )
+    out["sla"] = tuple(
+        (p, comp(p.when, ("sla", "policies", i, "when"), lead_only) if p.when else None)
+        for i, p in enumerate(pb.sla.policies)
+    )
+    out["journeys"] = tuple(
+        (
+            j,
+            comp(j.enroll_when, ("journeys", i, "enroll_when"), lead_only),
+            comp(j.exit_when, ("journeys", i, "exit_when"), lead_only) if j.exit_when else None,
+        )
+        for i, j in enumerate(pb.journeys)
+    )
+    return out
+
+
+def _check_references(
+    source: Source, pb: Playbook, templates: set[str] | None, teams: set[str] | None, issues: list[PlaybookIssue]
+) -> None:
+    stages = set(pb.stages.order) | set(pb.stages.side)
+    if not pb.stages.order or pb.stages.order[0] != "new":
+        issues.append(source.issue(("stages", "order"), 'the stage list must start with "new"'))
+    for i, rule in enumerate(pb.stages.rules):
+        if rule.to not in stages:
+            issues.append(source.issue(("stages", "rules", i, "to"), f'"{rule.to}" is not a stage in stages.order'))
+    if pb.routing.at_stage not in stages:
+        issues.append(source.issue(("routing", "at_stage"), f'"{pb.routing.at_stage}" is not a stage'))
+    for section, key in (("scoring", "rules"), ("grading", "rules"), ("routing", "rules"), ("sla", "policies")):
+        seen: set[str] = set()
+        for i, item in enumerate(getattr(getattr(pb, section), key)):
+            if item.id in seen:
+                issues.append(source.issue((section, key, i, "id"), f'the id "{item.id}" is used twice'))
+            seen.add(item.id)
+    if teams is not None:
+        wanted = [(("routing", "default_team"), pb.routing.default_team)] + [
+            (("routing", "rules", i, "team"), r.team) for i, r in enumerate(pb.routing.rules)
+        ]
+        for path, team in wanted:
+            if team not in teams:
+                issues.append(
+                    source.issue(path, f'no team "{team}" exists (teams: {", ".join(sorted(teams)) or "none"})')
+                )
+    used_templates: list[tuple[Path, str]] = [
+        (("notifications", name), value) for name, value in pb.notifications.model_dump().items()
+    ]
+    journey_ids: set[str] = set()
+    for i, journey in enumerate(pb.journeys):
+        if journey.id in journey_ids:
+            issues.append(source.issue(("journeys", i, "id"), f'the journey id "{journey.id}" is used twice'))
+        journey_ids.add(journey.id)
+        if not journey.steps:
+            issues.append(source.issue(("journeys", i, "steps"), "a journey needs at least one step"))
+        step_ids: set[str] = set()
+        for s, step in enumerate(journey.steps):
+            if step.id in step_ids:
+                issues.append(source.issue(("journeys", i, "steps", s, "id"), f'the step id "{step.id}" is used twice'))
+            step_ids.add(step.id)
+            if step.template:
+                used_templates.append((("journeys", i, "steps", s, "template"), step.template))
+            if step.type == "exit" and s != len(journey.steps) - 1:
+                issues.append(
+                    source.issue(("journeys", i, "steps", s + 1), "this step can never run: the step before it exits")
+                )
+    if templates is not None:
+        for path, name in used_templates:
+            if name not in templates:
+                issues.append(
+                    source.issue(path, f'no email template "{name}" (templates: {", ".join(sorted(templates))})')
+                )
+
+
+def compile_source(
+    source: Source, *, version: str = "draft", templates: set[str] | None = None, teams: set[str] | None = None
+) -> CompiledPlaybook:
+    """Validate the whole playbook (raising every problem at once) and compile its rules."""
+    try:
+        model = Playbook.model_validate(source.document)
+    except ValidationError as exc:
+        raise PlaybookError(_pydantic_issues(source, exc)) from None
+    issues: list[PlaybookIssue] = []
+    compiled = _compile_all(source, model, issues)
+    _check_references(source, model, templates, teams, issues)
+    if issues:
+        raise PlaybookError(issues)
+    return CompiledPlaybook(model=model, version=version, hash=document_hash(source.document), **compiled)
+
+
+def load_playbook_text(text: str, **kwargs: Any) -> CompiledPlaybook:
+    return compile_source(parse_yaml(text), **kwargs)
+
+
+_CACHE: dict[str, CompiledPlaybook] = {}
+
+
+def compiled_from_document(document: dict[str, Any], version: str) -> CompiledPlaybook:
+    """Compile a published playbook once per worker process (keyed by content hash: versions are
+    immutable, so this cache is deterministic for workflow code)."""
+    key = f"{version}:{document_hash(document)}"
+    cached = _CACHE.get(key)
+    if cached is None:
+        cached = compile_source(Source(document, {}), version=version)
+        _CACHE[key] = cached
+    return cached

@@ -1,0 +1,64 @@
+"""Wiring shared by the worker and the API: the Temporal client, the store, the active playbook."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.worker import Worker
+from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
+
+from activities.email import EmailActivities
+from activities.leads import LeadActivities
+from activities.rendering import EmailRenderer
+from rules.playbook import CompiledPlaybook, document_hash, parse_yaml
+from rules.playbook import compile_source as compile_playbook
+from settings import Settings
+from workflows.lead import LeadWorkflow
+from workflows.payloads import PlaybookBundle
+
+
+async def connect_temporal(settings: Settings) -> Client:
+    return await Client.connect(
+        settings.temporal_address,
+        namespace=settings.temporal_namespace,
+        api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
+        tls=settings.temporal_tls,
+        data_converter=pydantic_data_converter,
+    )
+
+
+@dataclass(frozen=True)
+class ActivePlaybook:
+    bundle: PlaybookBundle
+    compiled: CompiledPlaybook
+
+
+def load_active_playbook(settings: Settings) -> ActivePlaybook:
+    """The playbook file, validated against the templates that exist; its version is its content hash."""
+    source = parse_yaml(settings.playbook_path.read_text(encoding="utf-8"))
+    version = f"file-{document_hash(source.document)[:12]}"
+    templates = EmailRenderer(settings.templates_dir).available()
+    compiled = compile_playbook(source, version=version, templates=templates)
+    return ActivePlaybook(PlaybookBundle(version=version, document=source.document), compiled)
+
+
+def workflow_runner() -> SandboxedWorkflowRunner:
+    # rules/ is pure and deterministic: passing it through lets every run share one compiled playbook.
+    return SandboxedWorkflowRunner(
+        restrictions=SandboxRestrictions.default.with_passthrough_modules("rules", "pydantic", "yaml")
+    )
+
+
+def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
+    emails = EmailActivities(settings, sessions, EmailRenderer(settings.templates_dir))
+    leads = LeadActivities(sessions)
+    return Worker(
+        client,
+        task_queue=settings.task_queue,
+        workflows=[LeadWorkflow],
+        activities=[emails.send_email, leads.project_lead, leads.assign_rep],
+        workflow_runner=workflow_runner(),
+        **kwargs,
+    )

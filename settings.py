@@ -1,0 +1,87 @@
+"""Every setting leadflow reads, in one place (pydantic-settings).
+
+Names use the ``LEADFLOW_`` prefix, except the conventions shared with other tools:
+``DATABASE_URL`` and the Temporal client's ``TEMPORAL_ADDRESS`` / ``TEMPORAL_NAMESPACE`` /
+``TEMPORAL_API_KEY`` / ``TEMPORAL_TLS``. README.md documents each one.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+ROOT = Path(__file__).resolve().parent
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LEADFLOW_", extra="ignore", populate_by_name=True)
+
+    # Where make run keeps everything it creates (Temporal's SQLite file, the store, keys, sink mail).
+    data_dir: Path = ROOT / ".data"
+
+    database_url: str = Field(default="", validation_alias=AliasChoices("DATABASE_URL", "LEADFLOW_DATABASE_URL"))
+
+    temporal_address: str = Field(
+        default="localhost:7233", validation_alias=AliasChoices("TEMPORAL_ADDRESS", "LEADFLOW_TEMPORAL_ADDRESS")
+    )
+    temporal_namespace: str = Field(
+        default="default", validation_alias=AliasChoices("TEMPORAL_NAMESPACE", "LEADFLOW_TEMPORAL_NAMESPACE")
+    )
+    temporal_api_key: SecretStr | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "LEADFLOW_TEMPORAL_API_KEY")
+    )
+    temporal_tls: bool = Field(default=False, validation_alias=AliasChoices("TEMPORAL_TLS", "LEADFLOW_TEMPORAL_TLS"))
+    task_queue: str = "leadflow"
+    # Off only for a Temporal server without leadflow's custom search attributes registered.
+    search_attributes: bool = True
+
+    # Admin API key for every write endpoint. make run generates one under .data/ when unset.
+    api_key: SecretStr | None = None
+    # Secret for the keyed hash that turns a normalized email into a lead id (no personal data in ids).
+    id_key: SecretStr | None = None
+
+    playbook_path: Path = ROOT / "playbooks" / "default.yaml"
+    templates_dir: Path = ROOT / "templates"
+
+    smtp_host: str = "127.0.0.1"
+    smtp_port: int = 1025
+    smtp_username: str | None = None
+    smtp_password: SecretStr | None = None
+    smtp_starttls: bool = False
+    smtp_tls: bool = False
+    smtp_timeout_seconds: float = 10.0
+    mail_from: str = "leadflow <noreply@leadflow.localhost>"
+    # Domain used in deterministic Message-IDs.
+    message_id_domain: str = "leadflow.localhost"
+
+    api_host: str = "127.0.0.1"
+    api_port: int = 8000
+    # Score-only changes reach the read model at most this often per lead (stage, owner and SLA
+    # changes are projected at once); live state is always available from GET /v1/leads/{id}.
+    projection_delay_seconds: int = 30
+    # Largest events batch one request may post.
+    max_events_per_request: int = 500
+
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
+
+    def secret(self, name: str) -> str:
+        """api_key / id_key, falling back to the file make run writes under data_dir."""
+        value: SecretStr | None = getattr(self, name)
+        if value is not None and value.get_secret_value():
+            return value.get_secret_value()
+        path = self.data_dir / name
+        if path.exists():
+            return path.read_text().strip()
+        raise RuntimeError(
+            f"LEADFLOW_{name.upper()} is not set and {path} does not exist: "
+            "set it, or start the stack once with `make run` to generate it."
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,125 @@
+"""Shared fixtures: a real SMTP server, a migrated store with a sales team, test settings."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+import shutil
+import socket
+import sys
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import dataclass, field
+from email.message import Message
+from pathlib import Path
+
+import pytest
+from aiosmtpd.controller import Controller
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from settings import ROOT, Settings
+from store import repo
+from store.db import make_engine, make_sessionmaker, run_migrations
+
+TEST_API_KEY = "test-admin-key"
+TEST_ID_KEY = "test-id-key"
+
+
+def venv_binary(name: str) -> str:
+    """A console script of an installed package: next to this interpreter first, then on PATH."""
+    beside = Path(sys.executable).parent / name
+    found = str(beside) if beside.exists() else shutil.which(name)
+    assert found, f"{name} is not installed (pip install -e '.[dev]')"
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@dataclass
+class Inbox:
+    """Messages the SMTP server really received."""
+
+    messages: list[Message] = field(default_factory=list)
+
+    async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        msg = email.message_from_bytes(envelope.original_content or envelope.content)
+        msg["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)
+        self.messages.append(msg)
+        return "250 OK"
+
+    def to(self, address: str) -> list[Message]:
+        return [m for m in self.messages if address in m["X-Envelope-To"]]
+
+    def kinds(self) -> list[tuple[str, str]]:
+        return [(m["X-Leadflow-Kind"], m["X-Envelope-To"]) for m in self.messages]
+
+    async def wait_for(self, predicate, seconds: float = 20.0) -> list[Message]:  # type: ignore[no-untyped-def]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
+        while loop.time() < deadline:
+            found = [m for m in self.messages if predicate(m)]
+            if found:
+                return found
+            await asyncio.sleep(0.05)
+        raise AssertionError(f"no matching email within {seconds}s; received: {self.kinds()}")
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[Inbox, int]]:
+    inbox, port = Inbox(), free_port()
+    controller = Controller(inbox, hostname="127.0.0.1", port=port)
+    controller.start()
+    try:
+        yield inbox, port
+    finally:
+        controller.stop()
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smtp: tuple[Inbox, int]) -> Settings:
+    return Settings(
+        data_dir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'leadflow.db'}",
+        smtp_port=smtp[1],
+        api_key=TEST_API_KEY,
+        id_key=TEST_ID_KEY,
+        templates_dir=ROOT / "templates",
+        playbook_path=ROOT / "playbooks" / "default.yaml",
+        projection_delay_seconds=1,
+    )
+
+
+DEMO_TEAMS = [
+    repo.TeamIn(
+        "inside-sales",
+        "Inside Sales",
+        "Mina Manager",
+        "mina.manager@example.com",
+        [
+            repo.RepIn("rep-aiko", "Aiko Sato", "aiko@example.com"),
+            repo.RepIn("rep-ben", "Ben Carter", "ben@example.com"),
+        ],
+    ),
+    repo.TeamIn(
+        "japan",
+        "Japan",
+        "Kenji Manager",
+        "kenji.manager@example.com",
+        [repo.RepIn("rep-yui", "Yui Ito", "yui@example.com")],
+    ),
+]
+
+
+@pytest.fixture
+async def sessions(settings: Settings) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    await asyncio.to_thread(run_migrations, settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url())
+    maker = make_sessionmaker(engine)
+    async with maker() as session:
+        for team in DEMO_TEAMS:
+            await repo.upsert_team(session, team)
+    yield maker
+    await engine.dispose()

@@ -1,0 +1,125 @@
+"""LeadWorkflow on Temporal's time-skipping test server: days of SLA timers in seconds, real SMTP, real store."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+
+import pytest
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import Client, WorkflowHandle
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.lead_ids import lead_id_for
+from rules.model import EventsReceived, LeadUpserted, TrackedEvent
+from runtime import build_worker, load_active_playbook
+from settings import Settings
+from store import repo
+from tests.conftest import Inbox, venv_binary
+from workflows.lead import LeadWorkflow
+from workflows.payloads import LeadOptions, LeadStart, LeadView
+
+# Grade B (manager title 40 + 50 staff 15 + served country 10 = 65): the default 24 h first-touch policy.
+GRADE_B_LEAD = {"first_name": "Ken", "last_name": "Mori", "company": "Mori Works", "title": "Marketing Manager",
+                "company_size": 50, "country": "US"}  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    yield environment
+    await environment.shutdown()
+
+
+async def start_sql_lead(client: Client, settings: Settings, email: str) -> WorkflowHandle:
+    """Create a lead and send it the seed's events: whitepaper, email click, pricing page -> SQL."""
+    playbook = load_active_playbook(settings)
+    lead_id = lead_id_for(email, settings.secret("id_key"))
+    # The time-skipping server has no visibility store: no search attributes there.
+    start = LeadStart(lead_id, playbook.bundle, LeadOptions(projection_delay_seconds=1, search_attributes=False))
+    handle = await client.start_workflow(
+        LeadWorkflow.run, start, id=lead_id, task_queue=settings.task_queue,
+        start_signal="upsert", start_signal_args=[LeadUpserted({"email": email, **GRADE_B_LEAD})],
+    )  # fmt: skip
+    await handle.signal(LeadWorkflow.events, EventsReceived([
+        TrackedEvent("e1", "download", await _now(client), name="whitepaper"),
+        TrackedEvent("e2", "email_click", await _now(client)),
+        TrackedEvent("e3", "page_view", await _now(client), url="https://example.com/pricing"),
+    ]))  # fmt: skip
+    return handle
+
+
+async def _now(client: Client):  # type: ignore[no-untyped-def]
+    from datetime import UTC, datetime
+
+    return datetime.now(UTC)
+
+
+async def wait_view(handle: WorkflowHandle, predicate, attempts: int = 200) -> LeadView:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    view: LeadView | None = None
+    for _ in range(attempts):
+        view = await handle.query(LeadWorkflow.view)
+        if predicate(view):
+            return view
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"condition never held; last view: {view}")
+
+
+async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    settings = settings.model_copy(update={"task_queue": task_queue})
+    async with build_worker(env.client, settings, sessions):
+        handle = await start_sql_lead(env.client, settings, "ken@example.com")
+        view = await wait_view(handle, lambda v: v.owner is not None)
+        assert (view.stage, view.score, view.grade) == ("sql", 60, "B")
+        assert view.owner.rep_id == "rep-aiko" and view.owner.team == "inside-sales"
+        assert view.followup.status == "pending" and view.followup.policy_id == "default"
+        assert view.followup.due_at - view.followup.started_at == timedelta(hours=24)
+
+        # The nurture welcome and the rep's notice really arrive at the SMTP server.
+        await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead")
+        welcome = inbox.to("ken@example.com")
+        assert len(welcome) == 1 and "Thanks for your interest, Ken" in welcome[0]["Subject"]
+        assert {p.get_content_type() for p in welcome[0].walk()} >= {"text/plain", "text/html"}
+        notice = inbox.to("aiko@example.com")[0]
+        assert "Mori Works" in notice["Subject"] and "score 60" in notice["Subject"]
+
+        # Nobody touches the lead: 24 simulated hours pass in seconds.
+        await env.sleep(timedelta(hours=24, minutes=1))
+        view = await wait_view(handle, lambda v: v.followup.status == "overdue")
+        assert view.followup.escalated_at is not None and view.followup.reminded_at is not None
+        escalation = await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "sla_escalation")
+        assert "mina.manager@example.com" in escalation[0]["X-Envelope-To"]
+        assert "Aiko Sato has not contacted Mori Works" in escalation[0]["Subject"]
+        assert [m["X-Leadflow-Kind"] for m in inbox.to("aiko@example.com")] == ["rep_new_lead", "sla_reminder"]
+
+        # The read model shows the overdue follow-up.
+        async def overdue() -> list[dict]:
+            async with sessions() as session:
+                return await repo.list_followups(session, status="overdue", limit=10, offset=0)
+
+        for _ in range(100):
+            rows = await overdue()
+            if rows:
+                break
+            await env.sleep(timedelta(seconds=1))
+        assert [(r["lead_id"], r["rep_id"]) for r in rows] == [(handle.id, "rep-aiko")]
+
+        # 24 h after the escalation the lead is reassigned to the next rep, who gets a fresh SLA.
+        await env.sleep(timedelta(hours=24, minutes=1))
+        view = await wait_view(handle, lambda v: v.owner.rep_id == "rep-ben")
+        assert view.followup.status == "pending" and view.followup.key.endswith(":followup:2")
+        await inbox.wait_for(lambda m: "ben@example.com" in m["X-Envelope-To"])
+
+
+# A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping
+# test server hangs on workflow updates (temporalio/sdk-dotnet#72, temporalio/features#551).

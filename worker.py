@@ -1,0 +1,32 @@
+"""The process that runs LeadWorkflows and their activities. Several workers on one task queue scale out."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+
+from runtime import build_worker, connect_temporal
+from settings import get_settings
+from store.db import make_engine, make_sessionmaker
+
+
+async def main() -> None:
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
+    settings = get_settings()
+    client = await connect_temporal(settings)
+    engine = make_engine(settings.resolved_database_url())
+    worker = build_worker(client, settings, make_sessionmaker(engine))
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    logging.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
+    async with worker:
+        await stop.wait()
+        logging.info("shutting down: finishing in-flight activities")
+    await engine.dispose()
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

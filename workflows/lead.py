@@ -1,0 +1,277 @@
+"""LeadWorkflow: the durable shell around ``rules.decide``. One workflow per lead.
+
+It buffers signals, feeds each input to ``decide``, carries out the resulting commands through
+activities (started without blocking, so signals keep flowing while an email is sent), sleeps until the
+earliest timer in the state (journey waits, SLA deadlines, decay) and projects state changes to the read
+model: stage, owner and SLA changes at once, score-only changes coalesced per ``projection_delay``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from datetime import datetime, timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError, ApplicationError
+
+with workflow.unsafe.imports_passed_through():
+    from rules import compiled_from_document, decide, material_view, snapshot
+    from rules.engine import Decision
+    from rules.model import (
+        AssignmentFailed,
+        AssignRep,
+        Command,
+        EventsReceived,
+        Input,
+        LeadState,
+        LeadUpserted,
+        RepAssigned,
+        SendEmail,
+        TimerFired,
+        TouchLogged,
+    )
+    from rules.playbook import CompiledPlaybook
+    from workflows import search_attributes as sa
+    from workflows.payloads import AssignJob, AssignOutcome, EmailJob, LeadStart, LeadView
+
+TOUCH_KINDS = {"call", "email", "meeting", "linkedin", "sms", "other"}
+EMAIL_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=2),
+    maximum_interval=timedelta(minutes=5),
+    maximum_attempts=20,
+    non_retryable_error_types=["InvalidAddress", "TemplateError"],
+)
+STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+
+
+@workflow.defn
+class LeadWorkflow:
+    @workflow.init
+    def __init__(self, start: LeadStart) -> None:
+        self._state: LeadState = start.state or LeadState(lead_id=start.lead_id)
+        self._inbox: deque[Input] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._projected_score_seq = start.projected_score_seq
+        self._projected_stage_seq = start.projected_stage_seq
+        self._projected_view: tuple[object, ...] | None = None
+        self._projection_due: datetime | None = None
+        self._playbook: CompiledPlaybook | None = None
+
+    # ---------------------------------------------------------------- handlers
+
+    @workflow.signal
+    def upsert(self, update: LeadUpserted) -> None:
+        self._inbox.append(update)
+
+    @workflow.signal
+    def events(self, batch: EventsReceived) -> None:
+        self._inbox.append(batch)
+
+    @workflow.update
+    async def log_touch(self, touch: TouchLogged) -> LeadView:
+        self._inbox.append(touch)
+        # Answer once the touch has been applied, so the caller sees the SLA outcome.
+        await workflow.wait_condition(lambda: touch not in self._inbox and not self._applying)
+        return self.view()
+
+    @log_touch.validator
+    def _validate_touch(self, touch: TouchLogged) -> None:
+        if self._state.created_at is None:
+            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
+        if touch.kind not in TOUCH_KINDS:
+            raise ApplicationError(f"kind must be one of {', '.join(sorted(TOUCH_KINDS))}", type="InvalidTouch")
+
+    @workflow.query
+    def view(self) -> LeadView:
+        s = self._state
+        return LeadView(
+            lead_id=s.lead_id,
+            exists=s.created_at is not None,
+            stage=s.stage,
+            score=round(s.score),
+            grade=s.grade,
+            grade_reasons=s.grade_reasons,
+            owner=s.owner,
+            followup=s.followup,
+            attributes=s.attributes,
+            journeys=list(s.journeys.values()),
+            timers=s.timers,
+            recent_score_changes=s.score_changes[-20:],
+            playbook_version=s.playbook_version,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            queued_team=s.queued_team,
+        )
+
+    # ---------------------------------------------------------------- main loop
+
+    _applying = False
+
+    @workflow.run
+    async def run(self, start: LeadStart) -> None:
+        self._playbook = compiled_from_document(start.playbook.document, start.playbook.version)
+        options = start.options
+        if start.state is not None:
+            self._projected_view = material_view(self._state)
+        while True:
+            await self._sleep_until_work()
+            self._applying = True
+            try:
+                self._apply_due_inputs()
+            finally:
+                self._applying = False
+            self._project_if_needed(options.projection_delay_seconds)
+            if options.search_attributes:
+                self._upsert_search_attributes()
+            if workflow.info().is_continue_as_new_suggested():
+                await self._drain()
+                workflow.continue_as_new(
+                    LeadStart(
+                        lead_id=start.lead_id,
+                        playbook=start.playbook,
+                        options=options,
+                        state=self._state,
+                        projected_score_seq=self._projected_score_seq,
+                        projected_stage_seq=self._projected_stage_seq,
+                    )
+                )
+
+    async def _sleep_until_work(self) -> None:
+        deadlines = list(self._state.timers.values())
+        if self._projection_due is not None:
+            deadlines.append(self._projection_due)
+        timeout = None
+        if deadlines:
+            timeout = max((min(deadlines) - workflow.now()).total_seconds(), 0.0)
+        if self._inbox or timeout == 0.0:
+            return
+        try:
+            await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+        except TimeoutError:
+            pass
+
+    def _apply_due_inputs(self) -> None:
+        assert self._playbook is not None
+        now = workflow.now()
+        while self._inbox:
+            self._apply(self._inbox.popleft(), now)
+        for name, due in sorted(self._state.timers.items(), key=lambda item: item[1]):
+            if due <= now and name in self._state.timers:
+                self._apply(TimerFired(name), now)
+
+    def _apply(self, inp: Input, now: datetime) -> None:
+        assert self._playbook is not None
+        decision: Decision = decide(self._state, inp, now, self._playbook)
+        for command in decision.commands:
+            self._start(command)
+
+    # ---------------------------------------------------------------- commands -> activities
+
+    def _start(self, command: Command) -> None:
+        if isinstance(command, SendEmail):
+            coro = self._send_email(command)
+        elif isinstance(command, AssignRep):
+            coro = self._assign(command)
+        else:  # pragma: no cover - every command type is handled above
+            raise ApplicationError(f"unknown command {type(command).__name__}", non_retryable=True)
+        task = asyncio.create_task(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _send_email(self, command: SendEmail) -> None:
+        try:
+            await workflow.execute_activity(
+                "send_email",
+                EmailJob(self._state.lead_id, command),
+                start_to_close_timeout=timedelta(seconds=60),
+                retry_policy=EMAIL_RETRY,
+            )
+        except ActivityError as err:
+            # The ledger records the failure; one bad address must not stop the lead.
+            workflow.logger.warning("email %s failed: %s", command.key, err.cause or err)
+
+    async def _assign(self, command: AssignRep) -> None:
+        job = AssignJob(
+            self._state.lead_id, command.key, command.team, command.strategy, command.reason, command.exclude_rep_ids
+        )
+        outcome = await workflow.execute_activity(
+            "assign_rep",
+            job,
+            result_type=AssignOutcome,
+            start_to_close_timeout=timedelta(seconds=30),
+            retry_policy=STORE_RETRY,
+        )
+        if outcome.assigned is None:
+            self._inbox.append(AssignmentFailed(command.key, command.team, outcome.reason))
+        else:
+            a = outcome.assigned
+            self._inbox.append(
+                RepAssigned(
+                    command.key,
+                    command.team,
+                    a.rep_id,
+                    a.rep_name,
+                    a.rep_email,
+                    a.manager_name,
+                    a.manager_email,
+                    a.reason,
+                )
+            )
+
+    # ---------------------------------------------------------------- read model and visibility
+
+    def _project_if_needed(self, delay_seconds: int) -> None:
+        state, now = self._state, workflow.now()
+        if state.created_at is None:
+            return
+        view = material_view(state)
+        score_pending = bool(state.score_changes) and state.score_changes[-1].seq > self._projected_score_seq
+        if view != self._projected_view or (self._projection_due is not None and now >= self._projection_due):
+            self._projected_view = view
+            self._projection_due = None
+            self._project()
+        elif score_pending and self._projection_due is None:
+            self._projection_due = now + timedelta(seconds=delay_seconds)
+
+    def _project(self) -> None:
+        snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq)
+        if self._state.score_changes:
+            self._projected_score_seq = self._state.score_changes[-1].seq
+        if self._state.stage_changes:
+            self._projected_stage_seq = self._state.stage_changes[-1].seq
+        task = asyncio.create_task(self._run_projection(snap))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _run_projection(self, snap: object) -> None:
+        await workflow.execute_activity(
+            "project_lead", snap, start_to_close_timeout=timedelta(seconds=30), retry_policy=STORE_RETRY
+        )
+
+    def _upsert_search_attributes(self) -> None:
+        s = self._state
+        updates = [
+            sa.LEAD_STAGE.value_set(s.stage),
+            sa.LEAD_SCORE.value_set(round(s.score)),
+            sa.LEAD_GRADE.value_set(s.grade or ""),
+            sa.LEAD_OWNER.value_set(s.owner.rep_id if s.owner else ""),
+            sa.LEAD_SLA_STATUS.value_set(s.followup.status if s.followup else ""),
+        ]
+        updates.append(sa.LEAD_SLA_DUE.value_set(s.followup.due_at) if s.followup else sa.LEAD_SLA_DUE.value_unset())
+        current = workflow.info().typed_search_attributes
+        if any(current.get(u.key) != u.value for u in updates):
+            workflow.upsert_search_attributes(updates)
+
+    async def _drain(self) -> None:
+        """Before continue-as-new: finish in-flight activities, apply their results, flush the projection."""
+        while True:
+            if self._projection_due is not None:
+                self._projection_due = None
+                self._project()
+            await workflow.wait_condition(lambda: not self._tasks and workflow.all_handlers_finished())
+            if not self._inbox:
+                return
+            self._apply_due_inputs()
+            self._project_if_needed(0)

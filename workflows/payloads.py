@@ -1,0 +1,90 @@
+"""Payloads crossing the workflow boundary (API <-> LeadWorkflow <-> activities)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from rules.model import FollowUp, JourneyRun, LeadState, Owner, ScoreChange, SendEmail
+
+
+@dataclass
+class PlaybookBundle:
+    """A published playbook version, pinned for the whole run."""
+
+    version: str
+    document: dict[str, Any]
+
+
+@dataclass
+class LeadOptions:
+    projection_delay_seconds: int = 30
+    search_attributes: bool = True
+
+
+@dataclass
+class LeadStart:
+    lead_id: str
+    playbook: PlaybookBundle
+    options: LeadOptions = field(default_factory=LeadOptions)
+    # Set when continuing as new: everything the lead had, timers included.
+    state: LeadState | None = None
+    projected_score_seq: int = 0
+    projected_stage_seq: int = 0
+
+
+@dataclass
+class LeadView:
+    """Live state answered by the ``view`` query."""
+
+    lead_id: str
+    exists: bool
+    stage: str
+    score: int
+    grade: str | None
+    grade_reasons: list[str]
+    owner: Owner | None
+    followup: FollowUp | None
+    attributes: dict[str, Any]
+    journeys: list[JourneyRun]
+    timers: dict[str, datetime]
+    recent_score_changes: list[ScoreChange]
+    playbook_version: str
+    created_at: datetime | None
+    updated_at: datetime | None
+    queued_team: str | None = None
+
+
+@dataclass
+class EmailJob:
+    lead_id: str
+    command: SendEmail
+
+
+@dataclass
+class AssignJob:
+    lead_id: str
+    key: str
+    team: str
+    strategy: str
+    reason: str
+    exclude_rep_ids: list[str]
+
+
+@dataclass
+class AssignOutcome:
+    """The assign activity's answer: a rep, or why nobody could take the lead."""
+
+    assigned: RepAssignedPayload | None
+    reason: str
+
+
+@dataclass
+class RepAssignedPayload:
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    manager_name: str | None
+    manager_email: str | None
+    reason: str
