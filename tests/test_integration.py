@@ -1,0 +1,190 @@
+"""End to end over HTTP: Temporal dev server + worker + API (uvicorn) + real SMTP server + SQLite store.
+
+A copy of the default playbook with a 3-second first-touch SLA lets a real clock show both outcomes:
+a touch in time (met) and no touch (overdue, manager escalated).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+import yaml
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+
+from api.lead_ids import lead_id_for
+from api.main import create_app
+from runtime import build_worker
+from settings import ROOT, Settings
+from store import repo
+from tests.conftest import TEST_API_KEY, TEST_ID_KEY, Inbox, free_port, venv_binary
+from workflows import search_attributes
+
+pytestmark = pytest.mark.integration
+AUTH = {"X-API-Key": TEST_API_KEY}
+
+
+@pytest.fixture(scope="session")
+async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
+    env = await WorkflowEnvironment.start_local(
+        dev_server_existing_path=venv_binary("temporal"),
+        search_attributes=search_attributes.ALL,
+        data_converter=pydantic_data_converter,
+        dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60"],
+    )
+    yield env
+    await env.shutdown()
+
+
+def fast_sla_playbook(path: Path) -> Path:
+    doc = yaml.safe_load((ROOT / "playbooks" / "default.yaml").read_text())
+    doc["sla"] = {"policies": [{"id": "fast", "first_touch": "3s"}]}
+    path.write_text(yaml.safe_dump(doc))
+    return path
+
+
+@pytest.fixture
+async def stack(
+    dev_server: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], tmp_path: Path
+) -> AsyncIterator[httpx.AsyncClient]:
+    settings = settings.model_copy(
+        update={
+            "temporal_address": dev_server.client.service_client.config.target_host,
+            "task_queue": f"tq-{uuid.uuid4().hex[:8]}",
+            "playbook_path": fast_sla_playbook(tmp_path / "playbook.yaml"),
+        }
+    )
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(create_app(settings), host="127.0.0.1", port=port, log_level="warning"))
+    serving = asyncio.create_task(server.serve())
+    async with build_worker(dev_server.client, settings, sessions):
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", timeout=20) as http:
+            for _ in range(200):
+                if server.started:
+                    break
+                await asyncio.sleep(0.05)
+            yield http
+        server.should_exit = True
+        await serving
+
+
+async def eventually(http: httpx.AsyncClient, url: str, predicate, tries: int = 200) -> Any:  # type: ignore[no-untyped-def]
+    body: Any = None
+    for _ in range(tries):
+        response = await http.get(url, headers=AUTH)
+        body = response.json()
+        if response.status_code == 200 and predicate(body):
+            return body
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"{url} never matched; last answer: {body}")
+
+
+SEED_EVENTS = {
+    "events": [
+        {"id": "ev-1", "type": "download", "name": "whitepaper"},
+        {"id": "ev-2", "type": "email_click"},
+        {"id": "ev-3", "type": "page_view", "url": "https://example.com/pricing"},
+    ]
+}
+
+
+async def test_lead_journey_over_http(
+    stack: httpx.AsyncClient,
+    smtp: tuple[Inbox, int],
+    sessions: async_sessionmaker[AsyncSession],
+    dev_server: WorkflowEnvironment,
+) -> None:
+    http, (inbox, _) = stack, smtp
+    lead = {"email": "Ann.Lee@Example.com", "first_name": "Ann", "company": "Acme", "title": "VP Marketing",
+            "company_size": 500, "country": "us", "source": "whitepaper",
+            "utm": {"source": "google", "medium": "cpc", "campaign": "q4-whitepaper"}}  # fmt: skip
+
+    # No key, bad key, bad input: clear 4xx answers.
+    assert (await http.post("/v1/leads", json=lead)).status_code == 401
+    assert (await http.post("/v1/leads", json=lead, headers={"X-API-Key": "wrong"})).status_code == 401
+    bad = await http.post("/v1/leads", json={"email": "not-an-email", "company_size": "many"}, headers=AUTH)
+    assert bad.status_code == 422
+    assert {e["field"] for e in bad.json()["errors"]} == {"email", "company_size"}
+
+    created = await http.post("/v1/leads", json=lead, headers=AUTH)
+    assert created.status_code == 202
+    lead_id = created.json()["lead_id"]
+    assert lead_id == lead_id_for("ann.lee@example.com", TEST_ID_KEY) and "ann" not in lead_id
+    # Posting the same person again merges into the same lead.
+    again = await http.post("/v1/leads", json={"email": " ann.lee@example.COM ", "phone": "+1 555 0100"}, headers=AUTH)
+    assert again.json()["lead_id"] == lead_id
+    view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["attributes"].get("phone"))
+    assert view["attributes"]["company"] == "Acme" and view["attributes"]["country"] == "US"
+    assert view["attributes"]["utm_campaign"] == "q4-whitepaper"
+    assert (view["stage"], view["grade"]) == ("new", "A")
+
+    # Behaviour: whitepaper, click, pricing page -> score 60 -> SQL -> routed round-robin.
+    posted = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
+    assert posted.status_code == 202 and posted.json()["accepted"] == 3
+    retry = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
+    assert retry.json() == {"accepted": 0, "duplicates": 3, "leads": [lead_id]}
+    view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["owner"] is not None)
+    assert (view["stage"], view["score"]) == ("sql", 60)
+    assert view["owner"]["rep_id"] == "rep-aiko" and view["followup"]["status"] == "pending"
+    assert [c["rule_id"] for c in view["recent_score_changes"]] == [
+        "whitepaper_download",
+        "email_click",
+        "pricing_page",
+    ]
+
+    await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead")
+    assert [m["X-Leadflow-Kind"] for m in inbox.to("ann.lee@example.com")] == ["nurture"]
+
+    # The rep calls in time: SLA met.
+    touched = await http.post(f"/v1/leads/{lead_id}/touches", json={"kind": "call", "rep_id": "rep-aiko"}, headers=AUTH)
+    assert touched.status_code == 200, touched.text
+    assert touched.json()["followup"]["status"] == "met"
+    bad_touch = await http.post(f"/v1/leads/{lead_id}/touches", json={"kind": "telepathy"}, headers=AUTH)
+    assert bad_touch.status_code == 422 and "kind" in bad_touch.text
+
+    # A second lead arrives through tracking only (create-on-first-event) and nobody calls: overdue in 3 s.
+    tracked = await http.post("/v1/events", headers=AUTH, json={"events": [
+        {"email": "bo@example.org", **e} for e in SEED_EVENTS["events"]]})  # fmt: skip
+    assert tracked.status_code == 202
+    bo_id = tracked.json()["leads"][0]
+    await http.post("/v1/leads", headers=AUTH, json={"email": "bo@example.org", "title": "Director of IT",
+                                                      "company": "Bo Corp", "company_size": 300})  # fmt: skip
+    overdue = await eventually(http, "/v1/followups?status=overdue", lambda b: b["items"], tries=400)
+    assert [(f["lead_id"], f["status"]) for f in overdue["items"]] == [(bo_id, "overdue")]
+    escalation = await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "sla_escalation")
+    assert "mina.manager@example.com" in escalation[0]["X-Envelope-To"] and "Bo Corp" in escalation[0]["Subject"]
+    met = await eventually(http, "/v1/followups?status=met", lambda b: b["items"])
+    assert [f["lead_id"] for f in met["items"]] == [lead_id]
+
+    # Events for a lead that does not exist: 404 with a way forward.
+    unknown = await http.post(f"/v1/leads/lead-{'0' * 32}/events", json=SEED_EVENTS, headers=AUTH)
+    assert unknown.status_code == 404 and "/v1/events" in unknown.json()["detail"]
+    assert (await http.get("/v1/leads/not-a-lead-id", headers=AUTH)).status_code == 422
+
+    # The store holds the touchpoints as accepted and the projected state.
+    async with sessions() as session:
+        touchpoints = await repo.list_touchpoints(session, lead_id)
+        row = await repo.get_lead(session, lead_id)
+    assert sorted(t["event_id"] for t in touchpoints if not t["type"].startswith("touch")) == ["ev-1", "ev-2", "ev-3"]
+    assert any(t["type"] == "touch.call" for t in touchpoints)
+    assert row is not None and (row["stage"], row["owner_rep_id"], row["email"]) == (
+        "sql",
+        "rep-aiko",
+        "ann.lee@example.com",
+    )
+
+    # Temporal's own visibility lists leads by the custom search attributes.
+    for _ in range(100):
+        ids = [w.id async for w in dev_server.client.list_workflows("LeadSlaStatus = 'overdue'")]
+        if bo_id in ids:
+            break
+        await asyncio.sleep(0.1)
+    assert bo_id in ids and lead_id not in ids
