@@ -2,24 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from api.lead_ids import lead_id_for
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
-from runtime import build_worker, load_active_playbook
+from runtime import build_worker, load_active_playbook, workflow_runner
 from settings import Settings
 from store import repo
 from tests.conftest import Inbox, venv_binary
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadOptions, LeadStart, LeadView
+
+HISTORIES = Path(__file__).parent / "histories"
 
 # Grade B (manager title 40 + 50 staff 15 + served country 10 = 65): the default 24 h first-touch policy.
 GRADE_B_LEAD = {"first_name": "Ken", "last_name": "Mori", "company": "Mori Works", "title": "Marketing Manager",
@@ -119,6 +124,14 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
         view = await wait_view(handle, lambda v: v.owner.rep_id == "rep-ben")
         assert view.followup.status == "pending" and view.followup.key.endswith(":followup:2")
         await inbox.wait_for(lambda m: "ben@example.com" in m["X-Envelope-To"])
+
+        # The history just made replays on today's code; LEADFLOW_RECORD_HISTORIES=1 keeps it for replay tests.
+        history = await handle.fetch_history()
+        await Replayer(
+            workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        ).replay_workflow(history)
+        if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+            (HISTORIES / "lead_sla_breach_reassign.json").write_text(history.to_json())
 
 
 # A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping
