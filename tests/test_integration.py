@@ -188,3 +188,11 @@ async def test_lead_journey_over_http(
             break
         await asyncio.sleep(0.1)
     assert bo_id in ids and lead_id not in ids
+
+    # The managers' dashboard shows the overdue follow-up, the funnel and the sources.
+    assert (await http.get("/dashboard")).status_code == 401
+    page = await http.get("/dashboard", auth=("manager", TEST_API_KEY))
+    assert page.status_code == 200 and "text/html" in page.headers["content-type"]
+    overdue_table = page.text.split('id="overdue"')[1].split("</table>")[0]
+    assert "Bo Corp" in overdue_table and "Acme" not in overdue_table
+    assert "whitepaper" in page.text.split('id="sources"')[1]

@@ -1,0 +1,54 @@
+"""The managers' dashboard: server-rendered HTML (templates/dashboard/), behind the API key as the
+HTTP Basic password so a browser can open it."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi.responses import HTMLResponse
+from fastapi.security import HTTPBasic, HTTPBasicCredentials
+from fastapi.templating import Jinja2Templates
+
+from api.deps import Session, State
+from settings import ROOT
+from store import repo, reports
+
+router = APIRouter(tags=["dashboard"], include_in_schema=False)
+templates = Jinja2Templates(directory=ROOT / "templates" / "dashboard")
+_basic = HTTPBasic(realm="leadflow", auto_error=False)
+
+
+def require_browser_key(state: State, credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> None:
+    if credentials is None or not hmac.compare_digest(credentials.password.encode(), state.api_key.encode()):
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            "sign in with any user name and the API key as password",
+            headers={"WWW-Authenticate": 'Basic realm="leadflow"'},
+        )
+
+
+def sink_messages(state: State) -> list[dict]:
+    try:
+        from devstack.smtp_sink import read_messages
+    except ImportError:  # pragma: no cover - devstack is part of the repo
+        return []
+    mail_dir = state.settings.data_dir / "mail"
+    return read_messages(mail_dir, limit=20) if mail_dir.exists() else []
+
+
+@router.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(require_browser_key)])
+async def dashboard(request: Request, state: State, session: Session) -> HTMLResponse:
+    context = {
+        "funnel": await reports.funnel(session),
+        "stages": state.playbook.compiled.stage_order + list(state.playbook.compiled.model.stages.side),
+        "sources": await reports.sources(session),
+        "counts": await reports.followup_counts(session),
+        "overdue": await repo.list_followups(session, status="overdue", limit=50, offset=0),
+        "pending": await repo.list_followups(session, status="pending", limit=50, offset=0),
+        "emails": await repo.list_emails(session, limit=20),
+        "sink": sink_messages(state),
+        "playbook": state.playbook.bundle.version,
+    }
+    return templates.TemplateResponse(request, "index.html", context)
