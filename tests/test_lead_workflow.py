@@ -131,7 +131,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
             workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
         ).replay_workflow(history)
         if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-            (HISTORIES / "lead_sla_breach_reassign.json").write_text(history.to_json())
+            (HISTORIES / "lead_sla_breach_reassign_v2.json").write_text(history.to_json())
 
 
 # A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping

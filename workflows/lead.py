@@ -58,6 +58,11 @@ class LeadWorkflow:
         self._projected_view: tuple[object, ...] | None = None
         self._projection_due: datetime | None = None
         self._playbook: CompiledPlaybook | None = None
+        self._options = start.options
+        self._v2 = True
+        self._timer_task: asyncio.Task[None] | None = None
+        self._timer_deadline: datetime | None = None
+        self._timer_fired = False
 
     # ---------------------------------------------------------------- handlers
 
@@ -112,18 +117,21 @@ class LeadWorkflow:
     @workflow.run
     async def run(self, start: LeadStart) -> None:
         self._playbook = compiled_from_document(start.playbook.document, start.playbook.version)
-        options = start.options
+        options = self._options = start.options
+        # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
+        # timeout timer per wake-up and an upsert per score change: two fewer history events per signal.
+        self._v2 = workflow.patched("deadline-timer-v2")
         if start.state is not None:
             self._projected_view = material_view(self._state)
         while True:
-            await self._sleep_until_work()
+            await (self._sleep_until_work() if self._v2 else self._sleep_until_work_v1())
             self._applying = True
             try:
                 self._apply_due_inputs()
             finally:
                 self._applying = False
             self._project_if_needed(options.projection_delay_seconds)
-            if options.search_attributes:
+            if options.search_attributes and not self._v2:
                 self._upsert_search_attributes()
             if workflow.info().is_continue_as_new_suggested():
                 await self._drain()
@@ -138,7 +146,28 @@ class LeadWorkflow:
                     )
                 )
 
+    def _next_deadline(self) -> datetime | None:
+        deadlines = list(self._state.timers.values())
+        if self._projection_due is not None:
+            deadlines.append(self._projection_due)
+        return min(deadlines) if deadlines else None
+
     async def _sleep_until_work(self) -> None:
+        deadline = self._next_deadline()
+        if self._inbox or (deadline is not None and deadline <= workflow.now()):
+            return
+        if deadline != self._timer_deadline or self._timer_fired:
+            if self._timer_task is not None:
+                self._timer_task.cancel()
+            self._timer_deadline, self._timer_fired = deadline, False
+            self._timer_task = asyncio.create_task(self._wake_at(deadline)) if deadline else None
+        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired)
+
+    async def _wake_at(self, deadline: datetime) -> None:
+        await workflow.sleep(max((deadline - workflow.now()).total_seconds(), 0.001))
+        self._timer_fired, self._timer_deadline, self._timer_task = True, None, None
+
+    async def _sleep_until_work_v1(self) -> None:
         deadlines = list(self._state.timers.values())
         if self._projection_due is not None:
             deadlines.append(self._projection_due)
@@ -241,6 +270,8 @@ class LeadWorkflow:
             self._projected_score_seq = self._state.score_changes[-1].seq
         if self._state.stage_changes:
             self._projected_stage_seq = self._state.stage_changes[-1].seq
+        if self._v2 and self._options.search_attributes:
+            self._upsert_search_attributes()
         task = asyncio.create_task(self._run_projection(snap))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
