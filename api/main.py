@@ -9,7 +9,7 @@ from fastapi import FastAPI
 
 from api import errors
 from api.deps import AppState
-from api.routers import dashboard, events, followups, health, leads, teams
+from api.routers import dashboard, events, followups, health, leads, playbooks, teams
 from runtime import load_active_playbook
 from settings import Settings, get_settings
 from store.db import make_engine, make_sessionmaker
@@ -38,7 +38,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         lifespan=lifespan,
     )
     errors.install(app)
-    for module in (health, leads, events, followups, teams, dashboard):
+    for module in (health, leads, events, followups, teams, playbooks, dashboard):
         app.include_router(module.router)
     return app
 

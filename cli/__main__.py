@@ -1,0 +1,80 @@
+"""``leadflow`` (or ``python -m cli``): validate a playbook and simulate scenarios without a server.
+
+leadflow validate playbooks/default.yaml
+leadflow simulate playbooks/examples/seed_story.yaml [--playbook draft.yaml] [--json]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import yaml
+from pydantic import ValidationError
+
+from activities.rendering import EmailRenderer
+from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
+from rules.simulate import Scenario, SimulationResult, result_as_dict, simulate
+from settings import ROOT
+
+
+def load(path: Path) -> CompiledPlaybook:
+    templates = EmailRenderer(ROOT / "templates").available()
+    return load_playbook_text(path.read_text(encoding="utf-8"), templates=templates)
+
+
+def render(result: SimulationResult, start) -> str:  # type: ignore[no-untyped-def]
+    lines = [f"== {result.scenario}"]
+    for entry in result.trace:
+        offset = entry.at - start
+        hours, rem = divmod(int(offset.total_seconds()), 3600)
+        stamp = f"+{hours // 24}d{hours % 24:02d}h{rem // 60:02d}m"
+        detail = ", ".join(f"{k}={v}" for k, v in entry.detail.items() if v not in (None, [], ""))
+        lines.append(f"{stamp:>12}  {entry.kind:<8} {detail}")
+    lines.append("final: " + ", ".join(f"{k}={v}" for k, v in result.final.items()))
+    lines += [f"EXPECTATION FAILED: {f}" for f in result.failures]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="leadflow", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+    validate = sub.add_parser("validate", help="validate a playbook file")
+    validate.add_argument("playbook", type=Path)
+    sim = sub.add_parser("simulate", help="run scenario files through a playbook on a virtual clock")
+    sim.add_argument("scenarios", type=Path, nargs="+")
+    sim.add_argument("--playbook", type=Path, default=ROOT / "playbooks" / "default.yaml")
+    sim.add_argument("--json", action="store_true", help="print the trace as JSON")
+    args = parser.parse_args(argv)
+    try:
+        pb = load(args.playbook)
+    except PlaybookError as exc:
+        for issue in exc.issues:
+            print(f"{args.playbook}:{issue}", file=sys.stderr)
+        return 1
+    if args.command == "validate":
+        counts = f"{len(pb.scoring)} scoring rules, {len(pb.journeys)} journeys"
+        print(f"{args.playbook}: valid (hash {pb.hash[:12]}, {counts})")
+        return 0
+    failed = 0
+    for path in args.scenarios:
+        try:
+            scenario = Scenario.model_validate(yaml.safe_load(path.read_text(encoding="utf-8")))
+        except (ValidationError, yaml.YAMLError) as exc:
+            print(f"{path}: not a valid scenario: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        result = simulate(pb, scenario)
+        print(
+            json.dumps(result_as_dict(result), default=str, indent=2) if args.json else render(result, scenario.start)
+        )
+        failed += bool(result.failures)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

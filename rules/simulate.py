@@ -1,0 +1,339 @@
+"""The playbook simulator: the real ``decide`` loop on a virtual clock, with no Temporal and no side effect.
+
+Given a playbook, a lead and a timed list of events and touches, it returns the full trace: score changes
+with reasons, stage changes, routing decisions, every email that would be sent and when, SLA timers.
+A scenario is data (YAML or JSON), so the same file is a marketer's dry run, a CLI input and a test.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from rules.engine import decide
+from rules.expressions import parse_duration
+from rules.model import (
+    AssignmentFailed,
+    AssignRep,
+    EventsReceived,
+    Input,
+    LeadState,
+    LeadUpserted,
+    RepAssigned,
+    SendEmail,
+    TimerFired,
+    TouchLogged,
+    TrackedEvent,
+)
+from rules.playbook import CompiledPlaybook
+
+MAX_STEPS = 10_000  # bound a runaway scenario (e.g. a one-minute decay over ten years)
+
+
+class _At(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    after: str = Field(default="0m", description="time since the scenario's start, e.g. 0m, 2d, 3d4h")
+
+    def offset(self) -> timedelta:
+        text = self.after.replace(" ", "")
+        parts = re.findall(r"\d+(?:\.\d+)?[smhdw]", text)
+        if not parts or "".join(parts) != text:
+            raise ValueError(f'"{self.after}" is not a time offset: write e.g. 0m, 2d, 3d4h')
+        return sum((parse_duration(p) for p in parts), timedelta())
+
+    @model_validator(mode="after")
+    def _valid_offset(self) -> _At:
+        self.offset()
+        return self
+
+
+class SimEvent(_At):
+    type: str
+    url: str | None = None
+    name: str | None = None
+    properties: dict[str, Any] = {}
+    id: str | None = None
+
+
+class SimTouch(_At):
+    kind: str = "call"
+    rep_id: str | None = None
+
+
+class SimUpdate(_At):
+    attributes: dict[str, Any]
+
+
+class SimRep(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    id: str
+    name: str
+    email: str
+    team: str
+    manager_name: str | None = None
+    manager_email: str | None = None
+    available: bool = True
+
+
+class Expectation(BaseModel):
+    """What an example scenario must end with (examples double as tests)."""
+
+    model_config = ConfigDict(extra="forbid")
+    stage: str | None = None
+    score: float | None = None
+    grade: str | None = None
+    owner: str | None = None
+    team: str | None = None
+    sla: str | None = None
+    emails: list[str] | None = Field(default=None, description="templates sent, in order")
+
+
+class Scenario(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = "scenario"
+    description: str | None = None
+    start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
+    lead: dict[str, Any]
+    events: list[SimEvent] = []
+    touches: list[SimTouch] = []
+    updates: list[SimUpdate] = []
+    reps: list[SimRep] = []
+    run_for: str = "30d"
+    expect: Expectation | None = None
+
+    @model_validator(mode="after")
+    def _checks(self) -> Scenario:
+        if "email" not in self.lead:
+            raise ValueError("the scenario's lead needs an email")
+        if self.start.tzinfo is None:
+            self.start = self.start.replace(tzinfo=UTC)
+        parse_duration(self.run_for)
+        return self
+
+
+@dataclass
+class TraceEntry:
+    at: datetime
+    kind: str  # input | score | stage | grade | route | assign | email | sla | timer | journey
+    detail: dict[str, Any]
+
+
+@dataclass
+class SimulationResult:
+    scenario: str
+    trace: list[TraceEntry]
+    final: dict[str, Any]
+    emails: list[dict[str, Any]] = field(default_factory=list)
+    failures: list[str] = field(default_factory=list)
+
+
+class _VirtualTeams:
+    """Round-robin over the scenario's reps (or one stand-in rep per team)."""
+
+    def __init__(self, reps: list[SimRep]) -> None:
+        self.reps = reps
+        self.cursor: dict[str, int] = {}
+
+    def assign(self, cmd: AssignRep) -> RepAssigned | AssignmentFailed:
+        team = [r for r in self.reps if r.team == cmd.team]
+        if not self.reps:
+            team = [
+                SimRep(
+                    id=f"{cmd.team}-rep-{i}",
+                    name=f"{cmd.team} rep {i}",
+                    email=f"rep{i}@{cmd.team}.example",
+                    team=cmd.team,
+                    manager_name=f"{cmd.team} manager",
+                    manager_email=f"manager@{cmd.team}.example",
+                )
+                for i in (1, 2)
+            ]
+        candidates = [r for r in team if r.available and r.id not in cmd.exclude_rep_ids]
+        if not candidates:
+            return AssignmentFailed(cmd.key, cmd.team, f"nobody available in team {cmd.team}")
+        index = self.cursor.get(cmd.team, -1) + 1
+        self.cursor[cmd.team] = index
+        rep = candidates[index % len(candidates)]
+        return RepAssigned(
+            cmd.key,
+            cmd.team,
+            rep.id,
+            rep.name,
+            rep.email,
+            rep.manager_name,
+            rep.manager_email,
+            f"{cmd.reason}; round-robin in {cmd.team}",
+        )
+
+
+def _timeline(scenario: Scenario) -> list[tuple[datetime, int, Input]]:
+    start = scenario.start
+    items: list[tuple[datetime, int, Input]] = [(start, 0, LeadUpserted(dict(scenario.lead)))]
+    for i, e in enumerate(scenario.events):
+        at = start + e.offset()
+        items.append(
+            (at, 1, EventsReceived([TrackedEvent(e.id or f"sim-{i}", e.type, at, e.url, e.name, dict(e.properties))]))
+        )
+    for i, t in enumerate(scenario.touches):
+        at = start + t.offset()
+        items.append((at, 2, TouchLogged(f"sim-touch-{i}", t.kind, at, t.rep_id)))
+    for u in scenario.updates:
+        items.append((start + u.offset(), 1, LeadUpserted(dict(u.attributes))))
+    return sorted(items, key=lambda item: (item[0], item[1]))
+
+
+def _describe(inp: Input) -> dict[str, Any]:
+    if isinstance(inp, EventsReceived):
+        e = inp.events[0]
+        return {
+            "input": "event",
+            "type": e.type,
+            **({"url": e.url} if e.url else {}),
+            **({"name": e.name} if e.name else {}),
+        }
+    if isinstance(inp, TimerFired):
+        return {"input": "timer", "name": inp.name}
+    if isinstance(inp, TouchLogged):
+        return {"input": "touch", "kind": inp.kind}
+    if isinstance(inp, LeadUpserted):
+        return {"input": "lead", "attributes": sorted(inp.attributes)}
+    return {"input": type(inp).__name__}
+
+
+def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
+    state = LeadState(lead_id="lead-simulated")
+    teams = _VirtualTeams(scenario.reps)
+    pending = _timeline(scenario)
+    end = scenario.start + parse_duration(scenario.run_for)
+    trace: list[TraceEntry] = []
+    emails: list[dict[str, Any]] = []
+    queue: list[tuple[datetime, Input]] = []
+
+    def apply(at: datetime, inp: Input) -> None:
+        before = copy.deepcopy(state)
+        decision = decide(state, inp, at, pb)
+        if not isinstance(inp, RepAssigned | AssignmentFailed):
+            trace.append(TraceEntry(at, "input", _describe(inp)))
+        _record_changes(before, state, at, trace)
+        for cmd in decision.commands:
+            if isinstance(cmd, SendEmail):
+                sent = {"at": at, "kind": cmd.kind, "template": cmd.template, "to": cmd.to, "key": cmd.key}
+                emails.append(sent)
+                trace.append(TraceEntry(at, "email", {k: v for k, v in sent.items() if k != "at"}))
+            elif isinstance(cmd, AssignRep):
+                trace.append(
+                    TraceEntry(
+                        at,
+                        "route",
+                        {
+                            "team": cmd.team,
+                            "strategy": cmd.strategy,
+                            "reason": cmd.reason,
+                            "exclude": cmd.exclude_rep_ids,
+                        },
+                    )
+                )
+                queue.append((at, teams.assign(cmd)))
+
+    for _ in range(MAX_STEPS):
+        if queue:
+            apply(*queue.pop(0))
+            continue
+        next_input = pending[0][0] if pending else None
+        due = min(state.timers.items(), key=lambda kv: kv[1]) if state.timers else None
+        if due and due[1] <= end and (next_input is None or due[1] < next_input):
+            apply(due[1], TimerFired(due[0]))
+        elif next_input is not None and next_input <= end:
+            at, _, inp = pending.pop(0)
+            apply(at, inp)
+        else:
+            break
+    final = {
+        "stage": state.stage,
+        "score": state.score,
+        "grade": state.grade,
+        "grade_reasons": state.grade_reasons,
+        "owner": state.owner.rep_id if state.owner else None,
+        "team": state.owner.team if state.owner else None,
+        "queued_team": state.queued_team,
+        "sla": state.followup.status if state.followup else None,
+        "journeys": {j: r.status for j, r in state.journeys.items()},
+        "score_explained": round(sum(c.points for c in state.score_changes), 2),
+    }
+    result = SimulationResult(scenario.name, trace, final, emails)
+    if scenario.expect:
+        result.failures = _check(scenario.expect, final, emails)
+    return result
+
+
+def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: list[TraceEntry]) -> None:
+    for change in after.score_changes[len(before.score_changes) :]:
+        trace.append(
+            TraceEntry(
+                at,
+                "score",
+                {"points": change.points, "score": change.score_after, "rule": change.rule_id, "reason": change.reason},
+            )
+        )
+    for change in after.stage_changes[len(before.stage_changes) :]:
+        trace.append(TraceEntry(at, "stage", {"from": change.from_stage, "to": change.to_stage, "rule": change.reason}))
+    if after.grade != before.grade:
+        trace.append(
+            TraceEntry(at, "grade", {"grade": after.grade, "points": after.grade_points, "rules": after.grade_reasons})
+        )
+    if after.owner and (before.owner is None or before.owner.rep_id != after.owner.rep_id):
+        trace.append(
+            TraceEntry(
+                at, "assign", {"rep": after.owner.rep_id, "team": after.owner.team, "reason": after.owner.reason}
+            )
+        )
+    if after.queued_team and after.queued_team != before.queued_team:
+        trace.append(TraceEntry(at, "assign", {"rep": None, "queued_in": after.queued_team}))
+    bf, af = before.followup, after.followup
+    if af and (bf is None or bf.key != af.key):
+        trace.append(
+            TraceEntry(
+                at,
+                "sla",
+                {
+                    "status": "started",
+                    "policy": af.policy_id,
+                    "due_at": af.due_at,
+                    "remind_at": af.remind_at,
+                    "rep": af.rep_id,
+                },
+            )
+        )
+    elif af and bf and af.status != bf.status:
+        trace.append(TraceEntry(at, "sla", {"status": af.status, "policy": af.policy_id}))
+    for name, when in after.timers.items():
+        if before.timers.get(name) != when and not name.startswith("decay"):
+            trace.append(TraceEntry(at, "timer", {"name": name, "due_at": when}))
+    for jid, run in after.journeys.items():
+        old = before.journeys.get(jid)
+        if old is None:
+            trace.append(TraceEntry(at, "journey", {"journey": jid, "status": "enrolled"}))
+        elif old.status != run.status:
+            trace.append(TraceEntry(at, "journey", {"journey": jid, "status": run.status, "reason": run.exit_reason}))
+
+
+def _check(expect: Expectation, final: dict[str, Any], emails: list[dict[str, Any]]) -> list[str]:
+    failures = []
+    for key in ("stage", "grade", "owner", "team", "sla"):
+        wanted = getattr(expect, key)
+        if wanted is not None and final[key] != wanted:
+            failures.append(f"{key}: expected {wanted!r}, got {final[key]!r}")
+    if expect.score is not None and abs(final["score"] - expect.score) > 0.01:
+        failures.append(f"score: expected {expect.score}, got {final['score']}")
+    if expect.emails is not None and [e["template"] for e in emails] != expect.emails:
+        failures.append(f"emails: expected {expect.emails}, got {[e['template'] for e in emails]}")
+    return failures
+
+
+def result_as_dict(result: SimulationResult) -> dict[str, Any]:
+    return asdict(result)
