@@ -25,7 +25,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
+from rules.model import FollowUp, LeadSnapshot, ScoreChange, SlaStatus, StageChange, TrackedEvent
 from store import repo
 from store.db import make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
@@ -43,9 +43,7 @@ Sessions = async_sessionmaker[AsyncSession]
 @contextmanager
 def postgres_database(base_url: str) -> Iterator[str]:
     """A throwaway database on the server of ``base_url``; dropped (even if in use) on exit."""
-    admin = create_engine(
-        normalize_url(base_url, async_driver=False), isolation_level="AUTOCOMMIT", poolclass=NullPool
-    )
+    admin = create_engine(normalize_url(base_url, async_driver=False), isolation_level="AUTOCOMMIT", poolclass=NullPool)
     name = f"leadflow_test_{secrets.token_hex(6)}"
     with admin.connect() as conn:
         conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
@@ -109,17 +107,39 @@ def event(event_id: str, minutes: int = 0, **kw: Any) -> TrackedEvent:
     return TrackedEvent(id=event_id, type=kw.pop("type", "page_view"), at=T0 + timedelta(minutes=minutes), **kw)
 
 
-def followup(key: str = "fu-1", *, status: str = "pending", due_in: timedelta = timedelta(hours=24),
-             rep_id: str = "rep-a", **kw: Any) -> FollowUp:
-    return FollowUp(key=key, kind="first_touch", policy_id="sql-24h", rep_id=rep_id, team="inside-sales",
-                    started_at=T0, due_at=T0 + due_in, status=status, **kw)  # type: ignore[arg-type]
+def followup(
+    key: str = "fu-1",
+    *,
+    status: SlaStatus = "pending",
+    due_in: timedelta = timedelta(hours=24),
+    rep_id: str = "rep-a",
+    **kw: Any,
+) -> FollowUp:
+    return FollowUp(
+        key=key,
+        kind="first_touch",
+        policy_id="sql-24h",
+        rep_id=rep_id,
+        team="inside-sales",
+        started_at=T0,
+        due_at=T0 + due_in,
+        status=status,
+        **kw,
+    )
 
 
 def snapshot(lead_id: str = "lead-1", **kw: Any) -> LeadSnapshot:
     base: dict[str, Any] = {
         "lead_id": lead_id,
-        "attributes": {"email": f"{lead_id}@acme.test", "first_name": "Ada", "company": "Acme",
-                       "company_size": "250", "utm_source": "newsletter", "title": "CTO", "extra": [1, 2]},
+        "attributes": {
+            "email": f"{lead_id}@acme.test",
+            "first_name": "Ada",
+            "company": "Acme",
+            "company_size": "250",
+            "utm_source": "newsletter",
+            "title": "CTO",
+            "extra": [1, 2],
+        },
         "stage": "mql",
         "score": 40,
         "grade": "A",
@@ -135,8 +155,15 @@ def snapshot(lead_id: str = "lead-1", **kw: Any) -> LeadSnapshot:
 
 
 def score_change(seq: int, points: float, after: float) -> ScoreChange:
-    return ScoreChange(seq=seq, at=T0 + timedelta(minutes=seq), points=points, score_after=after,
-                       rule_id=f"rule-{seq}", reason=f"reason {seq}", event_id=f"ev-{seq}")
+    return ScoreChange(
+        seq=seq,
+        at=T0 + timedelta(minutes=seq),
+        points=points,
+        score_after=after,
+        rule_id=f"rule-{seq}",
+        reason=f"reason {seq}",
+        event_id=f"ev-{seq}",
+    )
 
 
 async def make_team(sm: Sessions, key: str = "inside-sales", reps: list[repo.RepIn] | None = None) -> None:
@@ -145,10 +172,25 @@ async def make_team(sm: Sessions, key: str = "inside-sales", reps: list[repo.Rep
     await run(sm, repo.upsert_team, team)
 
 
-async def assign(sm: Sessions, key: str, lead_id: str | None = None, *, team: str = "inside-sales",
-                 strategy: str = "round_robin", exclude: list[str] | None = None) -> repo.RepChoice | None:
-    return await run(sm, repo.assign_rep, key=key, lead_id=lead_id or f"lead-{key}", team_key=team,
-                     strategy=strategy, exclude_rep_ids=exclude or [], now=T0)
+async def assign(
+    sm: Sessions,
+    key: str,
+    lead_id: str | None = None,
+    *,
+    team: str = "inside-sales",
+    strategy: str = "round_robin",
+    exclude: list[str] | None = None,
+) -> repo.RepChoice | None:
+    return await run(
+        sm,
+        repo.assign_rep,
+        key=key,
+        lead_id=lead_id or f"lead-{key}",
+        team_key=team,
+        strategy=strategy,
+        exclude_rep_ids=exclude or [],
+        now=T0,
+    )
 
 
 # ---------------------------------------------------------------- urls and engines
@@ -172,8 +214,10 @@ async def test_sqlite_engine_pragmas_and_directory(tmp_path: Path) -> None:
     eng = make_engine(f"sqlite:///{path}")
     try:
         async with eng.connect() as conn:
-            got = {p: (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar()
-                   for p in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")}
+            got = {
+                p: (await conn.exec_driver_sql(f"PRAGMA {p}")).scalar()
+                for p in ("journal_mode", "synchronous", "busy_timeout", "foreign_keys")
+            }
     finally:
         await eng.dispose()
     assert got == {"journal_mode": "wal", "synchronous": 1, "busy_timeout": 10000, "foreign_keys": 1}
@@ -259,7 +303,11 @@ async def test_project_lead_is_idempotent_and_updates(sm: Sessions) -> None:
     lead = await run(sm, repo.get_lead, "lead-1")
     assert lead is not None
     assert (lead["email"], lead["company"], lead["company_size"], lead["utm_source"]) == (
-        "lead-1@acme.test", "Acme", 250, "newsletter")
+        "lead-1@acme.test",
+        "Acme",
+        250,
+        "newsletter",
+    )
     assert lead["attributes"]["extra"] == [1, 2] and lead["last_name"] is None
     assert (lead["stage"], lead["score"], lead["grade"], lead["owner_rep_id"]) == ("mql", 40, "A", "rep-a")
     assert (lead["sla_status"], lead["sla_due_at"]) == ("pending", T0 + timedelta(hours=24))
@@ -270,11 +318,16 @@ async def test_project_lead_is_idempotent_and_updates(sm: Sessions) -> None:
     later = T0 + timedelta(days=2)
     second = snapshot(
         attributes={**first.attributes, "company_size": "51-200", "last_name": "Lovelace"},
-        stage="sql", score=75, updated_at=later, owner_rep_id="rep-a", owner_team="inside-sales",
+        stage="sql",
+        score=75,
+        updated_at=later,
+        owner_rep_id="rep-a",
+        owner_team="inside-sales",
         score_changes=[score_change(2, 30, 40), score_change(3, 35, 75)],  # seq 2 again: ignored
         stage_changes=[StageChange(seq=2, at=later, from_stage="mql", to_stage="sql", reason="pricing")],
-        followup=followup(status="overdue", reminded_at=T0 + timedelta(hours=20),
-                          escalated_at=T0 + timedelta(hours=24)),
+        followup=followup(
+            status="overdue", reminded_at=T0 + timedelta(hours=20), escalated_at=T0 + timedelta(hours=24)
+        ),
     )
     await run(sm, repo.project_lead, second)
     await run(sm, repo.project_lead, second)
@@ -288,12 +341,16 @@ async def test_project_lead_is_idempotent_and_updates(sm: Sessions) -> None:
     assert [s["to_stage"] for s in await run(sm, repo.list_stage_changes, "lead-1")] == ["mql", "sql"]
     (fu,) = await run(sm, repo.list_followups, status=None, limit=10, offset=0)
     assert (fu["status"], fu["escalated_at"], fu["reminded_at"]) == (
-        "overdue", T0 + timedelta(hours=24), T0 + timedelta(hours=20))
+        "overdue",
+        T0 + timedelta(hours=24),
+        T0 + timedelta(hours=20),
+    )
 
     # A stale retry of the first projection arriving late must not roll the lead back.
     await run(sm, repo.project_lead, first)
     lead = await run(sm, repo.get_lead, "lead-1")
-    assert (lead["stage"], lead["score"]) == ("sql", 75)
+    assert (lead["stage"], lead["score"], lead["sla_status"]) == ("sql", 75, "overdue")
+    assert [f["status"] for f in await run(sm, repo.list_followups, status=None, limit=10, offset=0)] == ["overdue"]
     assert await run(sm, repo.get_lead, "lead-missing") is None
 
 
@@ -301,6 +358,12 @@ async def test_project_lead_without_timestamps(sm: Sessions) -> None:
     await run(sm, repo.project_lead, snapshot("lead-nt", created_at=None, updated_at=None, attributes={}))
     lead = await run(sm, repo.get_lead, "lead-nt")
     assert lead["created_at"].tzinfo is UTC and lead["email"] is None and lead["attributes"] == {}
+    # Odd attribute values never fail a projection (it would retry forever).
+    odd = {"company_size": 10**12, "email": "  ", "title": 42, "when": T0}
+    await run(sm, repo.project_lead, snapshot("lead-odd", attributes=odd))
+    lead = await run(sm, repo.get_lead, "lead-odd")
+    assert (lead["company_size"], lead["email"], lead["title"]) == (None, None, "42")
+    assert lead["attributes"]["when"] == T0.isoformat()
 
 
 async def test_timezone_round_trip_is_aware_utc(sm: Sessions) -> None:
@@ -319,7 +382,7 @@ async def test_timezone_round_trip_is_aware_utc(sm: Sessions) -> None:
 
 async def test_list_followups_filters_and_orders(sm: Sessions) -> None:
     await make_team(sm)
-    cases = [
+    cases: list[tuple[str, SlaStatus, timedelta]] = [
         ("lead-late2", "overdue", timedelta(hours=-1)),
         ("lead-ok", "pending", timedelta(hours=3)),
         ("lead-late1", "overdue", timedelta(hours=-2)),
@@ -327,15 +390,23 @@ async def test_list_followups_filters_and_orders(sm: Sessions) -> None:
     ]
     for lead_id, status, due_in in cases:
         fu = followup(f"fu-{lead_id}", status=status, due_in=due_in, rep_id="rep-b")
-        await run(sm, repo.project_lead, snapshot(lead_id, followup=fu, attributes={
-            "email": f"{lead_id}@acme.test", "company": f"Co {lead_id}"}))
+        await run(
+            sm,
+            repo.project_lead,
+            snapshot(lead_id, followup=fu, attributes={"email": f"{lead_id}@acme.test", "company": f"Co {lead_id}"}),
+        )
 
     now = T0 + timedelta(minutes=30)
     overdue = await run(sm, repo.list_followups, status="overdue", limit=10, offset=0, now=now)
     assert [f["lead_id"] for f in overdue] == ["lead-late1", "lead-late2"]
     top = overdue[0]
     assert (top["company"], top["email"], top["rep_id"], top["rep_name"], top["team_key"]) == (
-        "Co lead-late1", "lead-late1@acme.test", "rep-b", "Rep B", "inside-sales")
+        "Co lead-late1",
+        "lead-late1@acme.test",
+        "rep-b",
+        "Rep B",
+        "inside-sales",
+    )
     assert top["due_at"] == T0 - timedelta(hours=2) and top["overdue_by_seconds"] == 2.5 * 3600
     assert top["started_at"] == T0 and top["met_at"] is None and top["escalated_at"] is None
 
@@ -355,8 +426,14 @@ async def test_upsert_team_replaces_rep_set(sm: Sessions) -> None:
     await make_team(sm, "enterprise", [repo.RepIn("rep-z", "Zed", "z@x.test", capacity=5, weight=2)])
     assert await run(sm, repo.count_teams) == 2
     # Re-upsert inside-sales: rep-b dropped (kept, inactive), rep-z moves in, rep-c renamed.
-    await make_team(sm, reps=[repo.RepIn("rep-a", "Rep A", "a@x.test"), repo.RepIn("rep-c", "Cee", "c@x.test"),
-                              repo.RepIn("rep-z", "Zed", "z@x.test", capacity=5, weight=2)])
+    await make_team(
+        sm,
+        reps=[
+            repo.RepIn("rep-a", "Rep A", "a@x.test"),
+            repo.RepIn("rep-c", "Cee", "c@x.test"),
+            repo.RepIn("rep-z", "Zed", "z@x.test", capacity=5, weight=2),
+        ],
+    )
     teams = {t["key"]: t for t in await run(sm, repo.list_teams)}
     assert await run(sm, repo.count_teams) == 2
     inside = teams["inside-sales"]
@@ -381,8 +458,14 @@ async def test_round_robin_rotates_and_wraps(sm: Sessions) -> None:
 
 
 async def test_round_robin_skips_inactive_and_excluded(sm: Sessions) -> None:
-    await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test"), repo.RepIn("rep-b", "B", "b@x.test", active=False),
-                              repo.RepIn("rep-c", "C", "c@x.test")])
+    await make_team(
+        sm,
+        reps=[
+            repo.RepIn("rep-a", "A", "a@x.test"),
+            repo.RepIn("rep-b", "B", "b@x.test", active=False),
+            repo.RepIn("rep-c", "C", "c@x.test"),
+        ],
+    )
     assert [(await assign(sm, f"k{i}")).rep_id for i in range(3)] == ["rep-a", "rep-c", "rep-a"]
     assert (await assign(sm, "k3", exclude=["rep-c"])).rep_id == "rep-a"
     assert (await assign(sm, "k4", exclude=["rep-a"])).rep_id == "rep-c"
@@ -398,8 +481,9 @@ async def test_assignment_is_idempotent_by_key(sm: Sessions) -> None:
 
 
 async def test_capacity_counts_open_assignments_only(sm: Sessions) -> None:
-    await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=1),
-                              repo.RepIn("rep-b", "B", "b@x.test", capacity=2)])
+    await make_team(
+        sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=1), repo.RepIn("rep-b", "B", "b@x.test", capacity=2)]
+    )
     assert [(await assign(sm, f"k{i}")).rep_id for i in range(3)] == ["rep-a", "rep-b", "rep-b"]
     assert await assign(sm, "k3") is None  # everyone full
 
@@ -414,8 +498,9 @@ async def test_capacity_counts_open_assignments_only(sm: Sessions) -> None:
     assert {r["id"]: r["open_assignments"] for r in teams[0]["reps"]} == {"rep-a": 1, "rep-b": 2}
 
     # Raise capacity: rep-a can take one more.
-    await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=2),
-                              repo.RepIn("rep-b", "B", "b@x.test", capacity=2)])
+    await make_team(
+        sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=2), repo.RepIn("rep-b", "B", "b@x.test", capacity=2)]
+    )
     assert (await assign(sm, "k4")).rep_id == "rep-a"
 
 
@@ -458,25 +543,38 @@ async def test_concurrent_assignments_are_serialised(sm: Sessions) -> None:
 
 
 async def test_email_ledger(sm: Sessions) -> None:
-    common: dict[str, Any] = {"lead_id": "lead-1", "kind": "nurture", "template": "welcome",
-                              "to_addr": "ada@acme.test", "subject": "Hi"}
+    common: dict[str, Any] = {
+        "lead_id": "lead-1",
+        "kind": "nurture",
+        "template": "welcome",
+        "to_addr": "ada@acme.test",
+        "subject": "Hi",
+    }
     assert await run(sm, repo.email_status, "em-1") is None
-    await run(sm, repo.record_email, key="em-1", message_id="<m1@lf>", status="sending", now=T0, **common)
-    await run(sm, repo.record_email, key="em-1", message_id="<m1@lf>", status="failed", error="421", now=T0, **common)
-    await run(sm, repo.record_email, key="em-1", message_id="<m1@lf>", status="sending", now=T0, **common)
-    sent_at = T0 + timedelta(minutes=5)
-    await run(sm, repo.record_email, key="em-1", message_id=None, status="sent", now=sent_at, **common)
+
+    async def record(key: str, status: str, minutes: int, error: str | None = None, mid: str | None = None) -> None:
+        await run(
+            sm,
+            repo.record_email,
+            key=key,
+            message_id=mid,
+            status=status,
+            error=error,
+            now=T0 + timedelta(minutes=minutes),
+            **common,
+        )
+
+    # One call per attempt's outcome: a transient failure, then success on the retry.
+    await record("em-1", "sending", 0, error="421 try later", mid="<m1@lf>")
+    assert await run(sm, repo.email_status, "em-1") == "sending"
+    await record("em-1", "sent", 5)  # no message_id given: the stored one stays
+    await record("em-2", "failed", 1, error="550 no such user", mid="<m2@lf>")
     assert await run(sm, repo.email_status, "em-1") == "sent"
-    # A caller that records only outcomes: each call is an attempt.
-    await run(sm, repo.record_email, key="em-2", message_id="<m2@lf>", status="failed", error="x",
-              now=T0 + timedelta(minutes=1), **common)
-    await run(sm, repo.record_email, key="em-2", message_id="<m2@lf>", status="sent",
-              now=T0 + timedelta(minutes=9), **common)
 
     rows = {r["key"]: r for r in await run(sm, repo.list_emails, lead_id="lead-1")}
     one, two = rows["em-1"], rows["em-2"]
     assert (one["status"], one["attempts"], one["error"], one["message_id"]) == ("sent", 2, None, "<m1@lf>")
-    assert (one["created_at"], one["sent_at"]) == (T0, sent_at)
-    assert (two["attempts"], two["sent_at"]) == (2, T0 + timedelta(minutes=9))
+    assert (one["created_at"], one["sent_at"], one["subject"]) == (T0, T0 + timedelta(minutes=5), "Hi")
+    assert (two["status"], two["attempts"], two["error"], two["sent_at"]) == ("failed", 1, "550 no such user", None)
     assert [r["key"] for r in await run(sm, repo.list_emails)] == ["em-2", "em-1"]  # newest first
     assert await run(sm, repo.list_emails, lead_id="lead-none") == []

@@ -1,0 +1,245 @@
+"""The read model's tables (SQLAlchemy 2 typed declarative models).
+
+Any change here needs a new migration in store/migrations/versions (tests compare the two).
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Text,
+    UniqueConstraint,
+    false,
+    true,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.types import TypeDecorator
+
+# Deterministic constraint names: the same on SQLite and PostgreSQL, and batch migrations need them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(column_0_label)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+# Autoincrement ids for tables that grow with traffic; SQLite only autoincrements INTEGER PRIMARY KEY.
+BigIntId = BigInteger().with_variant(Integer(), "sqlite")
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
+
+    SQLite has no timezone support and SQLAlchemy drops tzinfo there, so values are stored as naive
+    UTC (which also keeps them ordered as text) and tagged UTC on the way out. Naive inputs are taken
+    to be UTC already.
+    """
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    @property
+    def python_type(self) -> type[datetime]:
+        return datetime
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"UTCDateTime needs a datetime, got {type(value).__name__}")
+        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: UTCDateTime(),
+        str: String(),
+        dict[str, Any]: JSON(),
+    }
+
+
+class Lead(Base):
+    __tablename__ = "leads"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    email: Mapped[str | None] = mapped_column(index=True)
+    first_name: Mapped[str | None]
+    last_name: Mapped[str | None]
+    company: Mapped[str | None]
+    title: Mapped[str | None]
+    company_size: Mapped[int | None] = mapped_column(Integer())
+    industry: Mapped[str | None]
+    country: Mapped[str | None]
+    source: Mapped[str | None]
+    utm_source: Mapped[str | None]
+    utm_medium: Mapped[str | None]
+    utm_campaign: Mapped[str | None]
+    utm_term: Mapped[str | None]
+    utm_content: Mapped[str | None]
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+    stage: Mapped[str] = mapped_column(index=True)
+    score: Mapped[int] = mapped_column(Integer(), default=0, index=True)
+    grade: Mapped[str | None]
+    owner_rep_id: Mapped[str | None] = mapped_column(index=True)
+    owner_team: Mapped[str | None]
+    sla_status: Mapped[str | None] = mapped_column(index=True)
+    sla_due_at: Mapped[datetime | None]
+    playbook_version: Mapped[str | None]
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    updated_at: Mapped[datetime]
+
+
+class Touchpoint(Base):
+    __tablename__ = "touchpoints"
+    # Serves "this lead's recent events" without a sort.
+    __table_args__ = (Index("ix_touchpoints_lead_id_occurred_at", "lead_id", "occurred_at"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    event_id: Mapped[str] = mapped_column(unique=True)
+    # No foreign key: the API records events before the workflow has projected the lead.
+    lead_id: Mapped[str] = mapped_column(index=True)
+    type: Mapped[str]
+    url: Mapped[str | None] = mapped_column(Text())
+    name: Mapped[str | None]
+    properties: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]
+
+
+class ScoreChangeRow(Base):
+    __tablename__ = "score_changes"
+    __table_args__ = (UniqueConstraint("lead_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str]
+    seq: Mapped[int] = mapped_column(Integer())
+    at: Mapped[datetime]
+    points: Mapped[float] = mapped_column(Float())
+    score_after: Mapped[float] = mapped_column(Float())
+    rule_id: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text())
+    event_id: Mapped[str | None]
+
+
+class StageChangeRow(Base):
+    __tablename__ = "stage_changes"
+    __table_args__ = (UniqueConstraint("lead_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    lead_id: Mapped[str]
+    seq: Mapped[int] = mapped_column(Integer())
+    at: Mapped[datetime]
+    from_stage: Mapped[str]
+    to_stage: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text())
+
+
+class Team(Base):
+    __tablename__ = "teams"
+
+    key: Mapped[str] = mapped_column(String(), primary_key=True)
+    name: Mapped[str]
+    manager_name: Mapped[str | None]
+    manager_email: Mapped[str | None]
+    # Last rep id handed out by round-robin; the next pick is the first active rep after it.
+    rr_cursor: Mapped[str | None]
+    updated_at: Mapped[datetime]
+
+
+class Rep(Base):
+    __tablename__ = "reps"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    team_key: Mapped[str] = mapped_column(ForeignKey("teams.key"), index=True)
+    name: Mapped[str]
+    email: Mapped[str]
+    active: Mapped[bool] = mapped_column(Boolean(), default=True, server_default=true())
+    # Most open assignments this rep may hold; NULL means unlimited.
+    capacity: Mapped[int | None] = mapped_column(Integer())
+    weight: Mapped[int] = mapped_column(Integer(), default=1, server_default="1")
+
+
+class Assignment(Base):
+    __tablename__ = "assignments"
+    # Load counting: open assignments per rep.
+    __table_args__ = (Index("ix_assignments_rep_id_open", "rep_id", "open"),)
+
+    # Deterministic idempotency key chosen by the workflow.
+    key: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(index=True)
+    team_key: Mapped[str]
+    rep_id: Mapped[str]
+    reason: Mapped[str] = mapped_column(Text())
+    assigned_at: Mapped[datetime]
+    # False once the lead is reassigned away, so capacity counts only what a rep still holds.
+    open: Mapped[bool] = mapped_column(Boolean(), default=True, server_default=true())
+
+
+class FollowUpRow(Base):
+    __tablename__ = "followups"
+
+    key: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(index=True)
+    rep_id: Mapped[str]
+    team_key: Mapped[str]
+    kind: Mapped[str]
+    policy_id: Mapped[str]
+    status: Mapped[str] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    due_at: Mapped[datetime] = mapped_column(index=True)
+    remind_at: Mapped[datetime | None]
+    reminded_at: Mapped[datetime | None]
+    escalated_at: Mapped[datetime | None]
+    met_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class EmailRow(Base):
+    __tablename__ = "emails"
+
+    # Idempotency key of the SendEmail command.
+    key: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(index=True)
+    kind: Mapped[str]
+    template: Mapped[str]
+    to_addr: Mapped[str]
+    subject: Mapped[str | None] = mapped_column(Text())
+    message_id: Mapped[str | None]
+    status: Mapped[str]  # sending | sent | failed
+    attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
+    error: Mapped[str | None] = mapped_column(Text())
+    created_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class PlaybookVersion(Base):
+    __tablename__ = "playbook_versions"
+
+    version: Mapped[int] = mapped_column(Integer(), primary_key=True, autoincrement=True)
+    hash: Mapped[str] = mapped_column(unique=True)
+    author: Mapped[str | None]
+    note: Mapped[str | None] = mapped_column(Text())
+    document: Mapped[str] = mapped_column(Text())
+    created_at: Mapped[datetime]
+    published: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())

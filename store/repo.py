@@ -1,0 +1,728 @@
+"""Queries and writes on the read model.
+
+Every function takes an ``AsyncSession`` first. Writers commit (or roll back on error) themselves;
+readers never commit, so the caller's ``async with sessionmaker() as session`` ends their transaction.
+Writers are idempotent: activities retry, so the same call twice leaves the same rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Row, Select, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import DeclarativeBase
+
+from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
+from store.models import (
+    Assignment,
+    EmailRow,
+    FollowUpRow,
+    Lead,
+    Rep,
+    ScoreChangeRow,
+    StageChangeRow,
+    Team,
+    Touchpoint,
+)
+
+STRATEGIES: tuple[str, ...] = ("round_robin", "least_loaded")
+
+# Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
+_TEXT_ATTRIBUTES = (
+    "email",
+    "first_name",
+    "last_name",
+    "company",
+    "title",
+    "industry",
+    "country",
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+)
+# Keeps one multi-row INSERT well under SQLite's and PostgreSQL's bound-parameter limits.
+_CHUNK = 500
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _dialect(session: AsyncSession) -> str:
+    return session.get_bind().dialect.name
+
+
+def _insert(session: AsyncSession, model: type[DeclarativeBase]) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT that supports ON CONFLICT on this session's backend."""
+    dialect = _dialect(session)
+    if dialect == "sqlite":
+        return sqlite.insert(model)
+    if dialect == "postgresql":
+        return postgresql.insert(model)
+    raise RuntimeError(f"store supports sqlite and postgresql, not {dialect}")
+
+
+@asynccontextmanager
+async def _writing(session: AsyncSession) -> AsyncIterator[None]:
+    """Commit what the block wrote, or roll it back and re-raise."""
+    try:
+        yield
+    except BaseException:
+        await session.rollback()
+        raise
+    await session.commit()
+
+
+def _chunks(rows: Sequence[dict[str, Any]], size: int = _CHUNK) -> Iterable[Sequence[dict[str, Any]]]:
+    for start in range(0, len(rows), size):
+        yield rows[start : start + size]
+
+
+def _row_dict(row: Row[Any]) -> dict[str, Any]:
+    return dict(row._mapping)
+
+
+def _select_all(model: type[DeclarativeBase], *, without: tuple[str, ...] = ()) -> Select[Any]:
+    """A Core select of the model's columns: plain rows, never stale identity-mapped objects."""
+    return select(*(c for c in model.__table__.columns if c.key not in without))
+
+
+async def _dicts(session: AsyncSession, stmt: Select[Any]) -> list[dict[str, Any]]:
+    return [_row_dict(row) for row in (await session.execute(stmt)).all()]
+
+
+def _text_or_none(value: Any) -> str | None:
+    if value is None:
+        return None
+    value = str(value).strip()
+    return value or None
+
+
+def _int_or_none(value: Any) -> int | None:
+    """company_size may arrive as 250, "250", "250.0" or a band like "51-200" (not an int: None)."""
+    if value is None or isinstance(value, bool):
+        return None
+    try:
+        number = int(float(value))
+    except (TypeError, ValueError, OverflowError):
+        return None
+    # The column is a 32-bit INTEGER on PostgreSQL; an absurd value must not fail the projection forever.
+    return number if 0 <= number < 2**31 else None
+
+
+# ---------------------------------------------------------------- touchpoints
+
+
+async def add_touchpoints(
+    session: AsyncSession, lead_id: str, events: list[TrackedEvent], received_at: datetime
+) -> int:
+    """Record events, ignoring ids already stored. Returns how many were new."""
+    rows: dict[str, dict[str, Any]] = {}
+    for event in events:  # the first of duplicate ids in one batch wins
+        rows.setdefault(
+            event.id,
+            {
+                "event_id": event.id,
+                "lead_id": lead_id,
+                "type": event.type,
+                "url": event.url,
+                "name": event.name,
+                "properties": dict(event.properties or {}),
+                "occurred_at": event.at,
+                "received_at": received_at,
+            },
+        )
+    if not rows:
+        return 0
+    new = 0
+    async with _writing(session):
+        for chunk in _chunks(list(rows.values())):
+            stmt = (
+                _insert(session, Touchpoint)
+                .values(list(chunk))
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(Touchpoint.event_id)
+            )
+            new += len((await session.execute(stmt)).all())
+    return new
+
+
+async def list_touchpoints(session: AsyncSession, lead_id: str, limit: int = 100) -> list[dict[str, Any]]:
+    """A lead's events, newest first."""
+    stmt = (
+        _select_all(Touchpoint)
+        .where(Touchpoint.lead_id == lead_id)
+        .order_by(Touchpoint.occurred_at.desc(), Touchpoint.id.desc())
+        .limit(limit)
+    )
+    return await _dicts(session, stmt)
+
+
+# ---------------------------------------------------------------- lead projection
+
+
+def _lead_values(snap: LeadSnapshot, now: datetime) -> dict[str, Any]:
+    attrs = dict(snap.attributes or {})
+    values: dict[str, Any] = {key: _text_or_none(attrs.get(key)) for key in _TEXT_ATTRIBUTES}
+    followup = snap.followup
+    values.update(
+        id=snap.lead_id,
+        company_size=_int_or_none(attrs.get("company_size")),
+        attributes=attrs,
+        stage=snap.stage,
+        score=int(snap.score),
+        grade=snap.grade,
+        owner_rep_id=snap.owner_rep_id,
+        owner_team=snap.owner_team,
+        sla_status=followup.status if followup else None,
+        sla_due_at=followup.due_at if followup else None,
+        playbook_version=snap.playbook_version or None,
+        created_at=snap.created_at or snap.updated_at or now,
+        updated_at=snap.updated_at or snap.created_at or now,
+    )
+    return values
+
+
+async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> None:
+    values = _lead_values(snap, now)
+    stmt = _insert(session, Lead).values(values)
+    keep = {"id"} if snap.created_at is not None else {"id", "created_at"}
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["id"],
+        set_={key: stmt.excluded[key] for key in values if key not in keep},
+        # A retried, older projection must not overwrite a newer one.
+        where=stmt.excluded.updated_at >= Lead.updated_at,
+    )
+    await session.execute(stmt)
+
+
+def _score_change_row(lead_id: str, change: ScoreChange) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "seq": change.seq,
+        "at": change.at,
+        "points": float(change.points),
+        "score_after": float(change.score_after),
+        "rule_id": change.rule_id,
+        "reason": change.reason,
+        "event_id": change.event_id,
+    }
+
+
+def _stage_change_row(lead_id: str, change: StageChange) -> dict[str, Any]:
+    return {
+        "lead_id": lead_id,
+        "seq": change.seq,
+        "at": change.at,
+        "from_stage": change.from_stage,
+        "to_stage": change.to_stage,
+        "reason": change.reason,
+    }
+
+
+async def _insert_ignoring(
+    session: AsyncSession, model: type[DeclarativeBase], rows: list[dict[str, Any]], keys: list[str]
+) -> None:
+    for chunk in _chunks(rows):
+        stmt = _insert(session, model).values(list(chunk)).on_conflict_do_nothing(index_elements=keys)
+        await session.execute(stmt)
+
+
+async def _upsert_followup(session: AsyncSession, lead_id: str, fu: FollowUp, now: datetime) -> None:
+    changing = {
+        "status": fu.status,
+        "due_at": fu.due_at,
+        "remind_at": fu.remind_at,
+        "reminded_at": fu.reminded_at,
+        "escalated_at": fu.escalated_at,
+        "met_at": fu.met_at,
+        "updated_at": now,
+    }
+    fixed = {
+        "key": fu.key,
+        "lead_id": lead_id,
+        "rep_id": fu.rep_id,
+        "team_key": fu.team,
+        "kind": fu.kind,
+        "policy_id": fu.policy_id,
+        "started_at": fu.started_at,
+    }
+    stmt = _insert(session, FollowUpRow).values({**fixed, **changing})
+    stmt = stmt.on_conflict_do_update(
+        index_elements=["key"],
+        set_={key: stmt.excluded[key] for key in changing},
+        where=stmt.excluded.updated_at >= FollowUpRow.updated_at,  # as for the lead: never go back
+    )
+    await session.execute(stmt)
+
+
+async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
+    """Write a lead's snapshot: the leads row, new score/stage history, its current follow-up.
+
+    Rows carry the snapshot's ``updated_at`` (workflow time) and a snapshot older than what is
+    stored is ignored, so a late retry cannot roll the lead back.
+    """
+    # Prefer workflow time over the wall clock: mixing the two would break the ordering guard.
+    now = snap.updated_at or snap.created_at or _utcnow()
+    async with _writing(session):
+        await _upsert_lead(session, snap, now)
+        scores = [_score_change_row(snap.lead_id, c) for c in snap.score_changes]
+        await _insert_ignoring(session, ScoreChangeRow, scores, ["lead_id", "seq"])
+        stages = [_stage_change_row(snap.lead_id, c) for c in snap.stage_changes]
+        await _insert_ignoring(session, StageChangeRow, stages, ["lead_id", "seq"])
+        if snap.followup is not None:
+            await _upsert_followup(session, snap.lead_id, snap.followup, now)
+
+
+async def get_lead(session: AsyncSession, lead_id: str) -> dict[str, Any] | None:
+    row = (await session.execute(_select_all(Lead).where(Lead.id == lead_id))).one_or_none()
+    return _row_dict(row) if row is not None else None
+
+
+async def list_score_changes(session: AsyncSession, lead_id: str) -> list[dict[str, Any]]:
+    """Why the lead has its score: every change in order."""
+    stmt = (
+        _select_all(ScoreChangeRow, without=("id",))
+        .where(ScoreChangeRow.lead_id == lead_id)
+        .order_by(ScoreChangeRow.seq)
+    )
+    return await _dicts(session, stmt)
+
+
+async def list_stage_changes(session: AsyncSession, lead_id: str) -> list[dict[str, Any]]:
+    stmt = (
+        _select_all(StageChangeRow, without=("id",))
+        .where(StageChangeRow.lead_id == lead_id)
+        .order_by(StageChangeRow.seq)
+    )
+    return await _dicts(session, stmt)
+
+
+# ---------------------------------------------------------------- follow-ups
+
+
+async def list_followups(
+    session: AsyncSession,
+    *,
+    status: str | None,
+    limit: int,
+    offset: int,
+    now: datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Follow-ups by due time (soonest / most overdue first), with the lead and rep they concern.
+
+    ``status`` filters on the stored status (the workflow marks a follow-up overdue when its timer fires).
+    """
+    now = now or _utcnow()
+    stmt = (
+        select(
+            FollowUpRow.key,
+            FollowUpRow.lead_id,
+            Lead.company,
+            Lead.email,
+            Lead.first_name,
+            Lead.last_name,
+            FollowUpRow.rep_id,
+            Rep.name.label("rep_name"),
+            Rep.email.label("rep_email"),
+            FollowUpRow.team_key,
+            FollowUpRow.kind,
+            FollowUpRow.policy_id,
+            FollowUpRow.status,
+            FollowUpRow.started_at,
+            FollowUpRow.due_at,
+            FollowUpRow.remind_at,
+            FollowUpRow.reminded_at,
+            FollowUpRow.escalated_at,
+            FollowUpRow.met_at,
+            FollowUpRow.updated_at,
+        )
+        .outerjoin(Lead, Lead.id == FollowUpRow.lead_id)
+        .outerjoin(Rep, Rep.id == FollowUpRow.rep_id)
+        .order_by(FollowUpRow.due_at, FollowUpRow.key)
+        .limit(limit)
+        .offset(offset)
+    )
+    if status is not None:
+        stmt = stmt.where(FollowUpRow.status == status)
+    out = []
+    for row in (await session.execute(stmt)).all():
+        item = _row_dict(row)
+        late = (now - item["due_at"]).total_seconds() if item["status"] != "met" else 0.0
+        item["overdue_by_seconds"] = max(0, int(late))
+        out.append(item)
+    return out
+
+
+# ---------------------------------------------------------------- teams and reps
+
+
+@dataclass
+class RepIn:
+    id: str
+    name: str
+    email: str
+    active: bool = True
+    capacity: int | None = None
+    weight: int = 1
+
+
+@dataclass
+class TeamIn:
+    key: str
+    name: str
+    manager_name: str | None
+    manager_email: str | None
+    reps: list[RepIn] = field(default_factory=list)
+
+
+async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | None = None) -> None:
+    """Create or update a team and make ``team.reps`` its rep set.
+
+    Reps of the team that are not listed become inactive (kept: assignments refer to them).
+    A listed rep that belonged to another team moves here.
+    """
+    now = now or _utcnow()
+    team_values = {
+        "key": team.key,
+        "name": team.name,
+        "manager_name": team.manager_name,
+        "manager_email": team.manager_email,
+        "updated_at": now,
+    }
+    async with _writing(session):
+        stmt = _insert(session, Team).values(team_values)
+        await session.execute(
+            stmt.on_conflict_do_update(
+                index_elements=["key"], set_={k: stmt.excluded[k] for k in team_values if k != "key"}
+            )
+        )
+        listed = [rep.id for rep in team.reps]
+        await session.execute(
+            update(Rep)
+            .where(Rep.team_key == team.key, Rep.id.not_in(listed))
+            .values(active=False)
+            .execution_options(synchronize_session=False)
+        )
+        for rep in team.reps:
+            values = {
+                "id": rep.id,
+                "team_key": team.key,
+                "name": rep.name,
+                "email": rep.email,
+                "active": rep.active,
+                "capacity": rep.capacity,
+                "weight": rep.weight,
+            }
+            stmt = _insert(session, Rep).values(values)
+            await session.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
+                )
+            )
+
+
+async def _open_loads(
+    session: AsyncSession, rep_ids: Sequence[str], *, except_lead: str | None = None
+) -> dict[str, int]:
+    """Open assignments per rep (optionally not counting one lead's own)."""
+    if not rep_ids:
+        return {}
+    stmt = (
+        select(Assignment.rep_id, func.count())
+        .where(Assignment.open.is_(True), Assignment.rep_id.in_(rep_ids))
+        .group_by(Assignment.rep_id)
+    )
+    if except_lead is not None:
+        stmt = stmt.where(Assignment.lead_id != except_lead)
+    counts = {rep_id: int(n) for rep_id, n in (await session.execute(stmt)).all()}
+    return {rep_id: counts.get(rep_id, 0) for rep_id in rep_ids}
+
+
+async def list_teams(session: AsyncSession) -> list[dict[str, Any]]:
+    """Every team with its reps (active or not) and each rep's open assignments."""
+    teams = await _dicts(session, _select_all(Team).order_by(Team.key))
+    reps = await _dicts(session, _select_all(Rep).order_by(Rep.team_key, Rep.id))
+    loads = await _open_loads(session, [rep["id"] for rep in reps])
+    by_team: dict[str, list[dict[str, Any]]] = {team["key"]: [] for team in teams}
+    for rep in reps:
+        by_team.setdefault(rep["team_key"], []).append({**rep, "open_assignments": loads[rep["id"]]})
+    return [{**team, "reps": by_team[team["key"]]} for team in teams]
+
+
+async def count_teams(session: AsyncSession) -> int:
+    return int((await session.execute(select(func.count()).select_from(Team))).scalar_one())
+
+
+# ---------------------------------------------------------------- assignment
+
+
+@dataclass
+class RepChoice:
+    rep_id: str
+    rep_name: str
+    rep_email: str
+    team: str
+    manager_name: str | None
+    manager_email: str | None
+    reason: str
+
+
+async def _lock_team(session: AsyncSession, team_key: str) -> Row[Any] | None:
+    """Serialise assignment per team; returns the team row read under the lock, or None if unknown."""
+    if _dialect(session) == "sqlite":
+        # A write as the transaction's first statement takes SQLite's single write lock (waiting on
+        # busy_timeout), so the reads that follow see every earlier assignment. SELECT first would
+        # read a snapshot that a concurrent writer can make stale.
+        await session.execute(
+            update(Team)
+            .where(Team.key == team_key)
+            .values(rr_cursor=Team.rr_cursor)
+            .execution_options(synchronize_session=False)
+        )
+        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email)
+    else:
+        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email).with_for_update()
+    return (await session.execute(query.where(Team.key == team_key))).one_or_none()
+
+
+async def _existing_choice(session: AsyncSession, key: str) -> RepChoice | None:
+    stmt = (
+        select(
+            Assignment.rep_id,
+            Assignment.team_key,
+            Assignment.reason,
+            Rep.name,
+            Rep.email,
+            Team.manager_name,
+            Team.manager_email,
+        )
+        .outerjoin(Rep, Rep.id == Assignment.rep_id)
+        .outerjoin(Team, Team.key == Assignment.team_key)
+        .where(Assignment.key == key)
+    )
+    row = (await session.execute(stmt)).one_or_none()
+    if row is None:
+        return None
+    return RepChoice(
+        rep_id=row.rep_id,
+        rep_name=row.name or row.rep_id,
+        rep_email=row.email or "",
+        team=row.team_key,
+        manager_name=row.manager_name,
+        manager_email=row.manager_email,
+        reason=row.reason,
+    )
+
+
+@dataclass(frozen=True)
+class _Candidate:
+    id: str
+    name: str
+    email: str
+    capacity: int | None
+
+
+async def _candidates(session: AsyncSession, team_key: str, exclude: set[str]) -> list[_Candidate]:
+    """Active reps of the team, not excluded, in id order.
+
+    Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
+    string comparison that moves the round-robin cursor.
+    """
+    stmt = select(Rep.id, Rep.name, Rep.email, Rep.capacity).where(Rep.team_key == team_key, Rep.active.is_(True))
+    rows = (await session.execute(stmt)).all()
+    return sorted(
+        (_Candidate(r.id, r.name, r.email, r.capacity) for r in rows if r.id not in exclude), key=lambda c: c.id
+    )
+
+
+def _pick(
+    reps: Sequence[_Candidate], loads: dict[str, int], strategy: str, cursor: str | None
+) -> tuple[_Candidate, str] | None:
+    """Choose among eligible reps (sorted by id); returns the rep and how it was chosen."""
+    if not reps:
+        return None
+    if strategy == "least_loaded":
+        rep = min(reps, key=lambda r: (loads[r.id], r.id))
+        return rep, f"least-loaded ({loads[rep.id]} open)"
+    after = [r for r in reps if cursor is None or r.id > cursor]
+    return (after or reps)[0], "round-robin"
+
+
+async def assign_rep(
+    session: AsyncSession,
+    *,
+    key: str,
+    lead_id: str,
+    team_key: str,
+    strategy: str,
+    exclude_rep_ids: list[str],
+    now: datetime,
+) -> RepChoice | None:
+    """Give the lead a rep of ``team_key``; idempotent by ``key``; None when nobody is available.
+
+    Eligible: active, not excluded, fewer open assignments than capacity (the lead's own current
+    assignment does not count against its rep). The lead's previous open assignments are closed.
+    """
+    if strategy not in STRATEGIES:
+        raise ValueError(f"unknown assignment strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    async with _writing(session):
+        team = await _lock_team(session, team_key)
+        existing = await _existing_choice(session, key)
+        if existing is not None or team is None:
+            return existing
+        reps = await _candidates(session, team_key, set(exclude_rep_ids))
+        loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
+        eligible = [r for r in reps if r.capacity is None or loads[r.id] < r.capacity]
+        picked = _pick(eligible, loads, strategy, team.rr_cursor)
+        if picked is None:
+            return None
+        rep, how = picked
+        reason = f"{how} in team {team_key}"
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
+            .values(open=False)
+            .execution_options(synchronize_session=False)
+        )
+        session.add(
+            Assignment(key=key, lead_id=lead_id, team_key=team_key, rep_id=rep.id, reason=reason, assigned_at=now)
+        )
+        if strategy == "round_robin":
+            await session.execute(
+                update(Team)
+                .where(Team.key == team_key)
+                .values(rr_cursor=rep.id)
+                .execution_options(synchronize_session=False)
+            )
+        return RepChoice(
+            rep_id=rep.id,
+            rep_name=rep.name,
+            rep_email=rep.email,
+            team=team_key,
+            manager_name=team.manager_name,
+            manager_email=team.manager_email,
+            reason=reason,
+        )
+
+
+async def list_assignments(
+    session: AsyncSession, *, lead_id: str | None = None, open_only: bool = False
+) -> list[dict[str, Any]]:
+    stmt = _select_all(Assignment).order_by(Assignment.assigned_at, Assignment.key)
+    if lead_id is not None:
+        stmt = stmt.where(Assignment.lead_id == lead_id)
+    if open_only:
+        stmt = stmt.where(Assignment.open.is_(True))
+    return await _dicts(session, stmt)
+
+
+# ---------------------------------------------------------------- emails
+
+
+async def email_status(session: AsyncSession, key: str) -> str | None:
+    """The ledger status of an email key (sending | sent | failed), None if never attempted."""
+    return (await session.execute(select(EmailRow.status).where(EmailRow.key == key))).scalar_one_or_none()
+
+
+async def record_email(
+    session: AsyncSession,
+    *,
+    key: str,
+    lead_id: str,
+    kind: str,
+    template: str,
+    to_addr: str,
+    subject: str | None,
+    message_id: str | None,
+    status: str,
+    error: str | None = None,
+    now: datetime,
+) -> None:
+    """Upsert the ledger row for ``key``; call it once per attempt's outcome.
+
+    Every call counts one attempt (``attempts`` += 1). ``sent_at`` is set the first time status is
+    "sent"; ``error`` is replaced (None clears it); a None subject or message_id keeps the stored one.
+    """
+    values = {
+        "key": key,
+        "lead_id": lead_id,
+        "kind": kind,
+        "template": template,
+        "to_addr": to_addr,
+        "subject": subject,
+        "message_id": message_id,
+        "status": status,
+        "attempts": 1,
+        "error": error,
+        "created_at": now,
+        "sent_at": now if status == "sent" else None,
+    }
+    async with _writing(session):
+        stmt = _insert(session, EmailRow).values(values)
+        new = stmt.excluded
+        stmt = stmt.on_conflict_do_update(
+            index_elements=["key"],
+            set_={
+                "status": new.status,
+                "to_addr": new.to_addr,
+                "subject": func.coalesce(new.subject, EmailRow.subject),
+                "message_id": func.coalesce(new.message_id, EmailRow.message_id),
+                "error": new.error,
+                "attempts": EmailRow.attempts + 1,
+                "sent_at": func.coalesce(EmailRow.sent_at, new.sent_at),
+            },
+        )
+        await session.execute(stmt)
+
+
+async def list_emails(session: AsyncSession, *, lead_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
+    """Ledger rows, newest first."""
+    stmt = _select_all(EmailRow).order_by(EmailRow.created_at.desc(), EmailRow.key).limit(limit)
+    if lead_id is not None:
+        stmt = stmt.where(EmailRow.lead_id == lead_id)
+    return await _dicts(session, stmt)
+
+
+# ---------------------------------------------------------------- health
+
+
+async def ping(session: AsyncSession) -> None:
+    """Raises if the database is unreachable (readiness probe)."""
+    await session.execute(text("SELECT 1"))
+
+
+__all__ = [
+    "STRATEGIES",
+    "RepChoice",
+    "RepIn",
+    "TeamIn",
+    "add_touchpoints",
+    "assign_rep",
+    "count_teams",
+    "email_status",
+    "get_lead",
+    "list_assignments",
+    "list_emails",
+    "list_followups",
+    "list_score_changes",
+    "list_stage_changes",
+    "list_teams",
+    "list_touchpoints",
+    "ping",
+    "project_lead",
+    "record_email",
+    "upsert_team",
+]
