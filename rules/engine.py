@@ -7,11 +7,13 @@ records the rule and the event behind it, so "why is this lead at 73?" always ha
 
 from __future__ import annotations
 
+import hashlib
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rules.clock import next_weekday_time, zone
 from rules.expressions import parse_duration
 from rules.model import (
     AssignmentFailed,
@@ -33,7 +35,7 @@ from rules.model import (
     TouchLogged,
     TrackedEvent,
 )
-from rules.playbook import GRADE_ORDER, CompiledPlaybook
+from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
 
 SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
@@ -43,6 +45,7 @@ TIMER_DECAY = "decay"
 TIMER_SLA_REMIND = "sla_remind"
 TIMER_SLA_DUE = "sla_due"
 TIMER_SLA_REASSIGN = "sla_reassign"
+TIMER_RECYCLE = "recycle"
 JOURNEY_TIMER_PREFIX = "journey:"
 
 
@@ -160,6 +163,7 @@ def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: Compi
         del hits[: -max(spec.max_total or 0, spec.max_per_day or 0, 1) * 2]
         reason = spec.description or f"{event.type}{' ' + event.url if event.url else ''}"
         _add_points(state, spec.points, now, spec.id, reason, event.id)
+    _resume_waiting(state, view, now, pb)
 
 
 def _decay(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
@@ -185,14 +189,31 @@ def _react(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
         return  # events before the lead exists are only recorded
     _advance_stage(state, now, pb)
     _route(state, pb, out)
+    stage_before = state.stage
     _run_journeys(state, now, pb, out)
+    if state.stage != stage_before or (state.score_changes and state.score_changes[-1].at == now):
+        _advance_stage(state, now, pb)  # a journey step set the stage or added points
+        _route(state, pb, out)
 
 
 def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
-    order = pb.stage_order
-    if state.stage not in order:
-        return  # side stages (disqualified, recycled) move only by an explicit change
-    current = order.index(state.stage)
+    order, stages = pb.stage_order, pb.model.stages
+    # Rules into side stages (disqualified, ...) win over the funnel.
+    for rule in pb.stages:
+        to = rule.spec.to
+        if (
+            to not in order
+            and to != state.stage
+            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, None)
+        ):
+            _set_stage(state, to, now, rule.spec.id or rule.spec.when, pb)
+            return
+    if state.stage in order:
+        current = order.index(state.stage)
+    elif state.stage in stages.reentry:
+        current = 0  # recycled leads climb the funnel again
+    else:
+        return  # other side stages move only by an explicit change
     target, reason = current, ""
     for rule in pb.stages:
         to = rule.spec.to
@@ -203,13 +224,28 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
         ):
             target, reason = order.index(to), rule.spec.id or f"{rule.spec.when}"
     if target > current:
-        _set_stage(state, order[target], now, reason)
+        _set_stage(state, order[target], now, reason, pb)
 
 
-def _set_stage(state: LeadState, stage: str, now: datetime, reason: str) -> None:
+def _set_stage(state: LeadState, stage: str, now: datetime, reason: str, pb: CompiledPlaybook | None = None) -> None:
+    if stage == state.stage:
+        return
     seq = state.stage_changes[-1].seq + 1 if state.stage_changes else 1
     state.stage_changes.append(StageChange(seq, now, state.stage, stage, reason))
     state.stage = stage
+    state.timers.pop(TIMER_RECYCLE, None)
+    if pb is None:
+        return
+    for recycle in pb.model.stages.recycle:
+        if recycle.from_stage == stage:
+            state.timers[TIMER_RECYCLE] = now + parse_duration(recycle.after)
+    if stage in pb.model.stages.reentry:
+        # Back to marketing: the old owner and SLA no longer apply.
+        state.owner, state.pending_assignment, state.queued_team = None, None, None
+        if state.followup and state.followup.status == "pending":
+            state.followup = None
+        for name in (TIMER_SLA_REMIND, TIMER_SLA_DUE, TIMER_SLA_REASSIGN):
+            state.timers.pop(name, None)
 
 
 def _route(state: LeadState, pb: CompiledPlaybook, out: list[Command]) -> None:
@@ -238,40 +274,119 @@ def _request_assignment(
 
 
 def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
-    for journey, enroll, exit_when in pb.journeys:
-        run = state.journeys.get(journey.id)
+    for cj in pb.journeys:
+        run = state.journeys.get(cj.spec.id)
         if run is None:
-            if enroll(state.attributes, None, state.score, state.grade, state.stage, now, None):
-                run = state.journeys[journey.id] = JourneyRun(journey.id, enrolled_at=now)
-            else:
+            if not cj.enroll(state.attributes, None, state.score, state.grade, state.stage, now, None):
                 continue
+            run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
         if run.status != "active":
             continue
-        if exit_when and exit_when(state.attributes, None, state.score, state.grade, state.stage, now, None):
+        if cj.exit and cj.exit(state.attributes, None, state.score, state.grade, state.stage, now, None):
             _end_journey(state, run, now, "exited", "exit condition met")
             continue
-        timer = JOURNEY_TIMER_PREFIX + journey.id
-        if timer in state.timers:
-            continue  # waiting
-        for _ in range(MAX_JOURNEY_STEPS_PER_INPUT):
-            if run.step >= len(journey.steps):
-                _end_journey(state, run, now, "completed", None)
-                break
-            step = journey.steps[run.step]
-            run.step += 1
-            if step.type == "send_email" and step.template:
-                _email_lead(state, step.template, f"journey {journey.id} step {step.id}", out)
-            elif step.type == "wait" and step.duration:
-                state.timers[timer] = now + parse_duration(step.duration)
-                break
-            elif step.type == "exit":
-                _end_journey(state, run, now, "exited", f"step {step.id}")
-                break
+        if JOURNEY_TIMER_PREFIX + cj.spec.id not in state.timers:
+            _walk(state, cj, run, now, pb, out)
+
+
+def _walk(
+    state: LeadState, cj: CompiledJourney, run: JourneyRun, now: datetime, pb: CompiledPlaybook, out: list[Command]
+) -> None:
+    """Run a journey's steps until it waits, exits or ends."""
+    steps, timer = cj.spec.steps, JOURNEY_TIMER_PREFIX + cj.spec.id
+    for _ in range(MAX_JOURNEY_STEPS_PER_INPUT):
+        if run.step >= len(steps):
+            _end_journey(state, run, now, "completed", None)
+            return
+        step = steps[run.step]
+        nxt = run.step + 1
+        where = f"journey {cj.spec.id} step {step.id}"
+        if step.type == "send_email" and step.template:
+            _email_lead(state, step.template, where, out)
+        elif step.type == "notify_rep" and step.template and state.owner:
+            out.append(_staff_email(state, "rep_notify", step.template, state.owner.rep_email, state.owner.rep_name))
+        elif step.type == "wait":
+            if step.until:
+                tz = state.attributes.get("timezone")
+                tz = tz if isinstance(tz, str) and _valid_zone(tz) else cj.spec.timezone
+                state.timers[timer] = next_weekday_time(now, list(step.until.weekdays), step.until.time, tz)
+            else:
+                state.timers[timer] = now + parse_duration(step.duration or "0s")
+            run.step = nxt
+            return
+        elif step.type == "wait_for_event":
+            state.timers[timer] = now + parse_duration(step.timeout or "0s")
+            run.waiting_for = step.id
+            return
+        elif step.type == "branch":
+            test = cj.conditions[step.id]
+            if test(state.attributes, None, state.score, state.grade, state.stage, now, None):
+                nxt = cj.index[step.then] if step.then else nxt
+            elif step.otherwise:
+                nxt = cj.index[step.otherwise]
+        elif step.type == "ab_split" and step.variants:
+            choice = _bucket(f"{state.lead_id}:{cj.spec.id}:{step.id}", [v.weight for v in step.variants])
+            run.variants[step.id] = step.variants[choice].goto
+            nxt = cj.index[step.variants[choice].goto]
+        elif step.type == "set_field" and step.field:
+            state.attributes[step.field] = step.value
+        elif step.type == "set_stage" and step.stage:
+            _set_stage(state, step.stage, now, where, pb)
+        elif step.type == "add_points" and step.points is not None:
+            _add_points(state, step.points, now, f"journey:{cj.spec.id}:{step.id}", where)
+        elif step.type == "goto" and step.next:
+            nxt = cj.index[step.next]
+        elif step.type == "exit":
+            _end_journey(state, run, now, "exited", f"step {step.id}")
+            return
+        run.step = nxt
+    # Validation rejects loops without a wait; this bound only guards hand-built playbooks.
+    _end_journey(state, run, now, "exited", "too many steps without a wait")
+
+
+def _resume_waiting(state: LeadState, event: dict[str, Any] | None, now: datetime, pb: CompiledPlaybook) -> None:
+    """A wait_for_event step ends: with the matching event (``event``) or at its timeout (``None``)."""
+    for cj in pb.journeys:
+        run = state.journeys.get(cj.spec.id)
+        if run is None or run.status != "active" or run.waiting_for is None:
+            continue
+        step = cj.spec.steps[cj.index[run.waiting_for]]
+        if event is not None:
+            if not cj.conditions[step.id](
+                state.attributes, event, state.score, state.grade, state.stage, now, _history(state)
+            ):
+                continue
+            target = step.on_event
+        else:
+            if JOURNEY_TIMER_PREFIX + cj.spec.id in state.timers:
+                continue  # this journey's timeout has not come
+            target = step.on_timeout
+        state.timers.pop(JOURNEY_TIMER_PREFIX + cj.spec.id, None)
+        run.waiting_for = None
+        run.step = cj.index[target] if target else cj.index[step.id] + 1
+
+
+def _bucket(key: str, weights: list[int]) -> int:
+    """A stable, uniform pick by weight: the same lead always lands in the same variant."""
+    point = int(hashlib.sha256(key.encode()).hexdigest()[:12], 16) % sum(weights)
+    for i, weight in enumerate(weights):
+        if point < weight:
+            return i
+        point -= weight
+    return len(weights) - 1
+
+
+def _valid_zone(name: str) -> bool:
+    try:
+        zone(name)
+    except ValueError:
+        return False
+    return True
 
 
 def _end_journey(state: LeadState, run: JourneyRun, now: datetime, status: str, reason: str | None) -> None:
     run.status = status  # type: ignore[assignment]
-    run.ended_at, run.exit_reason = now, reason
+    run.ended_at, run.exit_reason, run.waiting_for = now, reason, None
     state.timers.pop(JOURNEY_TIMER_PREFIX + run.journey_id, None)
 
 
@@ -356,7 +471,12 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
     if name == TIMER_DECAY:
         _decay(state, now, pb)
     elif name.startswith(JOURNEY_TIMER_PREFIX):
-        pass  # the wait is over: _react runs the journey's next steps
+        _resume_waiting(state, None, now, pb)  # a wait_for_event timed out; plain waits just end
+    elif name == TIMER_RECYCLE:
+        for recycle in pb.model.stages.recycle:
+            if recycle.from_stage == state.stage:
+                _set_stage(state, recycle.to, now, f"recycled after {recycle.after} in {recycle.from_stage}", pb)
+                break
     elif followup is None or owner is None or (followup.status != "pending" and name != TIMER_SLA_REASSIGN):
         return
     elif name == TIMER_SLA_REMIND:

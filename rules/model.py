@@ -172,6 +172,10 @@ class JourneyRun:
     enrolled_at: datetime | None = None
     ended_at: datetime | None = None
     exit_reason: str | None = None
+    # The wait_for_event step the lead is waiting in, if any.
+    waiting_for: str | None = None
+    # A/B split step id -> the variant (step id) this lead was sent to.
+    variants: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass

@@ -82,10 +82,24 @@ class StageRule(_Strict):
     id: str | None = None
 
 
+class Recycle(_Strict):
+    """A lead in stage ``from_stage`` for ``after`` moves to ``to`` (back into nurture)."""
+
+    from_stage: str = Field(alias="from")
+    after: Duration
+    to: str = "recycled"
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _d = field_validator("after")(_check_duration)
+
+
 class Stages(_Strict):
     order: list[str] = DEFAULT_STAGES
     side: list[str] = DEFAULT_SIDE_STAGES
     rules: list[StageRule] = []
+    recycle: list[Recycle] = []
+    # Side stages whose leads climb the funnel again from its first stage (e.g. recycled).
+    reentry: list[str] = ["recycled"]
 
 
 class RoutingRule(_Strict):
@@ -118,28 +132,110 @@ class Sla(_Strict):
     policies: list[SlaPolicy] = [SlaPolicy(id="default")]
 
 
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+STEP_TYPES = (
+    "send_email",
+    "wait",
+    "wait_for_event",
+    "branch",
+    "ab_split",
+    "set_field",
+    "set_stage",
+    "add_points",
+    "notify_rep",
+    "goto",
+    "exit",
+)
+
+
+class WaitUntil(_Strict):
+    """Wait until the next given weekday(s) at a local time, in the lead's time zone (or the journey's)."""
+
+    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(WEEKDAYS[:5])
+    time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+
+
+class Variant(_Strict):
+    goto: str
+    weight: int = Field(default=1, ge=1)
+
+
 class Step(_Strict):
     id: str
-    type: Literal["send_email", "wait", "exit"]
+    type: Literal[
+        "send_email",
+        "wait",
+        "wait_for_event",
+        "branch",
+        "ab_split",
+        "set_field",
+        "set_stage",
+        "add_points",
+        "notify_rep",
+        "goto",
+        "exit",
+    ]
     template: str | None = None
     duration: Duration | None = None
+    until: WaitUntil | None = None
+    condition: str | None = None
+    timeout: Duration | None = None
+    on_event: str | None = None
+    on_timeout: str | None = None
+    then: str | None = None
+    otherwise: str | None = Field(default=None, alias="else")
+    variants: list[Variant] | None = None
+    field: str | None = None
+    value: str | int | float | bool | None = None
+    stage: str | None = None
+    points: float | None = None
+    next: str | None = None
 
-    _d = field_validator("duration")(_check_duration)
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+    _d = field_validator("duration", "timeout")(_check_duration)
 
     @model_validator(mode="after")
     def _fields_for_type(self) -> Step:
-        if self.type == "send_email" and not self.template:
-            raise ValueError(f'step "{self.id}" sends an email: give it a template')
-        if self.type == "wait" and not self.duration:
-            raise ValueError(f'step "{self.id}" waits: give it a duration such as 2d')
+        needs = {
+            "send_email": ("template",),
+            "notify_rep": ("template",),
+            "wait_for_event": ("condition", "timeout"),
+            "branch": ("condition",),
+            "ab_split": ("variants",),
+            "set_field": ("field",),
+            "set_stage": ("stage",),
+            "add_points": ("points",),
+            "goto": ("next",),
+        }.get(self.type, ())
+        missing = [f for f in needs if getattr(self, f) is None]
+        if missing:
+            raise ValueError(f'step "{self.id}" ({self.type}) needs {" and ".join(missing)}')
+        if self.type == "wait" and (self.duration is None) == (self.until is None):
+            raise ValueError(f'step "{self.id}" waits: give it a duration (2d) or until (a weekday and time)')
         return self
+
+    def targets(self) -> list[str]:
+        """Step ids this step may jump to (the next step in the list is implicit)."""
+        jumps = [self.on_event, self.on_timeout, self.then, self.otherwise, self.next]
+        jumps += [v.goto for v in self.variants or []]
+        return [j for j in jumps if j]
 
 
 class Journey(_Strict):
     id: str
     enroll_when: str
     exit_when: str | None = None
+    # Time zone for `wait.until` when the lead has no `timezone` field (IANA name, e.g. Asia/Tokyo).
+    timezone: str = "UTC"
     steps: list[Step]
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from rules.clock import zone
+
+        zone(value)
+        return value
 
 
 class Notifications(_Strict):
@@ -264,6 +360,16 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class CompiledJourney:
+    spec: Journey
+    enroll: Callable[..., Any]
+    exit: Callable[..., Any] | None
+    # step id -> position, and compiled step conditions (branch, wait_for_event)
+    index: dict[str, int]
+    conditions: dict[str, Callable[..., Any]]
+
+
+@dataclass(frozen=True)
 class CompiledPlaybook:
     model: Playbook
     version: str
@@ -273,7 +379,7 @@ class CompiledPlaybook:
     stages: tuple[Rule, ...]
     routing: tuple[Rule, ...]
     sla: tuple[tuple[SlaPolicy, Callable[..., Any] | None], ...]
-    journeys: tuple[tuple[Journey, Callable[..., Any], Callable[..., Any] | None], ...]
+    journeys: tuple[CompiledJourney, ...]
 
     @property
     def stage_order(self) -> list[str]:
@@ -316,14 +422,27 @@ def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue]) -> d
         (p, comp(p.when, ("sla", "policies", i, "when"), lead_only) if p.when else None)
         for i, p in enumerate(pb.sla.policies)
     )
-    out["journeys"] = tuple(
-        (
-            j,
-            comp(j.enroll_when, ("journeys", i, "enroll_when"), lead_only),
-            comp(j.exit_when, ("journeys", i, "exit_when"), lead_only) if j.exit_when else None,
+    journeys = []
+    for i, j in enumerate(pb.journeys):
+        conditions = {
+            step.id: comp(
+                step.condition,
+                ("journeys", i, "steps", s, "condition"),
+                with_event if step.type == "wait_for_event" else lead_only,
+            )
+            for s, step in enumerate(j.steps)
+            if step.condition
+        }
+        journeys.append(
+            CompiledJourney(
+                spec=j,
+                enroll=comp(j.enroll_when, ("journeys", i, "enroll_when"), lead_only),
+                exit=comp(j.exit_when, ("journeys", i, "exit_when"), lead_only) if j.exit_when else None,
+                index={step.id: s for s, step in enumerate(j.steps)},
+                conditions=conditions,
+            )
         )
-        for i, j in enumerate(pb.journeys)
-    )
+    out["journeys"] = tuple(journeys)
     return out
 
 
@@ -370,16 +489,88 @@ def _check_references(
             step_ids.add(step.id)
             if step.template:
                 used_templates.append((("journeys", i, "steps", s, "template"), step.template))
-            if step.type == "exit" and s != len(journey.steps) - 1:
-                issues.append(
-                    source.issue(("journeys", i, "steps", s + 1), "this step can never run: the step before it exits")
-                )
+            if step.stage and step.stage not in stages:
+                issues.append(source.issue(("journeys", i, "steps", s, "stage"), f'"{step.stage}" is not a stage'))
+        for s, step in enumerate(journey.steps):
+            for target in step.targets():
+                if target not in step_ids:
+                    issues.append(
+                        source.issue(
+                            ("journeys", i, "steps", s),
+                            f'step "{step.id}" goes to "{target}", which is not a step of journey {journey.id}',
+                        )
+                    )
+        issues.extend(_journey_graph_issues(source, i, journey))
+    for r, recycle in enumerate(pb.stages.recycle):
+        for key, stage in (("from", recycle.from_stage), ("to", recycle.to)):
+            if stage not in stages:
+                issues.append(source.issue(("stages", "recycle", r, key), f'"{stage}" is not a stage'))
     if templates is not None:
         for path, name in used_templates:
             if name not in templates:
                 issues.append(
                     source.issue(path, f'no email template "{name}" (templates: {", ".join(sorted(templates))})')
                 )
+
+
+def _successors(journey: Journey, position: int) -> list[int]:
+    step = journey.steps[position]
+    index = {st.id: n for n, st in enumerate(journey.steps)}
+    jumps = [index[t] for t in step.targets() if t in index]
+    falls_through = (
+        step.type not in ("exit", "goto", "ab_split")
+        and not (step.type == "branch" and step.then and step.otherwise)
+        and not (step.type == "wait_for_event" and step.on_event and step.on_timeout)
+    )
+    if falls_through and position + 1 < len(journey.steps):
+        jumps.append(position + 1)
+    return jumps
+
+
+def _journey_graph_issues(source: Source, i: int, journey: Journey) -> list[PlaybookIssue]:
+    """Unreachable steps, and loops a lead could spin in without ever waiting."""
+    if not journey.steps:
+        return []
+    issues = []
+    seen, todo = {0}, [0]
+    while todo:
+        for nxt in _successors(journey, todo.pop()):
+            if nxt not in seen:
+                seen.add(nxt)
+                todo.append(nxt)
+    for position, step in enumerate(journey.steps):
+        if position not in seen:
+            issues.append(source.issue(("journeys", i, "steps", position), f'step "{step.id}" can never be reached'))
+    waits = {n for n, st in enumerate(journey.steps) if st.type in ("wait", "wait_for_event")}
+    # A cycle through non-waiting steps only: depth-first search restricted to those steps.
+    state: dict[int, int] = {}
+
+    def visit(node: int, path: list[int]) -> list[int] | None:
+        state[node] = 1
+        for nxt in _successors(journey, node):
+            if nxt in waits:
+                continue
+            if state.get(nxt) == 1:
+                return [*path, nxt]
+            if nxt not in state:
+                found = visit(nxt, [*path, nxt])
+                if found:
+                    return found
+        state[node] = 2
+        return None
+
+    for start in range(len(journey.steps)):
+        if start not in waits and start not in state:
+            loop = visit(start, [start])
+            if loop:
+                names = " -> ".join(journey.steps[n].id for n in loop[loop.index(loop[-1]) :])
+                issues.append(
+                    source.issue(
+                        ("journeys", i, "steps", loop[-1]), f"these steps loop without a wait: {names}; add a wait step"
+                    )
+                )
+                break
+    return issues
 
 
 def compile_source(
