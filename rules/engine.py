@@ -99,7 +99,7 @@ def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlay
 def _grade(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
     points, reasons = 0.0, []
     for rule in pb.grading:
-        if rule.test(state.attributes, None, state.score, None, state.stage, now, None):
+        if rule.test(state.attributes, None, state.score, None, state.stage, now, _history(state)):
             points += rule.spec.points
             reasons.append(rule.spec.id)
     thresholds = pb.model.grading.thresholds
@@ -174,6 +174,8 @@ def _decay(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
     if state.score > 0:
         factor = 0.5 ** (every / half_life)
         target = round(state.score * factor, 2)
+        if target >= state.score:  # rounding would stall short steps on small scores
+            target = round(state.score - 0.01, 2)
         if target < 0.5:
             target = 0.0
         _add_points(state, target - state.score, now, "decay", f"half-life {decay.half_life}")
@@ -188,12 +190,12 @@ def _react(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
     if state.created_at is None:
         return  # events before the lead exists are only recorded
     _advance_stage(state, now, pb)
-    _route(state, pb, out)
+    _route(state, now, pb, out)
     stage_before = state.stage
     _run_journeys(state, now, pb, out)
     if state.stage != stage_before or (state.score_changes and state.score_changes[-1].at == now):
         _advance_stage(state, now, pb)  # a journey step set the stage or added points
-        _route(state, pb, out)
+        _route(state, now, pb, out)
 
 
 def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
@@ -204,7 +206,7 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
         if (
             to not in order
             and to != state.stage
-            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, None)
+            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state))
         ):
             _set_stage(state, to, now, rule.spec.id or rule.spec.when, pb)
             return
@@ -220,7 +222,7 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
         if (
             to in order
             and order.index(to) > target
-            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, None)
+            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state))
         ):
             target, reason = order.index(to), rule.spec.id or f"{rule.spec.when}"
     if target > current:
@@ -248,7 +250,7 @@ def _set_stage(state: LeadState, stage: str, now: datetime, reason: str, pb: Com
             state.timers.pop(name, None)
 
 
-def _route(state: LeadState, pb: CompiledPlaybook, out: list[Command]) -> None:
+def _route(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
     order, routing = pb.stage_order, pb.model.routing
     if state.owner or state.pending_assignment or state.queued_team:
         return
@@ -258,7 +260,7 @@ def _route(state: LeadState, pb: CompiledPlaybook, out: list[Command]) -> None:
         return
     team, strategy, reason = routing.default_team, routing.strategy, "default team"
     for rule in pb.routing:
-        if rule.test(state.attributes, None, state.score, state.grade, state.stage, None, None):
+        if rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
             team, strategy, reason = rule.spec.team, rule.spec.strategy or routing.strategy, f"rule {rule.spec.id}"
             break
     _request_assignment(state, team, strategy, reason, [], out)
@@ -277,12 +279,12 @@ def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: li
     for cj in pb.journeys:
         run = state.journeys.get(cj.spec.id)
         if run is None:
-            if not cj.enroll(state.attributes, None, state.score, state.grade, state.stage, now, None):
+            if not cj.enroll(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
                 continue
             run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
         if run.status != "active":
             continue
-        if cj.exit and cj.exit(state.attributes, None, state.score, state.grade, state.stage, now, None):
+        if cj.exit and cj.exit(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
             _end_journey(state, run, now, "exited", "exit condition met")
             continue
         if JOURNEY_TIMER_PREFIX + cj.spec.id not in state.timers:
@@ -320,7 +322,7 @@ def _walk(
             return
         elif step.type == "branch":
             test = cj.conditions[step.id]
-            if test(state.attributes, None, state.score, state.grade, state.stage, now, None):
+            if test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
                 nxt = cj.index[step.then] if step.then else nxt
             elif step.otherwise:
                 nxt = cj.index[step.otherwise]
@@ -449,7 +451,7 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
 
 def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type: ignore[no-untyped-def]
     for policy, test in pb.sla:
-        if test is None or test(state.attributes, None, state.score, state.grade, state.stage, now, None):
+        if test is None or test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
             return policy
     return pb.sla[-1][0]
 

@@ -114,14 +114,24 @@ def _eq(a: Any, b: Any) -> bool:
     return a == b
 
 
-def _arith(op: Callable[[Any, Any], Any]) -> Callable[[Any, Any], Any]:
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _arith(op: Callable[[Any, Any], Any], numbers_only: bool = False) -> Callable[[Any, Any], Any]:
     def apply(a: Any, b: Any) -> Any:
+        if a is None or b is None or (numbers_only and not (_number(a) and _number(b))):
+            return None
         try:
-            return None if a is None or b is None else op(a, b)
-        except (TypeError, ZeroDivisionError):
+            return op(a, b)
+        except (TypeError, ZeroDivisionError, OverflowError):
             return None
 
     return apply
+
+
+def _neg(value: Any) -> Any:
+    return -value if _number(value) else None
 
 
 @lru_cache(maxsize=512)
@@ -130,7 +140,12 @@ def _regex(pattern: str) -> re.Pattern[str]:
 
 
 def _matches(text: Any, pattern: Any) -> bool:
-    return isinstance(text, str) and isinstance(pattern, str) and _regex(pattern).search(text) is not None
+    if not (isinstance(text, str) and isinstance(pattern, str)):
+        return False
+    try:
+        return _regex(pattern).search(text) is not None
+    except re.error:
+        return False  # a pattern read from a field, not checked at compile time
 
 
 def _contains(haystack: Any, needle: Any) -> bool:
@@ -193,8 +208,10 @@ RUNTIME: dict[str, Any] = {
     "_in": _in,
     "_add": _arith(lambda a, b: a + b),
     "_sub": _arith(lambda a, b: a - b),
-    "_mul": _arith(lambda a, b: a * b),
-    "_div": _arith(lambda a, b: a / b),
+    # Numbers only: "a" * 10**9 would allocate without bound.
+    "_mul": _arith(lambda a, b: a * b, numbers_only=True),
+    "_div": _arith(lambda a, b: a / b, numbers_only=True),
+    "_neg": _neg,
     "_matches": _matches,
     "_contains": _contains,
     "_starts_with": _starts_with,
@@ -281,7 +298,12 @@ class _Checker(ast.NodeTransformer):
     def visit_UnaryOp(self, node: ast.UnaryOp) -> ast.AST:
         if not isinstance(node.op, ast.Not | ast.USub):
             raise self.fail(node, "only `not` and a minus sign may stand before a value.")
-        node.operand = self.visit(node.operand)
+        operand = self.visit(node.operand)
+        if isinstance(node.op, ast.USub):
+            if isinstance(operand, ast.Constant) and _number(operand.value):
+                return ast.Constant(value=-operand.value)
+            return _call("_neg", operand)
+        node.operand = operand
         return node
 
     def visit_BinOp(self, node: ast.BinOp) -> ast.AST:
