@@ -44,6 +44,14 @@ def load_active_playbook(settings: Settings) -> ActivePlaybook:
     return ActivePlaybook(PlaybookBundle(version=version, document=source.document), compiled)
 
 
+def compile_published(text: str, version: str) -> ActivePlaybook:
+    """A stored version (validated when it was published) as the bundle new leads pin."""
+    source = parse_yaml(text)
+    return ActivePlaybook(
+        PlaybookBundle(version=version, document=source.document), compile_playbook(source, version=version)
+    )
+
+
 def workflow_runner() -> SandboxedWorkflowRunner:
     # rules/ is pure and deterministic: passing it through lets every run share one compiled playbook.
     return SandboxedWorkflowRunner(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Annotated
@@ -13,9 +14,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
-from runtime import ActivePlaybook, connect_temporal
+from runtime import ActivePlaybook, compile_published, connect_temporal
 from settings import Settings
+from store import playbooks
 from workflows.payloads import LeadOptions
+
+PLAYBOOK_CHECK_SECONDS = 2.0
 
 
 class ServiceUnavailable(Exception):
@@ -32,6 +36,27 @@ class AppState:
     id_key: str
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _published: ActivePlaybook | None = None
+    _published_number: int | None = None
+    _checked_at: float = -1e9
+
+    async def current_playbook(self) -> ActivePlaybook:
+        """The latest published version (checked at most every PLAYBOOK_CHECK_SECONDS), else the file.
+        New leads pin it for their whole run; running leads keep theirs."""
+        now = time.monotonic()
+        if now - self._checked_at < PLAYBOOK_CHECK_SECONDS:
+            return self._published or self.playbook
+        self._checked_at = now
+        async with self.sessions() as session:
+            number = await playbooks.latest_number(session)
+            if number is None:
+                self._published, self._published_number = None, None
+            elif number != self._published_number:
+                row = await playbooks.get(session, number)
+                assert row is not None
+                self._published = compile_published(row["document"], f"v{number}")
+                self._published_number = number
+        return self._published or self.playbook
 
     @property
     def lead_options(self) -> LeadOptions:

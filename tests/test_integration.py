@@ -97,12 +97,14 @@ SEED_EVENTS = {
 
 
 async def test_lead_journey_over_http(
+    monkeypatch: pytest.MonkeyPatch,
     stack: httpx.AsyncClient,
     smtp: tuple[Inbox, int],
     sessions: async_sessionmaker[AsyncSession],
     dev_server: WorkflowEnvironment,
 ) -> None:
     http, (inbox, _) = stack, smtp
+    monkeypatch.setattr("api.deps.PLAYBOOK_CHECK_SECONDS", 0.0)  # see a publication at once
     lead = {"email": "Ann.Lee@Example.com", "first_name": "Ann", "company": "Acme", "title": "VP Marketing",
             "company_size": 500, "country": "us", "source": "whitepaper",
             "utm": {"source": "google", "medium": "cpc", "campaign": "q4-whitepaper"}}  # fmt: skip
@@ -188,6 +190,14 @@ async def test_lead_journey_over_http(
             break
         await asyncio.sleep(0.1)
     assert bo_id in ids and lead_id not in ids
+
+    # A published playbook version is pinned by leads created after it; older leads keep theirs.
+    draft = (ROOT / "playbooks" / "default.yaml").read_text()
+    published = await http.post("/v1/playbooks", json={"playbook": draft, "author": "test"}, headers=AUTH)
+    assert published.status_code == 201
+    newer = (await http.post("/v1/leads", json={"email": "cy@example.com"}, headers=AUTH)).json()["lead_id"]
+    assert (await eventually(http, f"/v1/leads/{newer}", lambda v: True))["playbook_version"] == "v1"
+    assert (await http.get(f"/v1/leads/{lead_id}", headers=AUTH)).json()["playbook_version"].startswith("file-")
 
     # The managers' dashboard shows the overdue follow-up, the funnel and the sources.
     assert (await http.get("/dashboard")).status_code == 401

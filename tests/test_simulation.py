@@ -108,3 +108,34 @@ async def test_api_validates_and_simulates(settings: Settings, sessions: async_s
 
         assert client.post("/v1/playbooks:simulate", json={"scenario": {"lead": {}}}, headers=AUTH).status_code == 422
         assert client.post("/v1/playbooks:simulate", json={"scenario": scenario}).status_code == 401
+
+
+async def test_publish_versions_list_get_and_diff(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("api.deps.PLAYBOOK_CHECK_SECONDS", 0.0)  # see each publication at once
+    draft = (ROOT / "playbooks/default.yaml").read_text()
+    with TestClient(create_app(settings)) as client:
+        assert client.get("/v1/playbook", headers=AUTH).json()["version"].startswith("file-")
+        first = client.post("/v1/playbooks", json={"playbook": draft, "author": "mika"}, headers=AUTH)
+        assert first.status_code == 201 and first.json()["version"] == 1 and first.json()["author"] == "mika"
+        again = client.post("/v1/playbooks", json={"playbook": draft}, headers=AUTH)
+        assert again.status_code == 200 and again.json() == {**first.json(), "created": False}
+        broken = client.post(
+            "/v1/playbooks", json={"playbook": draft.replace("points: 40", "points: many")}, headers=AUTH
+        )
+        assert broken.status_code == 422 and broken.json()["detail"]["issues"][0]["line"] is not None
+        second = client.post(
+            "/v1/playbooks",
+            headers=AUTH,
+            json={"playbook": draft.replace("points: 40", "points: 45"), "note": "pricing"},
+        )
+        assert second.status_code == 201 and second.json()["version"] == 2
+
+        listed = client.get("/v1/playbooks", headers=AUTH).json()
+        assert [v["version"] for v in listed["items"]] == [2, 1]
+        assert client.get("/v1/playbooks/1", headers=AUTH).json()["document"] == draft
+        diff = client.get("/v1/playbooks/1/diff/2", headers=AUTH).json()["diff"]
+        assert "-      points: 40" in diff and "+      points: 45" in diff
+        assert client.get("/v1/playbooks/9", headers=AUTH).status_code == 404
+        assert client.get("/v1/playbook", headers=AUTH).json()["version"] == "v2"

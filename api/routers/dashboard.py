@@ -40,15 +40,16 @@ def sink_messages(state: State) -> list[dict]:
 
 @router.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(require_browser_key)])
 async def dashboard(request: Request, state: State, session: Session) -> HTMLResponse:
+    playbook = await state.current_playbook()
     context = {
         "funnel": await reports.funnel(session),
-        "stages": state.playbook.compiled.stage_order + list(state.playbook.compiled.model.stages.side),
+        "stages": playbook.compiled.stage_order + list(playbook.compiled.model.stages.side),
         "sources": await reports.sources(session),
         "counts": await reports.followup_counts(session),
         "overdue": await repo.list_followups(session, status="overdue", limit=50, offset=0),
         "pending": await repo.list_followups(session, status="pending", limit=50, offset=0),
         "emails": await repo.list_emails(session, limit=20),
         "sink": sink_messages(state),
-        "playbook": state.playbook.bundle.version,
+        "playbook": playbook.bundle.version,
     }
     return templates.TemplateResponse(request, "index.html", context)

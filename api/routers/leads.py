@@ -23,8 +23,9 @@ router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized]
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
 
 
-def lead_start(state: AppState, lead_id: str) -> LeadStart:
-    return LeadStart(lead_id=lead_id, playbook=state.playbook.bundle, options=state.lead_options)
+async def lead_start(state: AppState, lead_id: str) -> LeadStart:
+    playbook = await state.current_playbook()
+    return LeadStart(lead_id=lead_id, playbook=playbook.bundle, options=state.lead_options)
 
 
 def tracked(events: list[EventIn], now: datetime) -> list[TrackedEvent]:
@@ -41,7 +42,7 @@ async def signal_events(client: Client, state: AppState, lead_id: str, batch: Ev
     if create:
         await client.start_workflow(
             LeadWorkflow.run,
-            lead_start(state, lead_id),
+            await lead_start(state, lead_id),
             id=lead_id,
             task_queue=state.settings.task_queue,
             start_signal="events",
@@ -57,7 +58,7 @@ async def upsert_lead(body: LeadIn, state: State, client: Temporal) -> LeadAccep
     lead_id = lead_id_for(body.email, state.id_key)
     await client.start_workflow(
         LeadWorkflow.run,
-        lead_start(state, lead_id),
+        await lead_start(state, lead_id),
         id=lead_id,
         task_queue=state.settings.task_queue,
         start_signal="upsert",

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
+import difflib
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, status
+from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.rendering import EmailRenderer
 from api.deps import Authorized, Session, State
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import Scenario, result_as_dict, simulate
-from store import repo
+from store import playbooks, repo
 
 router = APIRouter(tags=["playbooks"], dependencies=[Authorized])
 MAX_PLAYBOOK_CHARS = 256 * 1024
@@ -46,9 +47,61 @@ async def compile_draft(state: State, session: Session, text: str) -> CompiledPl
         raise issues_response(exc) from exc
 
 
+class PublishIn(DraftIn):
+    author: str | None = Field(default=None, max_length=200)
+    note: str | None = Field(default=None, max_length=2000)
+
+
 @router.get("/v1/playbook")
 async def active_playbook(state: State) -> dict[str, Any]:
-    return {"version": state.playbook.bundle.version, "document": state.playbook.bundle.document}
+    """The playbook new leads start with: the latest published version, else the playbook file."""
+    current = await state.current_playbook()
+    return {"version": current.bundle.version, "hash": current.compiled.hash, "document": current.bundle.document}
+
+
+@router.post("/v1/playbooks", status_code=status.HTTP_201_CREATED)
+async def publish_playbook(body: PublishIn, state: State, session: Session, response: Response) -> dict[str, Any]:
+    """Validate and publish a draft as the next immutable version; new leads start on it at once."""
+    pb = await compile_draft(state, session, body.playbook)
+    row, created = await playbooks.publish(
+        session, document=body.playbook, hash=pb.hash, author=body.author, note=body.note
+    )
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    return {**row, "created": created}
+
+
+@router.get("/v1/playbooks")
+async def list_playbooks(state: State, session: Session) -> dict[str, Any]:
+    current = await state.current_playbook()
+    return {"active": current.bundle.version, "items": await playbooks.list_versions(session)}
+
+
+async def _version(session: Session, version: int) -> dict[str, Any]:
+    row = await playbooks.get(session, version)
+    if row is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no published playbook version {version}")
+    return row
+
+
+@router.get("/v1/playbooks/{version}")
+async def get_playbook(version: Annotated[int, Path(ge=1)], session: Session) -> dict[str, Any]:
+    return await _version(session, version)
+
+
+@router.get("/v1/playbooks/{old}/diff/{new}")
+async def diff_playbooks(
+    old: Annotated[int, Path(ge=1)], new: Annotated[int, Path(ge=1)], session: Session
+) -> dict[str, Any]:
+    """A unified diff of two published versions' YAML."""
+    a, b = await _version(session, old), await _version(session, new)
+    lines = difflib.unified_diff(
+        a["document"].splitlines(keepends=True),
+        b["document"].splitlines(keepends=True),
+        fromfile=f"v{old}",
+        tofile=f"v{new}",
+    )
+    return {"from": old, "to": new, "diff": "".join(lines)}
 
 
 @router.post("/v1/playbooks:validate")
@@ -73,7 +126,11 @@ async def validate_playbook(body: DraftIn, state: State, session: Session) -> di
 @router.post("/v1/playbooks:simulate")
 async def simulate_playbook(body: SimulateIn, state: State, session: Session) -> dict[str, Any]:
     """Run the real decision loop on a virtual clock: the full trace, no Temporal, no side effect."""
-    pb = await compile_draft(state, session, body.playbook) if body.playbook else state.playbook.compiled
+    pb = (
+        await compile_draft(state, session, body.playbook)
+        if body.playbook
+        else (await state.current_playbook()).compiled
+    )
     try:
         result = simulate(pb, body.scenario)
     except ValueError as exc:
