@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 
 from runtime import build_worker, connect_temporal
@@ -30,3 +31,7 @@ async def main() -> None:
 
 if __name__ == "__main__":
     asyncio.run(main())
+    # Skip interpreter teardown after a clean shutdown: the SDK's native runtime can abort there
+    # (temporalio/sdk-python#300), turning a graceful stop into a crash report.
+    logging.shutdown()
+    os._exit(0)

@@ -1,0 +1,1 @@
+"""The embedded development stack behind ``make run``: launcher (``devstack.run``) and SMTP sink."""
