@@ -21,20 +21,19 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from temporalio.client import Client  # noqa: E402
-from temporalio.contrib.pydantic import pydantic_data_converter  # noqa: E402
-from temporalio.testing import WorkflowEnvironment  # noqa: E402
-from temporalio.worker import Worker  # noqa: E402
+import yaml
+from temporalio.client import Client
+from temporalio.contrib.pydantic import pydantic_data_converter
+from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Worker
 
-from bench.bare_workflow import BareWorkflow  # noqa: E402
-from rules import decide, load_playbook_text  # noqa: E402
-from rules.model import EventsReceived, LeadState, LeadUpserted, TrackedEvent  # noqa: E402
-from runtime import workflow_runner  # noqa: E402
-from workflows import search_attributes  # noqa: E402
-from workflows.lead import LeadWorkflow  # noqa: E402
-from workflows.payloads import LeadOptions, LeadStart, PlaybookBundle, LeadView  # noqa: E402
-
-import yaml  # noqa: E402
+from bench.bare_workflow import BareWorkflow
+from rules import decide, load_playbook_text
+from rules.model import EventsReceived, LeadState, LeadUpserted, TrackedEvent
+from runtime import workflow_runner
+from workflows import search_attributes
+from workflows.lead import LeadWorkflow
+from workflows.payloads import LeadOptions, LeadStart, LeadView, PlaybookBundle
 
 # Scores one point per bench event and never routes or emails: measures ingest, not side effects.
 BENCH_PLAYBOOK = """
@@ -59,8 +58,10 @@ async def bounded(coros, limit: int = CONCURRENCY) -> None:  # type: ignore[no-u
 
 
 async def bare(client: Client, tq: str, leads: int, events: int) -> float:
-    handles = [await client.start_workflow(BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=tq)
-               for _ in range(leads)]
+    handles = [
+        await client.start_workflow(BareWorkflow.run, id=f"bare-{uuid.uuid4().hex}", task_queue=tq)
+        for _ in range(leads)
+    ]
 
     async def send(h) -> None:  # type: ignore[no-untyped-def]
         for _ in range(events):
@@ -82,9 +83,16 @@ async def leadflow(client: Client, tq: str, leads: int, events: int, batched: bo
     handles = []
     for i in range(leads):
         lead_id = f"lead-bench-{uuid.uuid4().hex}"
-        handles.append(await client.start_workflow(
-            LeadWorkflow.run, LeadStart(lead_id, bundle, LeadOptions(30, True)), id=lead_id, task_queue=tq,
-            start_signal="upsert", start_signal_args=[LeadUpserted({"email": f"b{i}@example.com"})]))
+        handles.append(
+            await client.start_workflow(
+                LeadWorkflow.run,
+                LeadStart(lead_id, bundle, LeadOptions(30, True)),
+                id=lead_id,
+                task_queue=tq,
+                start_signal="upsert",
+                start_signal_args=[LeadUpserted({"email": f"b{i}@example.com"})],
+            )
+        )
     now = datetime.now(UTC)
 
     async def send(h) -> None:  # type: ignore[no-untyped-def]
@@ -129,17 +137,23 @@ async def main() -> None:
     binary = Path(sys.executable).parent / "temporal"
     with tempfile.TemporaryDirectory() as tmp:
         env = await WorkflowEnvironment.start_local(
-            dev_server_existing_path=str(binary), search_attributes=search_attributes.ALL,
-            data_converter=pydantic_data_converter, dev_server_database_filename=str(Path(tmp) / "temporal.db"),
+            dev_server_existing_path=str(binary),
+            search_attributes=search_attributes.ALL,
+            data_converter=pydantic_data_converter,
+            dev_server_database_filename=str(Path(tmp) / "temporal.db"),
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
         )
         tq = "bench"
-        async with Worker(env.client, task_queue=tq, workflows=[BareWorkflow, LeadWorkflow],
-                          workflow_runner=workflow_runner()):
+        async with Worker(
+            env.client, task_queue=tq, workflows=[BareWorkflow, LeadWorkflow], workflow_runner=workflow_runner()
+        ):
             n = args.leads * args.events
-            print(f"dev server: SQLite file, WAL, synchronous=normal; {args.leads} workflows x {args.events} "
-                  f"signals = {n} per scenario, worker in this process")
-            print(f"bare engine, one signal at a time per workflow: {await bare(env.client, tq, args.leads, args.events):7.0f} signals/s")  # noqa: E501
+            print(
+                f"dev server: SQLite file, WAL, synchronous=normal; {args.leads} workflows x {args.events} "
+                f"signals = {n} per scenario, worker in this process"
+            )
+            rate = await bare(env.client, tq, args.leads, args.events)
+            print(f"bare engine, one signal at a time per workflow: {rate:7.0f} signals/s")
             rate = await leadflow(env.client, tq, args.leads, args.events, batched=False)
             print(f"LeadWorkflow, one event per signal:              {rate:7.0f} events/s")
             rate = await leadflow(env.client, tq, args.leads, args.events, batched=True)
