@@ -9,7 +9,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
-from activities.email import EmailActivities
+from activities.email import EmailActivities, Mailer
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
 from rules.playbook import CompiledPlaybook, document_hash, parse_yaml
@@ -60,7 +60,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
-    emails = EmailActivities(settings, sessions, EmailRenderer(settings.templates_dir))
+    emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir)))
     leads = LeadActivities(sessions)
     return Worker(
         client,

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     # Score-only changes reach the read model at most this often per lead (stage, owner and SLA
     # changes are projected at once); live state is always available from GET /v1/leads/{id}.
     projection_delay_seconds: int = 30
+    # APScheduler in the API process: the managers' daily digest of overdue follow-ups (crontab syntax).
+    scheduler_enabled: bool = True
+    digest_cron: str = "0 8 * * mon-fri"
+    digest_timezone: str = "UTC"
     # Largest events batch one request may post.
     max_events_per_request: int = 500
 

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
+from typing import Any
 
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
@@ -42,69 +44,94 @@ def checked_address(address: str) -> str:
         ) from exc
 
 
-class EmailActivities:
+@dataclass(frozen=True)
+class Outgoing:
+    """One email to send exactly once (``key`` is its idempotency key)."""
+
+    key: str
+    kind: str
+    template: str
+    to: str
+    context: dict[str, Any]
+    to_name: str | None = None
+    lead_id: str | None = None
+
+
+class Mailer:
+    """Render and send through aiosmtplib, recording every outcome in the email ledger."""
+
     def __init__(self, settings: Settings, sessions: async_sessionmaker[AsyncSession], renderer: EmailRenderer) -> None:
         self.settings = settings
         self.sessions = sessions
         self.renderer = renderer
 
-    @activity.defn(name="send_email")
-    async def send_email(self, job: EmailJob) -> str:
-        cmd = job.command
+    async def send(self, mail: Outgoing) -> str:
         async with self.sessions() as session:
-            if await repo.email_status(session, cmd.key) == "sent":
+            if await repo.email_status(session, mail.key) == "sent":
                 return "already-sent"
-        to = checked_address(cmd.to)
+        to = checked_address(mail.to)
         try:
             rendered = await asyncio.wait_for(
-                asyncio.to_thread(self.renderer.render, cmd.template, cmd.context), RENDER_TIMEOUT_SECONDS
+                asyncio.to_thread(self.renderer.render, mail.template, mail.context), RENDER_TIMEOUT_SECONDS
             )
         except (TemplateProblem, TimeoutError) as exc:
-            await self._record(job, to, "", "failed", f"template: {exc}")
+            await self._record(mail, to, "", "failed", f"template: {exc}")
             raise ApplicationError(str(exc) or "render timed out", type="TemplateError", non_retryable=True) from exc
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
-        msg["To"] = formataddr((cmd.to_name or "", to))
+        msg["To"] = formataddr((mail.to_name or "", to))
         msg["Subject"] = rendered.subject
-        msg["Message-ID"] = message_id(cmd.key, self.settings.message_id_domain)
-        msg["X-Leadflow-Kind"] = cmd.kind
+        msg["Message-ID"] = message_id(mail.key, self.settings.message_id_domain)
+        msg["X-Leadflow-Kind"] = mail.kind
         msg.set_content(rendered.text)
         msg.add_alternative(rendered.html, subtype="html")
+        s = self.settings
         try:
             await aiosmtplib.send(
                 msg,
-                sender=parseaddr(self.settings.mail_from)[1],
+                sender=parseaddr(s.mail_from)[1],
                 recipients=[to],
-                hostname=self.settings.smtp_host,
-                port=self.settings.smtp_port,
-                username=self.settings.smtp_username,
-                password=self.settings.smtp_password.get_secret_value() if self.settings.smtp_password else None,
-                start_tls=self.settings.smtp_starttls,
-                use_tls=self.settings.smtp_tls,
-                timeout=self.settings.smtp_timeout_seconds,
+                hostname=s.smtp_host,
+                port=s.smtp_port,
+                username=s.smtp_username,
+                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+                start_tls=s.smtp_starttls,
+                use_tls=s.smtp_tls,
+                timeout=s.smtp_timeout_seconds,
             )
         except aiosmtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.code < 600
-            await self._record(job, to, rendered.subject, "failed" if permanent else "sending", str(exc))
+            await self._record(mail, to, rendered.subject, "failed" if permanent else "sending", str(exc))
             if permanent:
                 raise ApplicationError(f"SMTP rejected: {exc}", type="SmtpRejected", non_retryable=True) from exc
             raise
-        await self._record(job, to, rendered.subject, "sent", None)
+        await self._record(mail, to, rendered.subject, "sent", None)
         return "sent"
 
-    async def _record(self, job: EmailJob, to: str, subject: str, status: str, error: str | None) -> None:
-        cmd = job.command
+    async def _record(self, mail: Outgoing, to: str, subject: str, status: str, error: str | None) -> None:
         async with self.sessions() as session:
             await repo.record_email(
                 session,
-                key=cmd.key,
-                lead_id=job.lead_id,
-                kind=cmd.kind,
-                template=cmd.template,
+                key=mail.key,
+                lead_id=mail.lead_id or "",
+                kind=mail.kind,
+                template=mail.template,
                 to_addr=to,
                 subject=subject,
-                message_id=message_id(cmd.key, self.settings.message_id_domain),
+                message_id=message_id(mail.key, self.settings.message_id_domain),
                 status=status,
                 error=error,
                 now=datetime.now(UTC),
             )
+
+
+class EmailActivities:
+    def __init__(self, mailer: Mailer) -> None:
+        self.mailer = mailer
+
+    @activity.defn(name="send_email")
+    async def send_email(self, job: EmailJob) -> str:
+        cmd = job.command
+        return await self.mailer.send(
+            Outgoing(cmd.key, cmd.kind, cmd.template, cmd.to, cmd.context, cmd.to_name, job.lead_id)
+        )

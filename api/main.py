@@ -7,9 +7,12 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from activities.email import Mailer
+from activities.rendering import EmailRenderer
 from api import errors
 from api.deps import AppState
 from api.routers import dashboard, events, followups, health, leads, playbooks, teams
+from jobs.scheduler import build_scheduler
 from runtime import load_active_playbook
 from settings import Settings, get_settings
 from store.db import make_engine, make_sessionmaker
@@ -20,7 +23,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
         engine = make_engine(s.resolved_database_url())
-        app.state.leadflow = AppState(
+        app.state.leadflow = state = AppState(
             settings=s,
             engine=engine,
             sessions=make_sessionmaker(engine),
@@ -28,7 +31,13 @@ def create_app(settings: Settings | None = None) -> FastAPI:
             api_key=s.secret("api_key"),
             id_key=s.secret("id_key"),
         )
+        scheduler = None
+        if s.scheduler_enabled:
+            scheduler = build_scheduler(s, Mailer(s, state.sessions, EmailRenderer(s.templates_dir)))
+            scheduler.start()
         yield
+        if scheduler is not None:
+            scheduler.shutdown(wait=False)
         await engine.dispose()
 
     app = FastAPI(

@@ -220,7 +220,8 @@ class EmailRow(Base):
 
     # Idempotency key of the SendEmail command.
     key: Mapped[str] = mapped_column(String(), primary_key=True)
-    lead_id: Mapped[str] = mapped_column(index=True)
+    # None for emails that concern no single lead (the managers' digest).
+    lead_id: Mapped[str | None] = mapped_column(index=True)
     kind: Mapped[str]
     template: Mapped[str]
     to_addr: Mapped[str]

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Row, Select, func, select, text, update
@@ -726,3 +726,43 @@ __all__ = [
     "record_email",
     "upsert_team",
 ]
+
+
+async def claim_email(
+    session: AsyncSession,
+    *,
+    key: str,
+    kind: str,
+    template: str,
+    to_addr: str,
+    now: datetime,
+    stale_after_seconds: int = 600,
+) -> bool:
+    """Claim a not-yet-sent email key for this process (for jobs that run in every replica).
+
+    True when this caller inserted the claim, or took over a claim left unsent for ``stale_after_seconds``.
+    """
+    async with _writing(session):
+        result = await session.execute(
+            _insert(session, EmailRow)
+            .values(
+                key=key,
+                lead_id=None,
+                kind=kind,
+                template=template,
+                to_addr=to_addr,
+                status="claimed",
+                attempts=0,
+                created_at=now,
+            )
+            .on_conflict_do_nothing(index_elements=["key"])
+        )
+        if result.rowcount == 1:
+            return True
+        cutoff = now - timedelta(seconds=stale_after_seconds)
+        taken = await session.execute(
+            update(EmailRow)
+            .where(EmailRow.key == key, EmailRow.status.in_(("claimed", "sending")), EmailRow.created_at < cutoff)
+            .values(created_at=now, status="claimed")
+        )
+        return taken.rowcount == 1

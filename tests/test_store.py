@@ -20,6 +20,7 @@ from typing import Any
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
 from sqlalchemy import create_engine, inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
@@ -27,8 +28,10 @@ from sqlalchemy.pool import NullPool
 
 from rules.model import FollowUp, LeadSnapshot, ScoreChange, SlaStatus, StageChange, TrackedEvent
 from store import repo
-from store.db import make_engine, make_sessionmaker, normalize_url, run_migrations
+from store.db import alembic_config, make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
+
+HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 PG_ENV = "LEADFLOW_TEST_POSTGRES_URL"
 T0 = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
@@ -234,7 +237,7 @@ def test_migrations_create_the_models_schema(db_url: str) -> None:
         with eng.connect() as conn:
             tables = set(inspect(conn).get_table_names())
             assert tables == set(Base.metadata.tables) | {"alembic_version"}
-            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+            assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
             ctx = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": True})
             assert compare_metadata(ctx, Base.metadata) == []
     finally:
@@ -250,7 +253,7 @@ def test_concurrent_first_start_migrates_once(kind: str, tmp_path: Path) -> None
         eng = create_engine(normalize_url(url, async_driver=False), poolclass=NullPool)
         try:
             with eng.connect() as conn:
-                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == ["0001"]
+                assert conn.execute(text("SELECT version_num FROM alembic_version")).scalars().all() == [HEAD]
                 assert "leads" in inspect(conn).get_table_names()
         finally:
             eng.dispose()
