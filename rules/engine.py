@@ -39,7 +39,8 @@ from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
 
 SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
-MAX_JOURNEY_STEPS_PER_INPUT = 50  # a journey without a wait cannot spin forever
+MAX_JOURNEY_STEPS_PER_INPUT = 50
+REACT_PASSES = 3  # journey steps can move the stage or score; let the others react, boundedly
 
 TIMER_DECAY = "decay"
 TIMER_SLA_REMIND = "sla_remind"
@@ -172,10 +173,10 @@ def _decay(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
         return
     every, half_life = parse_duration(decay.every), parse_duration(decay.half_life)
     if state.score > 0:
-        factor = 0.5 ** (every / half_life)
-        target = round(state.score * factor, 2)
-        if target >= state.score:  # rounding would stall short steps on small scores
-            target = round(state.score - 0.01, 2)
+        # Exponential decay from the last real change, not compounded rounded steps (which stall or race).
+        anchor = next((c for c in reversed(state.score_changes) if c.rule_id != "decay"), None)
+        base, since = (anchor.score_after, anchor.at) if anchor else (state.score, now - every)
+        target = min(round(base * 0.5 ** ((now - since) / half_life), 2), state.score)
         if target < 0.5:
             target = 0.0
         _add_points(state, target - state.score, now, "decay", f"half-life {decay.half_life}")
@@ -189,13 +190,13 @@ def _react(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
     """What follows from the lead's new state: stage moves, routing, journey enrolment and steps."""
     if state.created_at is None:
         return  # events before the lead exists are only recorded
-    _advance_stage(state, now, pb)
-    _route(state, now, pb, out)
-    stage_before = state.stage
-    _run_journeys(state, now, pb, out)
-    if state.stage != stage_before or (state.score_changes and state.score_changes[-1].at == now):
-        _advance_stage(state, now, pb)  # a journey step set the stage or added points
+    for _ in range(REACT_PASSES):
+        before = (state.stage, state.score, len(state.journeys), state.grade)
+        _advance_stage(state, now, pb)
         _route(state, now, pb, out)
+        _run_journeys(state, now, pb, out)
+        if (state.stage, state.score, len(state.journeys), state.grade) == before:
+            return  # stable: journey steps changed nothing the other rules react to
 
 
 def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
@@ -314,7 +315,7 @@ def _walk(
                 state.timers[timer] = next_weekday_time(now, list(step.until.weekdays), step.until.time, tz)
             else:
                 state.timers[timer] = now + parse_duration(step.duration or "0s")
-            run.step = nxt
+            run.step = cj.index[step.next] if step.next else nxt
             return
         elif step.type == "wait_for_event":
             state.timers[timer] = now + parse_duration(step.timeout or "0s")
@@ -332,15 +333,16 @@ def _walk(
             nxt = cj.index[step.variants[choice].goto]
         elif step.type == "set_field" and step.field:
             state.attributes[step.field] = step.value
+            _grade(state, now, pb)
         elif step.type == "set_stage" and step.stage:
             _set_stage(state, step.stage, now, where, pb)
         elif step.type == "add_points" and step.points is not None:
             _add_points(state, step.points, now, f"journey:{cj.spec.id}:{step.id}", where)
-        elif step.type == "goto" and step.next:
-            nxt = cj.index[step.next]
         elif step.type == "exit":
             _end_journey(state, run, now, "exited", f"step {step.id}")
             return
+        if step.next and step.type not in ("branch", "ab_split"):
+            nxt = cj.index[step.next]  # any other step may name the step after it
         run.step = nxt
     # Validation rejects loops without a wait; this bound only guards hand-built playbooks.
     _end_journey(state, run, now, "exited", "too many steps without a wait")
@@ -477,6 +479,8 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
     elif name == TIMER_RECYCLE:
         for recycle in pb.model.stages.recycle:
             if recycle.from_stage == state.stage:
+                if recycle.reset_score and state.score > 0:
+                    _add_points(state, -state.score, now, "recycle", f"score reset on recycling to {recycle.to}")
                 _set_stage(state, recycle.to, now, f"recycled after {recycle.after} in {recycle.from_stage}", pb)
                 break
     elif followup is None or owner is None or (followup.status != "pending" and name != TIMER_SLA_REASSIGN):
@@ -500,7 +504,7 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
                     owner.manager_name,
                 )
             )
-        if policy and policy.reassign_after:
+        if policy and policy.reassign_after and state.followup_seq <= policy.max_reassignments:
             state.timers[TIMER_SLA_REASSIGN] = now + parse_duration(policy.reassign_after)
     elif name == TIMER_SLA_REASSIGN and followup.status == "overdue" and followup.met_at is None:
         _request_assignment(

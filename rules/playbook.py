@@ -29,8 +29,8 @@ class _Strict(BaseModel):
 
 
 def _check_duration(value: str | None) -> str | None:
-    if value is not None:
-        parse_duration(value)
+    if value is not None and parse_duration(value) <= timedelta(0):
+        raise ValueError(f'"{value}" must be longer than zero, like 30m, 24h or 7d')
     return value
 
 
@@ -88,6 +88,8 @@ class Recycle(_Strict):
     from_stage: str = Field(alias="from")
     after: Duration
     to: str = "recycled"
+    # Back to nurture with a clean behaviour score, so old points do not lift it straight back to SQL.
+    reset_score: bool = True
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
     _d = field_validator("after")(_check_duration)
@@ -124,6 +126,8 @@ class SlaPolicy(_Strict):
     remind_before: Duration | None = None
     escalate_to_manager: bool = True
     reassign_after: Duration | None = None
+    # How many times an untouched lead moves to the next rep before it stays with the manager.
+    max_reassignments: int = Field(default=1, ge=0, le=10)
 
     _d = field_validator("first_touch", "remind_before", "reassign_after")(_check_duration)
 
@@ -210,6 +214,8 @@ class Step(_Strict):
         missing = [f for f in needs if getattr(self, f) is None]
         if missing:
             raise ValueError(f'step "{self.id}" ({self.type}) needs {" and ".join(missing)}')
+        if self.next and self.type in ("exit", "branch", "ab_split"):
+            raise ValueError(f'step "{self.id}" ({self.type}) decides where to go itself: remove next')
         if self.type == "wait" and (self.duration is None) == (self.until is None):
             raise ValueError(f'step "{self.id}" waits: give it a duration (2d) or until (a weekday and time)')
         return self
@@ -573,6 +579,36 @@ def _journey_graph_issues(source: Source, i: int, journey: Journey) -> list[Play
     return issues
 
 
+CONDITION_KEYS = {"when", "enroll_when", "exit_when", "condition"}
+
+
+def _raw_expression_issues(source: Source) -> list[PlaybookIssue]:
+    """Check every condition string in a document that failed the schema, so one typo in a setting
+    does not hide a broken rule elsewhere."""
+    fields = source.document.get("fields")
+    vocabulary = (
+        Vocabulary().with_fields(f for f in fields if isinstance(f, str)) if isinstance(fields, list) else Vocabulary()
+    )
+    issues: list[PlaybookIssue] = []
+
+    def walk(node: Any, path: Path) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key in CONDITION_KEYS and isinstance(value, str):
+                    try:
+                        compile_expression(value, vocabulary)
+                    except ExpressionError as exc:
+                        issues.append(source.issue((*path, key), f"{exc.message} In: {value}"))
+                else:
+                    walk(value, (*path, key))
+        elif isinstance(node, list):
+            for i, item in enumerate(node):
+                walk(item, (*path, i))
+
+    walk(source.document, ())
+    return issues
+
+
 def compile_source(
     source: Source, *, version: str = "draft", templates: set[str] | None = None, teams: set[str] | None = None
 ) -> CompiledPlaybook:
@@ -580,7 +616,7 @@ def compile_source(
     try:
         model = Playbook.model_validate(source.document)
     except ValidationError as exc:
-        raise PlaybookError(_pydantic_issues(source, exc)) from None
+        raise PlaybookError(_pydantic_issues(source, exc) + _raw_expression_issues(source)) from None
     issues: list[PlaybookIssue] = []
     compiled = _compile_all(source, model, issues)
     _check_references(source, model, templates, teams, issues)

@@ -205,39 +205,52 @@ def _describe(inp: Input) -> dict[str, Any]:
     return {"input": type(inp).__name__}
 
 
-def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
-    state = LeadState(lead_id="lead-simulated")
-    teams = _VirtualTeams(scenario.reps)
-    pending = _timeline(scenario)
-    end = scenario.start + parse_duration(scenario.run_for)
-    trace: list[TraceEntry] = []
-    emails: list[dict[str, Any]] = []
+@dataclass
+class Run:
+    """One lead run through the decision loop on a virtual clock."""
+
+    state: LeadState
+    trace: list[TraceEntry]
+    emails: list[dict[str, Any]]
+
+
+def run_timeline(
+    pb: CompiledPlaybook,
+    lead_id: str,
+    pending: list[tuple[datetime, int, Input]],
+    end: datetime,
+    teams: _VirtualTeams,
+    *,
+    record_trace: bool = True,
+) -> Run:
+    """Feed time-ordered inputs and due timers to ``decide`` until ``end``; carry out commands virtually."""
+    state = LeadState(lead_id=lead_id)
+    run = Run(state, [], [])
     queue: list[tuple[datetime, Input]] = []
+    pending = list(pending)
 
     def apply(at: datetime, inp: Input) -> None:
-        before = copy.deepcopy(state)
+        before = copy.deepcopy(state) if record_trace else None
         decision = decide(state, inp, at, pb)
-        if not isinstance(inp, RepAssigned | AssignmentFailed):
-            trace.append(TraceEntry(at, "input", _describe(inp)))
-        _record_changes(before, state, at, trace)
+        if before is not None:
+            if not isinstance(inp, RepAssigned | AssignmentFailed):
+                run.trace.append(TraceEntry(at, "input", _describe(inp)))
+            _record_changes(before, state, at, run.trace)
         for cmd in decision.commands:
             if isinstance(cmd, SendEmail):
                 sent = {"at": at, "kind": cmd.kind, "template": cmd.template, "to": cmd.to, "key": cmd.key}
-                emails.append(sent)
-                trace.append(TraceEntry(at, "email", {k: v for k, v in sent.items() if k != "at"}))
+                run.emails.append(sent)
+                if record_trace:
+                    run.trace.append(TraceEntry(at, "email", {k: v for k, v in sent.items() if k != "at"}))
             elif isinstance(cmd, AssignRep):
-                trace.append(
-                    TraceEntry(
-                        at,
-                        "route",
-                        {
-                            "team": cmd.team,
-                            "strategy": cmd.strategy,
-                            "reason": cmd.reason,
-                            "exclude": cmd.exclude_rep_ids,
-                        },
-                    )
-                )
+                if record_trace:
+                    detail = {
+                        "team": cmd.team,
+                        "strategy": cmd.strategy,
+                        "reason": cmd.reason,
+                        "exclude": cmd.exclude_rep_ids,
+                    }
+                    run.trace.append(TraceEntry(at, "route", detail))
                 queue.append((at, teams.assign(cmd)))
 
     for _ in range(MAX_STEPS):
@@ -253,7 +266,11 @@ def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
             apply(at, inp)
         else:
             break
-    final = {
+    return run
+
+
+def final_view(state: LeadState) -> dict[str, Any]:
+    return {
         "stage": state.stage,
         "score": state.score,
         "grade": state.grade,
@@ -265,9 +282,15 @@ def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
         "journeys": {j: r.status for j, r in state.journeys.items()},
         "score_explained": round(sum(c.points for c in state.score_changes), 2),
     }
-    result = SimulationResult(scenario.name, trace, final, emails)
+
+
+def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
+    end = scenario.start + parse_duration(scenario.run_for)
+    run = run_timeline(pb, "lead-simulated", _timeline(scenario), end, _VirtualTeams(scenario.reps))
+    final = final_view(run.state)
+    result = SimulationResult(scenario.name, run.trace, final, run.emails)
     if scenario.expect:
-        result.failures = _check(scenario.expect, final, emails)
+        result.failures = _check(scenario.expect, final, run.emails)
     return result
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import FollowUpRow, Lead
+from store.models import FollowUpRow, Lead, Touchpoint
 
 
 async def funnel(session: AsyncSession) -> dict[str, int]:
@@ -29,3 +30,46 @@ async def sources(session: AsyncSession) -> list[dict[str, Any]]:
 async def followup_counts(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(select(FollowUpRow.status, func.count()).group_by(FollowUpRow.status))
     return {status: count for status, count in rows.all()}
+
+
+async def lead_histories(session: AsyncSession, *, since: datetime, limit: int) -> list[dict[str, Any]]:
+    """Leads created since ``since`` (newest first, at most ``limit``) with their touchpoints in order."""
+    leads = (
+        await session.execute(
+            select(Lead.id, Lead.attributes, Lead.created_at)
+            .where(Lead.created_at >= since)
+            .order_by(Lead.created_at.desc())
+            .limit(limit)
+        )
+    ).all()
+    by_id: dict[str, dict[str, Any]] = {
+        lead_id: {"lead_id": lead_id, "attributes": attributes or {}, "created_at": created_at, "touchpoints": []}
+        for lead_id, attributes, created_at in leads
+    }
+    ids = list(by_id)
+    for chunk in (ids[i : i + 500] for i in range(0, len(ids), 500)):
+        rows = await session.execute(
+            select(
+                Touchpoint.lead_id,
+                Touchpoint.event_id,
+                Touchpoint.type,
+                Touchpoint.url,
+                Touchpoint.name,
+                Touchpoint.properties,
+                Touchpoint.occurred_at,
+            )
+            .where(Touchpoint.lead_id.in_(chunk))
+            .order_by(Touchpoint.occurred_at, Touchpoint.id)
+        )
+        for lead_id, event_id, type_, url, name, properties, occurred_at in rows.all():
+            by_id[lead_id]["touchpoints"].append(
+                {
+                    "event_id": event_id,
+                    "type": type_,
+                    "url": url,
+                    "name": name,
+                    "properties": properties or {},
+                    "at": occurred_at,
+                }
+            )
+    return list(by_id.values())

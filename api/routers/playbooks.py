@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import difflib
+import time
+from dataclasses import asdict
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Response, status
@@ -10,9 +14,11 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.rendering import EmailRenderer
 from api.deps import Authorized, Session, State
+from rules.backtest import LeadHistory, backtest
+from rules.model import TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import Scenario, result_as_dict, simulate
-from store import playbooks, repo
+from store import playbooks, repo, reports
 
 router = APIRouter(tags=["playbooks"], dependencies=[Authorized])
 MAX_PLAYBOOK_CHARS = 256 * 1024
@@ -50,6 +56,37 @@ async def compile_draft(state: State, session: Session, text: str) -> CompiledPl
 class PublishIn(DraftIn):
     author: str | None = Field(default=None, max_length=200)
     note: str | None = Field(default=None, max_length=2000)
+
+
+class BacktestIn(DraftIn):
+    days: int = Field(default=90, ge=1, le=730, description="replay leads created in the last N days")
+    limit: int = Field(default=2000, ge=1, le=20000, description="at most this many leads (newest first)")
+
+
+def _histories(rows: list[dict[str, Any]]) -> list[LeadHistory]:
+    out = []
+    for row in rows:
+        events, touches = [], []
+        for t in row["touchpoints"]:
+            if t["type"].startswith("touch."):
+                touches.append(TouchLogged(t["event_id"], t["type"].removeprefix("touch."), t["at"]))
+            else:
+                events.append(TrackedEvent(t["event_id"], t["type"], t["at"], t["url"], t["name"], t["properties"]))
+        out.append(LeadHistory(row["lead_id"], row["attributes"], row["created_at"], events, touches))
+    return out
+
+
+@router.post("/v1/playbooks:backtest")
+async def backtest_playbook(body: BacktestIn, state: State, session: Session) -> dict[str, Any]:
+    """Replay the stored histories of recent leads through the live playbook and the draft; report the
+    difference (stages reached, routing, emails) before publishing."""
+    draft = await compile_draft(state, session, body.playbook)
+    live = (await state.current_playbook()).compiled
+    now = datetime.now(UTC)
+    rows = await reports.lead_histories(session, since=now - timedelta(days=body.days), limit=body.limit)
+    started = time.perf_counter()
+    report = await asyncio.to_thread(backtest, live, draft, _histories(rows), now)
+    return {**asdict(report), "days": body.days, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
 @router.get("/v1/playbook")
