@@ -37,7 +37,9 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check .
 
 bench: $(STAMP)
-	@set -e; for f in bench/*.py; do \
+	@# The peer rule libraries compared in bench/rules_*.py are an optional extra.
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	@set -e; for f in bench/*_bench.py bench/*_errors.py; do \
 		[ -e "$$f" ] || { echo "no benchmarks in bench/"; break; }; \
 		echo "== $$f"; $(PY) "$$f"; \
 	done
