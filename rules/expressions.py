@@ -18,6 +18,8 @@ from __future__ import annotations
 import ast
 import difflib
 import re
+import re._constants as sre_constants
+import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -134,18 +136,79 @@ def _neg(value: Any) -> Any:
     return -value if _number(value) else None
 
 
+MAX_MATCH_TEXT = 1000  # characters of a field a pattern looks at
+
+
+def pattern_problem(pattern: str) -> str | None:
+    """Why a pattern cannot be used, in plain words (None when it can).
+
+    Nested repetition such as ``(a+)+`` can take exponential time on some texts (catastrophic
+    backtracking); a wall-clock timeout is no cure in workflow code, where results must not depend on
+    machine speed, so such patterns are refused when the playbook is checked.
+    """
+    if any(ord(c) < 32 for c in pattern):
+        return (
+            "it contains a control character; in YAML double quotes write \\\\b for a word boundary "
+            "(or use single quotes: '\\b')"
+        )
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error as exc:
+        return f"not a valid regular expression: {exc}"
+    if _nested_repeat(parsed, inside_repeat=False):
+        return (
+            "it repeats a repetition or overlapping alternatives (like (a+)+ or (a|aa)+), which can take "
+            "forever on some texts; simplify it"
+        )
+    return None
+
+
+_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
+
+
+def _nested_repeat(items: Any, inside_repeat: bool) -> bool:
+    for op, av in items:
+        if op in _REPEATS:
+            _low, high, sub = av
+            unbounded = high == sre_constants.MAXREPEAT or high > 1
+            if unbounded and inside_repeat:
+                return True
+            if _nested_repeat(sub, inside_repeat or unbounded):
+                return True
+        elif op is sre_constants.SUBPATTERN:
+            if _nested_repeat(av[-1], inside_repeat):
+                return True
+        elif op is sre_constants.BRANCH:
+            if inside_repeat and not _distinct_first_literals(av[1]):
+                return True  # (a|aa)+: alternatives that can match the same text, repeated
+            if any(_nested_repeat(branch, inside_repeat) for branch in av[1]):
+                return True
+        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
+            if _nested_repeat(av[1], inside_repeat):
+                return True
+    return False
+
+
+def _distinct_first_literals(branches: Any) -> bool:
+    firsts = []
+    for branch in branches:
+        items = list(branch)
+        if not items or items[0][0] is not sre_constants.LITERAL:
+            return False
+        firsts.append(items[0][1])
+    return len(firsts) == len(set(firsts))
+
+
 @lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str]:
-    return re.compile(pattern, re.IGNORECASE)
+def _regex(pattern: str) -> re.Pattern[str] | None:
+    return None if pattern_problem(pattern) else re.compile(pattern, re.IGNORECASE)
 
 
 def _matches(text: Any, pattern: Any) -> bool:
     if not (isinstance(text, str) and isinstance(pattern, str)):
         return False
-    try:
-        return _regex(pattern).search(text) is not None
-    except re.error:
-        return False  # a pattern read from a field, not checked at compile time
+    compiled = _regex(pattern)  # a pattern read from a field is checked here, not at compile time
+    return compiled is not None and compiled.search(text[:MAX_MATCH_TEXT]) is not None
 
 
 def _contains(haystack: Any, needle: Any) -> bool:
@@ -327,11 +390,18 @@ class _Checker(ast.NodeTransformer):
                 if isinstance(op, ast.NotIn):
                     part = ast.UnaryOp(op=ast.Not(), operand=part)
             elif type(op) in _COMPARE:
+                self._check_numeric(node, left, right)
                 part = _call(_COMPARE[type(op)], left, right)
             else:
                 raise self.fail(node, "`is` is not allowed: compare with == or !=.")
             parts.append(part)
         return parts[0] if len(parts) == 1 else ast.BoolOp(op=ast.And(), values=parts)
+
+    def _check_numeric(self, node: ast.AST, left: ast.expr, right: ast.expr) -> None:
+        """``lead.company_size >= "200"`` is always false at run time: say so when the playbook is saved."""
+        for field_side, other in ((left, right), (right, left)):
+            if _numeric_field(field_side) and isinstance(other, ast.Constant) and isinstance(other.value, str):
+                raise self.fail(node, f"compare numbers with numbers: write {other.value} without quotes.")
 
     def visit_Name(self, node: ast.Name) -> ast.AST:
         if node.id in CONSTANT_NAMES:
@@ -396,12 +466,10 @@ class _Checker(ast.NodeTransformer):
                 node, f"{name} needs {low if low == high else f'{low} to {high}'} value(s), e.g. {example}."
             )
         if name == "matches" and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str):
-            try:
-                re.compile(args[1].value)
-            except re.error as exc:
-                raise self.fail(
-                    args[1], f'the pattern "{args[1].value}" is not a valid regular expression: {exc}.'
-                ) from None
+            problem = pattern_problem(args[1].value)
+            if problem:
+                shown = "".join(c if ord(c) >= 32 else repr(c)[1:-1] for c in args[1].value)
+                raise self.fail(args[1], f'the pattern "{shown}" cannot be used: {problem}.')
         checked = [self.visit(a) for a in args]
         prefix: list[ast.expr] = []
         if name in NEEDS_HISTORY:
@@ -412,6 +480,24 @@ class _Checker(ast.NodeTransformer):
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         return ast.IfExp(test=self.visit(node.test), body=self.visit(node.body), orelse=self.visit(node.orelse))
+
+
+NUMERIC_FIELDS = frozenset({"company_size", "annual_revenue"})
+
+
+def _numeric_field(node: ast.expr) -> bool:
+    """A checked tree's read of a numeric value: score, or lead.company_size / lead.annual_revenue."""
+    if isinstance(node, ast.Name):
+        return node.id == "score"
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id == "lead"
+        and bool(node.args)
+        and isinstance(node.args[0], ast.Constant)
+        and node.args[0].value in NUMERIC_FIELDS
+    )
 
 
 Compiled = Callable[..., Any]
