@@ -31,6 +31,7 @@ class LeadActivities:
                 team_key=job.team,
                 strategy=job.strategy,
                 exclude_rep_ids=job.exclude_rep_ids,
+                rep_id=job.rep_id,
                 now=datetime.now(UTC),
             )
         if choice is None:

@@ -102,6 +102,7 @@ class RepBody(_In):
     active: bool = True
     capacity: int | None = Field(default=None, ge=0)
     weight: int = Field(default=1, ge=1, le=100)
+    away_until: AwareDatetime | None = None
 
 
 class TeamBody(_In):

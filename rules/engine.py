@@ -47,6 +47,7 @@ TIMER_SLA_REMIND = "sla_remind"
 TIMER_SLA_DUE = "sla_due"
 TIMER_SLA_REASSIGN = "sla_reassign"
 TIMER_RECYCLE = "recycle"
+TIMER_ASSIGN_RETRY = "assign_retry"
 JOURNEY_TIMER_PREFIX = "journey:"
 
 
@@ -74,9 +75,7 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
     elif isinstance(inp, RepAssigned):
         _assigned(state, inp, now, pb, out)
     elif isinstance(inp, AssignmentFailed):
-        if state.pending_assignment == inp.key:
-            state.pending_assignment = None
-            state.queued_team = inp.team
+        _assignment_failed(state, inp, now, pb, out)
     _react(state, now, pb, out)
     state.updated_at = now
     return Decision(state, out)
@@ -259,21 +258,43 @@ def _route(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
         return
     if order.index(state.stage) < order.index(routing.at_stage):
         return
-    team, strategy, reason = routing.default_team, routing.strategy, "default team"
+    team, strategy, reason, rep = routing.default_team, routing.strategy, "default team", None
     for rule in pb.routing:
         if rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
             team, strategy, reason = rule.spec.team, rule.spec.strategy or routing.strategy, f"rule {rule.spec.id}"
+            rep = rule.spec.rep
             break
-    _request_assignment(state, team, strategy, reason, [], out)
+    _request_assignment(state, team, strategy, reason, [], out, rep)
 
 
 def _request_assignment(
-    state: LeadState, team: str, strategy: str, reason: str, exclude: list[str], out: list[Command]
+    state: LeadState,
+    team: str,
+    strategy: str,
+    reason: str,
+    exclude: list[str],
+    out: list[Command],
+    rep_id: str | None = None,
 ) -> None:
     state.assignment_seq += 1
     key = f"{state.lead_id}:assign:{state.assignment_seq}"
     state.pending_assignment = key
-    out.append(AssignRep(key=key, team=team, strategy=strategy, reason=reason, exclude_rep_ids=exclude))
+    out.append(AssignRep(key=key, team=team, strategy=strategy, reason=reason, exclude_rep_ids=exclude, rep_id=rep_id))
+
+
+def _assignment_failed(
+    state: LeadState, inp: AssignmentFailed, now: datetime, pb: CompiledPlaybook, out: list[Command]
+) -> None:
+    if state.pending_assignment != inp.key:
+        return
+    state.pending_assignment = None
+    routing = pb.model.routing
+    if routing.fallback_team and inp.team != routing.fallback_team:
+        _request_assignment(state, routing.fallback_team, routing.strategy, f"fallback: {inp.reason}", [], out)
+        return
+    # Nobody anywhere: wait in the team queue and offer the lead again later.
+    state.queued_team = state.queued_team or inp.team
+    state.timers[TIMER_ASSIGN_RETRY] = now + parse_duration(routing.retry_every)
 
 
 def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
@@ -476,6 +497,11 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
         _decay(state, now, pb)
     elif name.startswith(JOURNEY_TIMER_PREFIX):
         _resume_waiting(state, None, now, pb)  # a wait_for_event timed out; plain waits just end
+    elif name == TIMER_ASSIGN_RETRY:
+        if state.queued_team and state.owner is None and state.pending_assignment is None:
+            _request_assignment(
+                state, state.queued_team, pb.model.routing.strategy, "retry from the team queue", [], out
+            )
     elif name == TIMER_RECYCLE:
         for recycle in pb.model.stages.recycle:
             if recycle.from_stage == state.stage:

@@ -104,6 +104,8 @@ class AssignRep:
     strategy: str
     reason: str
     exclude_rep_ids: list[str] = field(default_factory=list)
+    # A named rep to try first (routing rule `rep:`).
+    rep_id: str | None = None
 
 
 Command = SendEmail | AssignRep

@@ -104,11 +104,16 @@ class Stages(_Strict):
     reentry: list[str] = ["recycled"]
 
 
+Strategy = Literal["round_robin", "least_loaded", "weighted"]
+
+
 class RoutingRule(_Strict):
     id: str
     when: str
     team: str
-    strategy: Literal["round_robin", "least_loaded"] | None = None
+    strategy: Strategy | None = None
+    # A named rep of the team (e.g. the account owner); the team's strategy when that rep is unavailable.
+    rep: str | None = None
 
 
 class Routing(_Strict):
@@ -116,7 +121,13 @@ class Routing(_Strict):
     at_stage: str = "sql"
     rules: list[RoutingRule] = []
     default_team: str
-    strategy: Literal["round_robin", "least_loaded"] = "round_robin"
+    strategy: Strategy = "round_robin"
+    # Where a lead goes when nobody in its team can take it (all away, inactive or at capacity).
+    fallback_team: str | None = None
+    # A lead waiting in a team queue is offered again this often.
+    retry_every: Duration = "1h"
+
+    _d = field_validator("retry_every")(_check_duration)
 
 
 class SlaPolicy(_Strict):
@@ -470,9 +481,10 @@ def _check_references(
                 issues.append(source.issue((section, key, i, "id"), f'the id "{item.id}" is used twice'))
             seen.add(item.id)
     if teams is not None:
-        wanted = [(("routing", "default_team"), pb.routing.default_team)] + [
-            (("routing", "rules", i, "team"), r.team) for i, r in enumerate(pb.routing.rules)
-        ]
+        wanted = [(("routing", "default_team"), pb.routing.default_team)]
+        if pb.routing.fallback_team:
+            wanted.append((("routing", "fallback_team"), pb.routing.fallback_team))
+        wanted += [(("routing", "rules", i, "team"), r.team) for i, r in enumerate(pb.routing.rules)]
         for path, team in wanted:
             if team not in teams:
                 issues.append(

@@ -156,6 +156,18 @@ class _VirtualTeams:
         candidates = [r for r in team if r.available and r.id not in cmd.exclude_rep_ids]
         if not candidates:
             return AssignmentFailed(cmd.key, cmd.team, f"nobody available in team {cmd.team}")
+        named = next((r for r in candidates if r.id == cmd.rep_id), None)
+        if named is not None:
+            return RepAssigned(
+                cmd.key,
+                cmd.team,
+                named.id,
+                named.name,
+                named.email,
+                named.manager_name,
+                named.manager_email,
+                f"{cmd.reason}; named rep",
+            )
         index = self.cursor.get(cmd.team, -1) + 1
         self.cursor[cmd.team] = index
         rep = candidates[index % len(candidates)]

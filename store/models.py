@@ -178,6 +178,8 @@ class Rep(Base):
     # Most open assignments this rep may hold; NULL means unlimited.
     capacity: Mapped[int | None] = mapped_column(Integer())
     weight: Mapped[int] = mapped_column(Integer(), default=1, server_default="1")
+    # Out of office until then: no new leads (NULL: available).
+    away_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Assignment(Base):

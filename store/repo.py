@@ -31,7 +31,7 @@ from store.models import (
     Touchpoint,
 )
 
-STRATEGIES: tuple[str, ...] = ("round_robin", "least_loaded")
+STRATEGIES: tuple[str, ...] = ("round_robin", "least_loaded", "weighted")
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
 _TEXT_ATTRIBUTES = (
@@ -377,6 +377,7 @@ class RepIn:
     active: bool = True
     capacity: int | None = None
     weight: int = 1
+    away_until: datetime | None = None
 
 
 @dataclass
@@ -425,6 +426,7 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
                 "active": rep.active,
                 "capacity": rep.capacity,
                 "weight": rep.weight,
+                "away_until": rep.away_until,
             }
             stmt = _insert(session, Rep).values(values)
             await session.execute(
@@ -533,23 +535,48 @@ class _Candidate:
     name: str
     email: str
     capacity: int | None
+    weight: int = 1
 
 
-async def _candidates(session: AsyncSession, team_key: str, exclude: set[str]) -> list[_Candidate]:
-    """Active reps of the team, not excluded, in id order.
+async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[_Candidate]:
+    """Active reps of the team, not excluded, not out of office, in id order.
 
     Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
     string comparison that moves the round-robin cursor.
     """
-    stmt = select(Rep.id, Rep.name, Rep.email, Rep.capacity).where(Rep.team_key == team_key, Rep.active.is_(True))
+    stmt = select(Rep.id, Rep.name, Rep.email, Rep.capacity, Rep.weight, Rep.away_until).where(
+        Rep.team_key == team_key, Rep.active.is_(True)
+    )
     rows = (await session.execute(stmt)).all()
     return sorted(
-        (_Candidate(r.id, r.name, r.email, r.capacity) for r in rows if r.id not in exclude), key=lambda c: c.id
+        (
+            _Candidate(r.id, r.name, r.email, r.capacity, r.weight or 1)
+            for r in rows
+            if r.id not in exclude and (r.away_until is None or r.away_until <= now)
+        ),
+        key=lambda c: c.id,
     )
 
 
+async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]) -> dict[str, int]:
+    """Every assignment ever made to each rep in this team (the weighted strategy's share so far)."""
+    counts = dict.fromkeys(rep_ids, 0)
+    if rep_ids:
+        rows = await session.execute(
+            select(Assignment.rep_id, func.count())
+            .where(Assignment.team_key == team_key, Assignment.rep_id.in_(rep_ids))
+            .group_by(Assignment.rep_id)
+        )
+        counts.update({rep_id: n for rep_id, n in rows.all()})
+    return counts
+
+
 def _pick(
-    reps: Sequence[_Candidate], loads: dict[str, int], strategy: str, cursor: str | None
+    reps: Sequence[_Candidate],
+    loads: dict[str, int],
+    strategy: str,
+    cursor: str | None,
+    totals: dict[str, int] | None = None,
 ) -> tuple[_Candidate, str] | None:
     """Choose among eligible reps (sorted by id); returns the rep and how it was chosen."""
     if not reps:
@@ -557,6 +584,10 @@ def _pick(
     if strategy == "least_loaded":
         rep = min(reps, key=lambda r: (loads[r.id], r.id))
         return rep, f"least-loaded ({loads[rep.id]} open)"
+    if strategy == "weighted" and totals is not None:
+        # The rep furthest below its weighted share gets the next lead (smooth weighted round-robin).
+        rep = min(reps, key=lambda r: ((totals[r.id] + 1) / r.weight, r.id))
+        return rep, f"weighted (weight {rep.weight})"
     after = [r for r in reps if cursor is None or r.id > cursor]
     return (after or reps)[0], "round-robin"
 
@@ -570,6 +601,7 @@ async def assign_rep(
     strategy: str,
     exclude_rep_ids: list[str],
     now: datetime,
+    rep_id: str | None = None,
 ) -> RepChoice | None:
     """Give the lead a rep of ``team_key``; idempotent by ``key``; None when nobody is available.
 
@@ -583,10 +615,19 @@ async def assign_rep(
         existing = await _existing_choice(session, key)
         if existing is not None or team is None:
             return existing
-        reps = await _candidates(session, team_key, set(exclude_rep_ids))
+        reps = await _candidates(session, team_key, set(exclude_rep_ids), now)
         loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
         eligible = [r for r in reps if r.capacity is None or loads[r.id] < r.capacity]
-        picked = _pick(eligible, loads, strategy, team.rr_cursor)
+        named = next((r for r in eligible if r.id == rep_id), None) if rep_id else None
+        if named is not None:
+            picked: tuple[_Candidate, str] | None = (named, "named rep")
+        else:
+            totals = (
+                await _total_counts(session, team_key, [r.id for r in eligible]) if strategy == "weighted" else None
+            )
+            picked = _pick(eligible, loads, strategy, team.rr_cursor, totals)
+            if picked is not None and rep_id:
+                picked = (picked[0], f"{rep_id} unavailable; {picked[1]}")
         if picked is None:
             return None
         rep, how = picked
@@ -766,3 +807,10 @@ async def claim_email(
             .values(created_at=now, status="claimed")
         )
         return taken.rowcount == 1
+
+
+async def set_rep_availability(session: AsyncSession, rep_id: str, away_until: datetime | None) -> bool:
+    """Mark a rep out of office until ``away_until`` (None: back). False when there is no such rep."""
+    async with _writing(session):
+        result = await session.execute(update(Rep).where(Rep.id == rep_id).values(away_until=away_until))
+    return result.rowcount == 1

@@ -183,6 +183,7 @@ async def assign(
     team: str = "inside-sales",
     strategy: str = "round_robin",
     exclude: list[str] | None = None,
+    rep_id: str | None = None,
 ) -> repo.RepChoice | None:
     return await run(
         sm,
@@ -193,6 +194,7 @@ async def assign(
         strategy=strategy,
         exclude_rep_ids=exclude or [],
         now=T0,
+        rep_id=rep_id,
     )
 
 
@@ -581,3 +583,30 @@ async def test_email_ledger(sm: Sessions) -> None:
     assert (two["status"], two["attempts"], two["error"], two["sent_at"]) == ("failed", 1, "550 no such user", None)
     assert [r["key"] for r in await run(sm, repo.list_emails)] == ["em-2", "em-1"]  # newest first
     assert await run(sm, repo.list_emails, lead_id="lead-none") == []
+
+
+async def test_weighted_shares_follow_the_weights(sm: Sessions) -> None:
+    await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", weight=3), repo.RepIn("rep-b", "B", "b@x.test")])
+    picks = [(await assign(sm, f"w{i}", strategy="weighted")).rep_id for i in range(40)]
+    assert (picks.count("rep-a"), picks.count("rep-b")) == (30, 10)
+    assert all(picks[i : i + 4].count("rep-b") == 1 for i in range(0, 40, 4))  # spread out, not bunched
+
+
+async def test_named_rep_first_then_the_team_strategy(sm: Sessions) -> None:
+    await make_team(sm)
+    named = await assign(sm, "n1", rep_id="rep-c")
+    assert (named.rep_id, named.reason) == ("rep-c", "named rep in team inside-sales")
+    await run(sm, repo.set_rep_availability, "rep-c", T0 + timedelta(days=7))
+    fallback = await assign(sm, "n2", rep_id="rep-c")
+    assert fallback.rep_id != "rep-c" and fallback.reason.startswith("rep-c unavailable; round-robin")
+
+
+async def test_out_of_office_reps_get_no_leads_until_they_are_back(sm: Sessions) -> None:
+    await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test"), repo.RepIn("rep-b", "B", "b@x.test")])
+    assert await run(sm, repo.set_rep_availability, "rep-a", T0 + timedelta(hours=1))
+    assert {(await assign(sm, f"o{i}")).rep_id for i in range(4)} == {"rep-b"}
+    await run(sm, repo.set_rep_availability, "rep-b", T0 + timedelta(hours=1))
+    assert await assign(sm, "o-none") is None  # everybody away: the workflow queues the lead
+    assert await run(sm, repo.set_rep_availability, "rep-a", None)
+    assert (await assign(sm, "o-back")).rep_id == "rep-a"
+    assert not await run(sm, repo.set_rep_availability, "rep-nobody", None)

@@ -223,7 +223,13 @@ class LeadWorkflow:
 
     async def _assign(self, command: AssignRep) -> None:
         job = AssignJob(
-            self._state.lead_id, command.key, command.team, command.strategy, command.reason, command.exclude_rep_ids
+            self._state.lead_id,
+            command.key,
+            command.team,
+            command.strategy,
+            command.reason,
+            command.exclude_rep_ids,
+            command.rep_id,
         )
         outcome = await workflow.execute_activity(
             "assign_rep",

@@ -70,6 +70,7 @@ class AssignJob:
     strategy: str
     reason: str
     exclude_rep_ids: list[str]
+    rep_id: str | None = None
 
 
 @dataclass

@@ -4,25 +4,32 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path
+from fastapi import APIRouter, HTTPException, Path, status
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from api.deps import Authorized, Session
 from api.schemas import TeamBody
 from store import repo
 
-router = APIRouter(prefix="/v1/teams", tags=["teams"], dependencies=[Authorized])
+router = APIRouter(tags=["teams"], dependencies=[Authorized])
 TeamKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
+RepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 
-@router.get("")
+class AvailabilityIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    away_until: AwareDatetime | None = Field(description="out of office until then (ISO 8601 with zone); null: back")
+
+
+@router.get("/v1/teams")
 async def list_teams(session: Session) -> dict[str, Any]:
     return {"items": await repo.list_teams(session)}
 
 
-@router.put("/{team_key}")
+@router.put("/v1/teams/{team_key}")
 async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[str, Any]:
     """Create or replace a team; reps left out become inactive (their history stays)."""
-    reps = [repo.RepIn(r.id, r.name, str(r.email), r.active, r.capacity, r.weight) for r in body.reps]
+    reps = [repo.RepIn(r.id, r.name, str(r.email), r.active, r.capacity, r.weight, r.away_until) for r in body.reps]
     await repo.upsert_team(
         session,
         repo.TeamIn(
@@ -31,3 +38,11 @@ async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[
     )
     teams = await repo.list_teams(session)
     return next(t for t in teams if t["key"] == team_key)
+
+
+@router.put("/v1/reps/{rep_id}/availability")
+async def set_availability(rep_id: RepId, body: AvailabilityIn, session: Session) -> dict[str, Any]:
+    """Out of office: the rep gets no new leads until ``away_until``; routing picks the next rep."""
+    if not await repo.set_rep_availability(session, rep_id, body.away_until):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rep {rep_id}")
+    return {"rep_id": rep_id, "away_until": body.away_until}
