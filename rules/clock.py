@@ -7,10 +7,11 @@ image like any other code dependency.
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+MAX_CALENDAR_DAYS = 740
 WEEKDAY_INDEX = {"mon": 0, "tue": 1, "wed": 2, "thu": 3, "fri": 4, "sat": 5, "sun": 6}
 
 
@@ -34,3 +35,38 @@ def next_weekday_time(now: datetime, weekdays: list[str], hhmm: str, tz_name: st
         if candidate.weekday() in wanted and candidate > local:
             return candidate.astimezone(now.tzinfo)
     raise ValueError("no weekday given")
+
+
+def _at(day: date, hhmm: str, tz: ZoneInfo) -> datetime:
+    hour, minute = (int(x) for x in hhmm.split(":"))
+    return datetime(day.year, day.month, day.day, hour, minute, tzinfo=tz)
+
+
+def add_business_time(
+    start: datetime,
+    duration: timedelta,
+    *,
+    tz_name: str,
+    weekdays: list[str],
+    opens: str,
+    closes: str,
+    holidays: frozenset[date] = frozenset(),
+) -> datetime:
+    """``start`` plus ``duration`` counted only inside business hours (weekdays, opens-closes, not holidays)."""
+    tz = zone(tz_name)
+    open_days = {WEEKDAY_INDEX[d] for d in weekdays}
+    cursor = start.astimezone(tz)
+    remaining = duration
+    for _ in range(MAX_CALENDAR_DAYS):
+        day = cursor.date()
+        if day.weekday() in open_days and day not in holidays:
+            window_open, window_close = _at(day, opens, tz), _at(day, closes, tz)
+            cursor = max(cursor, window_open)
+            if cursor < window_close:
+                available = window_close - cursor
+                if remaining <= available:
+                    return (cursor + remaining).astimezone(start.tzinfo)
+                remaining -= available
+        next_day = day + timedelta(days=1)
+        cursor = datetime(next_day.year, next_day.month, next_day.day, tzinfo=tz)
+    raise ValueError("business hours leave no open time within two years")

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from rules.clock import next_weekday_time, zone
+from rules.clock import add_business_time, next_weekday_time, zone
 from rules.expressions import parse_duration
 from rules.model import (
     AssignmentFailed,
@@ -451,9 +451,12 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
         inp.rep_id, inp.rep_name, inp.rep_email, inp.team, inp.manager_name, inp.manager_email, now, inp.reason
     )
     policy = _sla_policy(state, now, pb)
-    due = now + parse_duration(policy.first_touch)
+    first_touch = parse_duration(policy.first_touch)
+    due = _sla_time(now, first_touch, policy, inp.team, pb)
     state.followup_seq += 1
-    remind = due - parse_duration(policy.remind_before) if policy.remind_before else None
+    remind = None
+    if policy.remind_before and parse_duration(policy.remind_before) < first_touch:
+        remind = _sla_time(now, first_touch - parse_duration(policy.remind_before), policy, inp.team, pb)
     state.followup = FollowUp(
         key=f"{state.lead_id}:followup:{state.followup_seq}",
         kind="first_touch",
@@ -470,6 +473,23 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
     if state.followup.remind_at:
         state.timers[TIMER_SLA_REMIND] = state.followup.remind_at
     out.append(_staff_email(state, "rep_new_lead", pb.model.notifications.rep_new_lead, inp.rep_email, inp.rep_name))
+
+
+def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: CompiledPlaybook) -> datetime:
+    """``start + span``, counted in the team's business hours when the policy says so."""
+    sla = pb.model.sla
+    hours = sla.team_hours.get(team) or sla.business_hours
+    if not policy.business_hours or hours is None:
+        return start + span
+    return add_business_time(
+        start,
+        span,
+        tz_name=hours.timezone,
+        weekdays=list(hours.days),
+        opens=hours.opens,
+        closes=hours.closes,
+        holidays=frozenset(hours.holidays),
+    )
 
 
 def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type: ignore[no-untyped-def]
@@ -531,7 +551,9 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
                 )
             )
         if policy and policy.reassign_after and state.followup_seq <= policy.max_reassignments:
-            state.timers[TIMER_SLA_REASSIGN] = now + parse_duration(policy.reassign_after)
+            state.timers[TIMER_SLA_REASSIGN] = _sla_time(
+                now, parse_duration(policy.reassign_after), policy, owner.team, pb
+            )
     elif name == TIMER_SLA_REASSIGN and followup.status == "overdue" and followup.met_at is None:
         _request_assignment(
             state,

@@ -10,7 +10,7 @@ import hashlib
 import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -130,6 +130,30 @@ class Routing(_Strict):
     _d = field_validator("retry_every")(_check_duration)
 
 
+class BusinessHours(_Strict):
+    """When a team works: SLA clocks with ``business_hours: true`` run only inside these hours."""
+
+    timezone: str = "UTC"
+    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
+    opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
+    closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
+    holidays: list[date] = []
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from rules.clock import zone
+
+        zone(value)
+        return value
+
+    @model_validator(mode="after")
+    def _window(self) -> BusinessHours:
+        if self.closes <= self.opens or not self.days:
+            raise ValueError("business hours need at least one day and opens before closes")
+        return self
+
+
 class SlaPolicy(_Strict):
     id: str
     when: str | None = None
@@ -139,12 +163,17 @@ class SlaPolicy(_Strict):
     reassign_after: Duration | None = None
     # How many times an untouched lead moves to the next rep before it stays with the manager.
     max_reassignments: int = Field(default=1, ge=0, le=10)
+    # Count the SLA clock only in the team's business hours (sla.business_hours / sla.team_hours).
+    business_hours: bool = False
 
     _d = field_validator("first_touch", "remind_before", "reassign_after")(_check_duration)
 
 
 class Sla(_Strict):
     policies: list[SlaPolicy] = [SlaPolicy(id="default")]
+    business_hours: BusinessHours | None = None
+    # Per-team hours (team key -> hours), e.g. a Tokyo team and a Berlin team.
+    team_hours: dict[str, BusinessHours] = {}
 
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -523,6 +552,19 @@ def _check_references(
         for key, stage in (("from", recycle.from_stage), ("to", recycle.to)):
             if stage not in stages:
                 issues.append(source.issue(("stages", "recycle", r, key), f'"{stage}" is not a stage'))
+    if not pb.sla.business_hours:
+        for i, policy in enumerate(pb.sla.policies):
+            if policy.business_hours:
+                issues.append(
+                    source.issue(
+                        ("sla", "policies", i, "business_hours"),
+                        "this policy counts business hours: define sla.business_hours",
+                    )
+                )
+    if teams is not None:
+        for team in pb.sla.team_hours:
+            if team not in teams:
+                issues.append(source.issue(("sla", "team_hours", team), f'no team "{team}" exists'))
     if templates is not None:
         for path, name in used_templates:
             if name not in templates:
