@@ -7,6 +7,7 @@ a touch in time (met) and no touch (overdue, manager escalated).
 from __future__ import annotations
 
 import asyncio
+import os
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -19,14 +20,16 @@ import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import Replayer
 
 from api.lead_ids import lead_id_for
 from api.main import create_app
-from runtime import build_worker
+from runtime import build_worker, workflow_runner
 from settings import ROOT, Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, TEST_ID_KEY, Inbox, free_port, venv_binary
 from workflows import search_attributes
+from workflows.lead import LeadWorkflow
 
 pytestmark = pytest.mark.integration
 AUTH = {"X-API-Key": TEST_API_KEY}
@@ -206,3 +209,38 @@ async def test_lead_journey_over_http(
     overdue_table = page.text.split('id="overdue"')[1].split("</table>")[0]
     assert "Bo Corp" in overdue_table and "Acme" not in overdue_table
     assert "whitepaper" in page.text.split('id="sources"')[1]
+
+
+async def test_a_busy_lead_continues_as_new_and_keeps_everything(
+    stack: httpx.AsyncClient, dev_server: WorkflowEnvironment
+) -> None:
+    http = stack
+    created = await http.post("/v1/leads", json={"email": "busy@example.com", "company": "Busy"}, headers=AUTH)
+    lead_id = created.json()["lead_id"]
+    download = {"events": [{"id": "busy-download", "type": "download"}]}
+    assert (await http.post(f"/v1/leads/{lead_id}/events", json=download, headers=AUTH)).status_code == 202
+    # One request per event: each one is a signal and a workflow task; the server suggests continue-as-new
+    # after 60 history events here (a few thousand in production).
+    for i in range(70):
+        one = {"events": [{"id": f"busy-{i}", "type": "webinar_registered"}]}
+        assert (await http.post(f"/v1/leads/{lead_id}/events", json=one, headers=AUTH)).status_code == 202
+    runs: list = []
+    for _ in range(100):
+        runs = [w async for w in dev_server.client.list_workflows(f"WorkflowId = '{lead_id}'")]
+        if len(runs) >= 2:
+            break
+        await asyncio.sleep(0.1)
+    assert len(runs) >= 2, "the lead never continued as new"
+    first = next(w for w in runs if w.status.name == "CONTINUED_AS_NEW")
+    history = await dev_server.client.get_workflow_handle(lead_id, run_id=first.run_id).fetch_history()
+    await Replayer(
+        workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(history)
+    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+        (Path(__file__).parent / "histories" / "lead_continue_as_new_v2.json").write_text(history.to_json())
+    # The new run carries the state: attributes, score, and the ids of events already counted.
+    again = await http.post(f"/v1/leads/{lead_id}/events", json=download, headers=AUTH)
+    assert again.json()["duplicates"] == 1
+    view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["attributes"].get("company") == "Busy")
+    assert view["score"] == 15 and [c["rule_id"] for c in view["recent_score_changes"]] == ["whitepaper_download"]
+    assert view["journeys"][0]["journey_id"] == "welcome_nurture" and "journey:welcome_nurture" in view["timers"]
