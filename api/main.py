@@ -10,6 +10,7 @@ from fastapi import FastAPI
 from activities.email import Mailer
 from activities.rendering import EmailRenderer
 from api import errors
+from api.auth import ApiKeyMiddleware
 from api.deps import AppState
 from api.routers import dashboard, events, followups, health, leads, playbooks, teams
 from jobs.scheduler import build_scheduler
@@ -46,6 +47,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Lead-management automation: every lead is a durable Temporal workflow.",
         lifespan=lifespan,
     )
+    app.add_middleware(ApiKeyMiddleware)
     errors.install(app)
     for module in (health, leads, events, followups, teams, playbooks, dashboard):
         app.include_router(module.router)

@@ -27,6 +27,7 @@ from functools import lru_cache
 from typing import Any
 
 MAX_LENGTH = 2000
+MAX_DURATION_SECONDS = 100 * 366 * 86400
 MAX_NODES = 300
 
 LEAD_FIELDS = frozenset(
@@ -540,10 +541,14 @@ def parse_duration(text: str | int | float) -> timedelta:
     if isinstance(text, bool):
         raise ValueError("a duration like 24h, 30m or 7d")
     if isinstance(text, int | float):
+        if not 0 <= text <= MAX_DURATION_SECONDS:
+            raise ValueError(f"{text} seconds is not a duration between zero and a hundred years")
         return timedelta(seconds=text)
     match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*", str(text))
     if not match:
         raise ValueError(f'"{text}" is not a duration: write a number and a unit, like 30m, 24h, 7d or 2w')
     value, unit = float(match.group(1)), match.group(2)
-    seconds = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
-    return timedelta(seconds=value * seconds)
+    seconds = value * {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}[unit]
+    if seconds > MAX_DURATION_SECONDS:
+        raise ValueError(f'"{text}" is longer than a hundred years')
+    return timedelta(seconds=seconds)

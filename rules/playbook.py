@@ -364,16 +364,50 @@ class Source:
         return PlaybookIssue(_path_text(path), self.line(path), message)
 
 
+MAX_YAML_NODES = 50_000
+
+
+def _expanded_size(node: yaml.Node, budget: int) -> int:
+    """How many values the document holds with every alias expanded, counting no further than ``budget``
+    (anchors let a few lines stand for billions of values)."""
+    count, stack = 0, [node]
+    while stack and count <= budget:
+        current = stack.pop()
+        count += 1
+        if isinstance(current, yaml.MappingNode):
+            for key, value in current.value:
+                stack += (key, value)
+        elif isinstance(current, yaml.SequenceNode):
+            stack += current.value
+    return count
+
+
 def parse_yaml(text: str) -> Source:
+    loader: yaml.SafeLoader | None = None
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        document = yaml.safe_load(text)
+        loader = yaml.SafeLoader(text)  # rejects control characters itself (ReaderError)
+        node = loader.get_single_node()  # parsed once: the node tree gives the lines, then the values
+        if node is not None and _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
+            raise PlaybookError(
+                [
+                    PlaybookIssue(
+                        "",
+                        1,
+                        "the playbook is too large once its YAML aliases are "
+                        f"expanded (more than {MAX_YAML_NODES} values)",
+                    )
+                ]
+            )
+        document = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         problem = getattr(exc, "problem", None) or str(exc)
         raise PlaybookError(
             [PlaybookIssue("", mark.line + 1 if mark else None, f"not valid YAML: {problem}")]
         ) from None
+    finally:
+        if loader is not None:
+            loader.dispose()
     if not isinstance(document, dict) or node is None:
         raise PlaybookError([PlaybookIssue("", 1, "a playbook is a YAML mapping with name, scoring, routing, ...")])
     lines: dict[Path, int] = {}

@@ -33,6 +33,8 @@ from rules.model import (
 from rules.playbook import CompiledPlaybook
 
 MAX_STEPS = 10_000  # bound a runaway scenario (e.g. a one-minute decay over ten years)
+MAX_SPAN = timedelta(days=3660)  # a scenario covers at most ten years
+EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
 
 
 class _At(BaseModel):
@@ -44,7 +46,10 @@ class _At(BaseModel):
         parts = re.findall(r"\d+(?:\.\d+)?[smhdw]", text)
         if not parts or "".join(parts) != text:
             raise ValueError(f'"{self.after}" is not a time offset: write e.g. 0m, 2d, 3d4h')
-        return sum((parse_duration(p) for p in parts), timedelta())
+        total = sum((parse_duration(p) for p in parts), timedelta())
+        if total > MAX_SPAN:
+            raise ValueError(f'"{self.after}" is more than ten years after the start')
+        return total
 
     @model_validator(mode="after")
     def _valid_offset(self) -> _At:
@@ -99,10 +104,10 @@ class Scenario(BaseModel):
     description: str | None = None
     start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
     lead: dict[str, Any]
-    events: list[SimEvent] = []
-    touches: list[SimTouch] = []
-    updates: list[SimUpdate] = []
-    reps: list[SimRep] = []
+    events: list[SimEvent] = Field(default=[], max_length=5000)
+    touches: list[SimTouch] = Field(default=[], max_length=1000)
+    updates: list[SimUpdate] = Field(default=[], max_length=1000)
+    reps: list[SimRep] = Field(default=[], max_length=200)
     run_for: str = "30d"
     expect: Expectation | None = None
 
@@ -112,7 +117,10 @@ class Scenario(BaseModel):
             raise ValueError("the scenario's lead needs an email")
         if self.start.tzinfo is None:
             self.start = self.start.replace(tzinfo=UTC)
-        parse_duration(self.run_for)
+        if not EARLIEST <= self.start <= LATEST:
+            raise ValueError("the scenario must start between 1970 and 2200")
+        if parse_duration(self.run_for) > MAX_SPAN:
+            raise ValueError(f'run_for "{self.run_for}" is longer than ten years')
         return self
 
 

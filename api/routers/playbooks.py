@@ -21,6 +21,7 @@ from rules.simulate import Scenario, result_as_dict, simulate
 from store import playbooks, repo, reports
 
 router = APIRouter(tags=["playbooks"], dependencies=[Authorized])
+Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a published version number")]
 MAX_PLAYBOOK_CHARS = 256 * 1024
 
 
@@ -122,14 +123,12 @@ async def _version(session: Session, version: int) -> dict[str, Any]:
 
 
 @router.get("/v1/playbooks/{version}")
-async def get_playbook(version: Annotated[int, Path(ge=1)], session: Session) -> dict[str, Any]:
+async def get_playbook(version: Version, session: Session) -> dict[str, Any]:
     return await _version(session, version)
 
 
 @router.get("/v1/playbooks/{old}/diff/{new}")
-async def diff_playbooks(
-    old: Annotated[int, Path(ge=1)], new: Annotated[int, Path(ge=1)], session: Session
-) -> dict[str, Any]:
+async def diff_playbooks(old: Version, new: Version, session: Session) -> dict[str, Any]:
     """A unified diff of two published versions' YAML."""
     a, b = await _version(session, old), await _version(session, new)
     lines = difflib.unified_diff(
@@ -170,6 +169,6 @@ async def simulate_playbook(body: SimulateIn, state: State, session: Session) ->
     )
     try:
         result = simulate(pb, body.scenario)
-    except ValueError as exc:
+    except (ValueError, OverflowError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the scenario cannot run: {exc}") from exc
     return result_as_dict(result)

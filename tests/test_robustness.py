@@ -1,0 +1,129 @@
+"""Bad input never gets a 500: every endpoint of the OpenAPI spec, hostile bodies and path values, with
+Temporal down (503 is the honest answer there) and a real store."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from fastapi.testclient import TestClient
+
+from api.main import create_app
+from settings import ROOT, Settings
+from store.db import run_migrations
+from tests.conftest import TEST_API_KEY
+
+AUTH = {"X-API-Key": TEST_API_KEY}
+BILLION_LAUGHS = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)},"
+    f" *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(9)
+)
+HOSTILE_BODIES: list[Any] = [
+    None,
+    "not json at all",
+    [],
+    {},
+    {"unexpected": True},
+    {"email": "a" * 5000 + "@example.com"},
+    {"email": "x@example.com\r\nBcc: victim@example.com"},
+    {"email": "ok@example.com", "company_size": -1, "country": "Japan", "fields": {"Bad Key": 1}},
+    {"email": "ok@example.com", "fields": {f"f{i}": i for i in range(60)}},
+    {"events": []},
+    {"events": [{"type": "page_view"}] * 501},
+    {"events": [{"type": "Page View!", "at": "yesterday"}]},
+    {"events": [{"type": "page_view", "at": "2026-01-01T00:00:00"}]},  # no time zone
+    {"events": [{"type": "page_view", "email": "nobody"}]},
+    {"kind": "telepathy"},
+    {"name": "Team", "reps": [{"id": "Bad Id", "name": "x", "email": "nope"}]},
+    {"away_until": "soon"},
+    {"playbook": "a: [unclosed"},
+    {"playbook": "\x00\x01"},
+    {"playbook": BILLION_LAUGHS},
+    {"playbook": "x" * 300_000},
+    {"playbook": "name: p\nrouting: {default_team: inside-sales}", "days": 10**9},
+    {"scenario": {"lead": {"email": "a@example.com"}, "run_for": "99999999d"}},
+    {"scenario": {"lead": {"email": "a@example.com"}, "events": [{"type": "x", "after": "9999999999d"}]}},
+    {"scenario": {"lead": {"email": "a@example.com"}, "start": "0001-01-01T00:00:00Z", "run_for": "1d"}},
+    {"scenario": {"lead": {"email": "a@example.com"}, "start": "9999-12-31T23:00:00Z", "run_for": "30d"}},
+    {"scenario": "a string"},
+]
+PATH_VALUES = {
+    "lead_id": ["lead-" + "0" * 32, "x", "lead-../../etc", "lead-" + "z" * 5000],
+    "team_key": ["inside-sales", "BAD KEY", "é"],
+    "rep_id": ["rep-aiko", "nobody", "UPPER"],
+    "version": ["1", "-1", "abc", "99999999999999999999999"],
+    "old": ["1", "0"],
+    "new": ["2", "x"],
+}
+QUERIES = ["", "?status=overdue", "?status=bogus", "?limit=0", "?limit=100000", "?offset=-5"]
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    data: Path = tmp_path_factory.mktemp("robust")
+    url = f"sqlite:///{data / 'leadflow.db'}"
+    run_migrations(url)
+    settings = Settings(
+        data_dir=data,
+        database_url=url,
+        api_key=TEST_API_KEY,
+        id_key="k",
+        temporal_address="127.0.0.1:9",
+        scheduler_enabled=False,
+        templates_dir=ROOT / "templates",
+        playbook_path=ROOT / "playbooks" / "default.yaml",
+    )
+    with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
+        yield test_client
+
+
+def operations(client: TestClient) -> list[tuple[str, str]]:
+    spec = client.get("/openapi.json").json()
+    return [(method.upper(), path) for path, ops in spec["paths"].items() for method in ops]
+
+
+def concrete_paths(path: str) -> list[str]:
+    paths = [path]
+    for name, values in PATH_VALUES.items():
+        if "{" + name + "}" in path:
+            paths = [p.replace("{" + name + "}", v) for p in paths for v in values]
+    return paths
+
+
+def send(client: TestClient, method: str, url: str, body: Any, headers: dict[str, str]) -> Any:
+    if body is None:
+        return client.request(method, url, headers=headers)
+    if isinstance(body, str):
+        return client.request(method, url, content=body, headers={**headers, "content-type": "application/json"})
+    return client.request(method, url, json=body, headers=headers)
+
+
+def test_no_endpoint_answers_500_to_bad_input(client: TestClient) -> None:
+    ops = operations(client)
+    assert len(ops) >= 18
+    failures = []
+    for method, template in ops:
+        for url in concrete_paths(template):
+            bodies = HOSTILE_BODIES if method in ("POST", "PUT") else [None]
+            queries = QUERIES if method == "GET" else [""]
+            for body in bodies:
+                for query in queries:
+                    for headers in (AUTH, {}):
+                        answer = send(client, method, url + query, body, headers)
+                        if answer.status_code >= 500 and answer.status_code != 503:
+                            failures.append(
+                                (method, url[:80] + query, str(body)[:60], answer.status_code, answer.text[:200])
+                            )
+                        elif answer.status_code >= 400 and not url.startswith("/health"):
+                            assert answer.json().get("detail"), (method, url, answer.text)
+                        if not headers and url.startswith("/v1"):
+                            assert answer.status_code == 401, (method, url, answer.status_code)
+    assert failures == []
+
+
+def test_the_yaml_alias_bomb_is_refused_quickly(client: TestClient) -> None:
+    answer = client.post("/v1/playbooks:validate", json={"playbook": BILLION_LAUGHS}, headers=AUTH)
+    assert answer.status_code == 422 and "too large" in answer.text
