@@ -4,6 +4,7 @@ HTTP Basic password so a browser can open it."""
 from __future__ import annotations
 
 import hmac
+from datetime import UTC, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, HTTPException, Request, status
@@ -17,6 +18,21 @@ from store import repo, reports
 
 router = APIRouter(tags=["dashboard"], include_in_schema=False)
 templates = Jinja2Templates(directory=ROOT / "templates" / "dashboard")
+
+
+def when(value: datetime | str | None) -> str:
+    """A time as managers read it: to the minute, in UTC."""
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value)
+        except ValueError:
+            return value
+    if value is None:
+        return ""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+templates.env.filters["when"] = when
 _basic = HTTPBasic(realm="leadflow", auto_error=False)
 
 
