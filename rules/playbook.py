@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -19,6 +19,8 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
 
 Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+WORKING_WEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 DEFAULT_STAGES = ["new", "mql", "sql", "opportunity", "customer"]
 DEFAULT_SIDE_STAGES = ["disqualified", "recycled"]
 GRADE_ORDER = ["A", "B", "C", "D", "E", "F"]
@@ -134,7 +136,7 @@ class BusinessHours(_Strict):
     """When a team works: SLA clocks with ``business_hours: true`` run only inside these hours."""
 
     timezone: str = "UTC"
-    days: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = ["mon", "tue", "wed", "thu", "fri"]
+    days: list[Weekday] = list(WORKING_WEEK)
     opens: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
     closes: str = Field(default="18:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$|^24:00$")
     holidays: list[date] = []
@@ -176,26 +178,17 @@ class Sla(_Strict):
     team_hours: dict[str, BusinessHours] = {}
 
 
-WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
-STEP_TYPES = (
-    "send_email",
-    "wait",
-    "wait_for_event",
-    "branch",
-    "ab_split",
-    "set_field",
-    "set_stage",
-    "add_points",
-    "notify_rep",
-    "goto",
-    "exit",
-)
+StepType = Literal[
+    "send_email", "wait", "wait_for_event", "branch", "ab_split", "set_field", "set_stage", "add_points",
+    "notify_rep", "goto", "exit",
+]  # fmt: skip
+STEP_TYPES = get_args(StepType)
 
 
 class WaitUntil(_Strict):
     """Wait until the next given weekday(s) at a local time, in the lead's time zone (or the journey's)."""
 
-    weekdays: list[Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]] = list(WEEKDAYS[:5])
+    weekdays: list[Weekday] = list(WORKING_WEEK)
     time: str = Field(default="09:00", pattern=r"^([01]\d|2[0-3]):[0-5]\d$")
 
 
@@ -206,19 +199,7 @@ class Variant(_Strict):
 
 class Step(_Strict):
     id: str
-    type: Literal[
-        "send_email",
-        "wait",
-        "wait_for_event",
-        "branch",
-        "ab_split",
-        "set_field",
-        "set_stage",
-        "add_points",
-        "notify_rep",
-        "goto",
-        "exit",
-    ]
+    type: StepType
     template: str | None = None
     duration: Duration | None = None
     until: WaitUntil | None = None
