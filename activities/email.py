@@ -9,11 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
 from email.utils import formataddr, parseaddr
-from typing import Any
 
 import aiosmtplib
 from email_validator import EmailNotValidError, validate_email
@@ -22,6 +20,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import EmailRenderer, TemplateProblem
+from rules.model import SendEmail
 from settings import Settings
 from store import repo
 from workflows.payloads import EmailJob
@@ -44,19 +43,6 @@ def checked_address(address: str) -> str:
         ) from exc
 
 
-@dataclass(frozen=True)
-class Outgoing:
-    """One email to send exactly once (``key`` is its idempotency key)."""
-
-    key: str
-    kind: str
-    template: str
-    to: str
-    context: dict[str, Any]
-    to_name: str | None = None
-    lead_id: str | None = None
-
-
 class Mailer:
     """Render and send through aiosmtplib, recording every outcome in the email ledger."""
 
@@ -65,7 +51,8 @@ class Mailer:
         self.sessions = sessions
         self.renderer = renderer
 
-    async def send(self, mail: Outgoing) -> str:
+    async def send(self, mail: SendEmail, lead_id: str | None = None) -> str:
+        """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails)."""
         async with self.sessions() as session:
             if await repo.email_status(session, mail.key) == "sent":
                 return "already-sent"
@@ -75,7 +62,7 @@ class Mailer:
                 asyncio.to_thread(self.renderer.render, mail.template, mail.context), RENDER_TIMEOUT_SECONDS
             )
         except (TemplateProblem, TimeoutError) as exc:
-            await self._record(mail, to, "", "failed", f"template: {exc}")
+            await self._record(mail, lead_id, to, "", "failed", f"template: {exc}")
             raise ApplicationError(str(exc) or "render timed out", type="TemplateError", non_retryable=True) from exc
         msg = EmailMessage()
         msg["From"] = self.settings.mail_from
@@ -101,19 +88,21 @@ class Mailer:
             )
         except aiosmtplib.SMTPResponseException as exc:
             permanent = 500 <= exc.code < 600
-            await self._record(mail, to, rendered.subject, "failed" if permanent else "sending", str(exc))
+            await self._record(mail, lead_id, to, rendered.subject, "failed" if permanent else "sending", str(exc))
             if permanent:
                 raise ApplicationError(f"SMTP rejected: {exc}", type="SmtpRejected", non_retryable=True) from exc
             raise
-        await self._record(mail, to, rendered.subject, "sent", None)
+        await self._record(mail, lead_id, to, rendered.subject, "sent", None)
         return "sent"
 
-    async def _record(self, mail: Outgoing, to: str, subject: str, status: str, error: str | None) -> None:
+    async def _record(
+        self, mail: SendEmail, lead_id: str | None, to: str, subject: str, status: str, error: str | None
+    ) -> None:
         async with self.sessions() as session:
             await repo.record_email(
                 session,
                 key=mail.key,
-                lead_id=mail.lead_id or "",
+                lead_id=lead_id,
                 kind=mail.kind,
                 template=mail.template,
                 to_addr=to,
@@ -131,7 +120,4 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, job: EmailJob) -> str:
-        cmd = job.command
-        return await self.mailer.send(
-            Outgoing(cmd.key, cmd.kind, cmd.template, cmd.to, cmd.context, cmd.to_name, job.lead_id)
-        )
+        return await self.mailer.send(job.command, job.lead_id)

@@ -11,7 +11,7 @@ from collections import defaultdict
 from datetime import datetime
 from typing import Any
 
-from activities.email import Mailer, Outgoing
+from activities.email import Mailer
 from store import repo
 
 log = logging.getLogger("leadflow.jobs.digest")
@@ -53,7 +53,7 @@ async def send_overdue_digests(mailer: Mailer, now: datetime) -> dict[str, str]:
         }
         try:
             outcomes[team_key] = await mailer.send(
-                Outgoing(
+                SendEmail(
                     key, "manager_digest", "manager_digest", team["manager_email"], context, team.get("manager_name")
                 )
             )
