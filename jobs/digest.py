@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import Any
 
 from activities.email import Mailer
+from rules.model import SendEmail
 from store import repo
 
 log = logging.getLogger("leadflow.jobs.digest")
