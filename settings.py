@@ -66,6 +66,9 @@ class Settings(BaseSettings):
     scheduler_enabled: bool = True
     digest_cron: str = "0 8 * * mon-fri"
     digest_timezone: str = "UTC"
+    # Backpressure: Temporal calls one API process keeps in flight; past this, requests get 503 + Retry-After
+    # at once instead of queueing without bound (the dev server is the bottleneck on small machines).
+    max_inflight_temporal_calls: int = 256
     # Largest events batch one request may post.
     max_events_per_request: int = 500
 

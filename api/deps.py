@@ -6,6 +6,7 @@ import asyncio
 import hmac
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Annotated
 
@@ -26,6 +27,10 @@ class ServiceUnavailable(Exception):
     """A dependency (Temporal, the database) cannot be reached right now: answer 503 with Retry-After."""
 
 
+class Overloaded(ServiceUnavailable):
+    """This API process already has as many Temporal calls in flight as it allows."""
+
+
 @dataclass
 class AppState:
     settings: Settings
@@ -36,6 +41,18 @@ class AppState:
     id_key: str
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    _inflight: asyncio.Semaphore | None = None
+
+    @asynccontextmanager
+    async def temporal_call(self) -> AsyncIterator[Client]:
+        """A Temporal client for one call, or Overloaded at once when too many calls are in flight."""
+        if self._inflight is None:
+            self._inflight = asyncio.Semaphore(self.settings.max_inflight_temporal_calls)
+        if self._inflight.locked():
+            raise Overloaded(f"{self.settings.max_inflight_temporal_calls} Temporal calls in flight")
+        async with self._inflight:
+            yield await self.temporal()
+
     _published: ActivePlaybook | None = None
     _published_number: int | None = None
     _checked_at: float = -1e9
@@ -104,11 +121,6 @@ async def session(state: Annotated[AppState, Depends(app_state)]) -> AsyncIterat
         yield s
 
 
-async def temporal(state: Annotated[AppState, Depends(app_state)]) -> Client:
-    return await state.temporal()
-
-
 State = Annotated[AppState, Depends(app_state)]
 Session = Annotated[AsyncSession, Depends(session)]
-Temporal = Annotated[Client, Depends(temporal)]
 Authorized = Depends(require_api_key)

@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import ServiceUnavailable
+from api.deps import Overloaded, ServiceUnavailable
 
 log = logging.getLogger("leadflow.api")
 RETRY_AFTER = {"Retry-After": "2"}
@@ -26,6 +26,14 @@ async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
     summary = "; ".join(f"{e['field']}: {e['message']}" for e in errors[:5])
     return JSONResponse(
         {"detail": f"invalid request: {summary}", "errors": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT
+    )
+
+
+async def _overloaded(_: Request, exc: Exception) -> JSONResponse:
+    return JSONResponse(
+        {"detail": f"leadflow is at capacity, retry shortly ({exc})"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+        headers={"Retry-After": "1"},
     )
 
 
@@ -52,6 +60,7 @@ async def _rpc(request: Request, exc: RPCError) -> JSONResponse:
 
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
+    app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceUnavailable, _unavailable)
     app.add_exception_handler(OperationalError, _unavailable)
     app.add_exception_handler(RPCError, _rpc)  # type: ignore[arg-type]

@@ -127,3 +127,21 @@ def test_no_endpoint_answers_500_to_bad_input(client: TestClient) -> None:
 def test_the_yaml_alias_bomb_is_refused_quickly(client: TestClient) -> None:
     answer = client.post("/v1/playbooks:validate", json={"playbook": BILLION_LAUGHS}, headers=AUTH)
     assert answer.status_code == 422 and "too large" in answer.text
+
+
+def test_backpressure_answers_503_with_retry_after_at_once(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'leadflow.db'}"
+    run_migrations(url)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=url,
+        api_key=TEST_API_KEY,
+        id_key="k",
+        temporal_address="127.0.0.1:9",
+        scheduler_enabled=False,
+        max_inflight_temporal_calls=0,
+    )
+    with TestClient(create_app(settings)) as client:
+        answer = client.post("/v1/leads", json={"email": "a@example.com"}, headers=AUTH)
+        assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
+        assert "at capacity" in answer.json()["detail"]

@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
-from temporalio.client import Client, WorkflowUpdateFailedError
+from temporalio.client import WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from api.deps import AppState, Authorized, Session, State, Temporal
+from api.deps import AppState, Authorized, Session, State
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.schemas import EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn
 from rules.model import EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
@@ -19,6 +19,8 @@ from store import repo
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadStart, LeadView
 
+QUERY_TIMEOUT = timedelta(seconds=5)
+UPDATE_TIMEOUT = timedelta(seconds=15)
 router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized])
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
 
@@ -38,40 +40,49 @@ def tracked(events: list[EventIn], now: datetime) -> list[TrackedEvent]:
     ]
 
 
-async def signal_events(client: Client, state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
-    if create:
-        await client.start_workflow(
-            LeadWorkflow.run,
-            await lead_start(state, lead_id),
-            id=lead_id,
-            task_queue=state.settings.task_queue,
-            start_signal="events",
-            start_signal_args=[batch],
-        )
-    else:
-        await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
+async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
+    """One signal for a request's events of one lead (signal-with-start when the lead may be new)."""
+    start = await lead_start(state, lead_id) if create else None
+    async with state.temporal_call() as client:
+        if start is not None:
+            await client.start_workflow(
+                LeadWorkflow.run,
+                start,
+                id=lead_id,
+                task_queue=state.settings.task_queue,
+                start_signal="events",
+                start_signal_args=[batch],
+            )
+        else:
+            await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
 
 
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted)
-async def upsert_lead(body: LeadIn, state: State, client: Temporal) -> LeadAccepted:
+async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     lead_id = lead_id_for(body.email, state.id_key)
-    await client.start_workflow(
-        LeadWorkflow.run,
-        await lead_start(state, lead_id),
-        id=lead_id,
-        task_queue=state.settings.task_queue,
-        start_signal="upsert",
-        start_signal_args=[LeadUpserted(body.attributes())],
-    )
+    start = await lead_start(state, lead_id)
+    async with state.temporal_call() as client:
+        await client.start_workflow(
+            LeadWorkflow.run,
+            start,
+            id=lead_id,
+            task_queue=state.settings.task_queue,
+            start_signal="upsert",
+            start_signal_args=[LeadUpserted(body.attributes())],
+        )
     return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
 
 
 @router.get("/{lead_id}", response_model=LeadView)
-async def get_lead(lead_id: LeadId, client: Temporal) -> LeadView:
+async def get_lead(lead_id: LeadId, state: State) -> LeadView:
     """The lead's live state from its workflow: stage, score, grade, owner, SLA."""
     try:
-        view: LeadView = await client.get_workflow_handle(lead_id).query(LeadWorkflow.view)
+        async with state.temporal_call() as client:
+            # Bounded: with no worker polling, a query would otherwise wait for one.
+            view: LeadView = await client.get_workflow_handle(lead_id).query(
+                LeadWorkflow.view, rpc_timeout=QUERY_TIMEOUT
+            )
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
@@ -97,14 +108,12 @@ async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
 
 
 @router.post("/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
-async def post_lead_events(
-    lead_id: LeadId, body: EventsIn, state: State, client: Temporal, session: Session
-) -> EventsAccepted:
+async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State, session: Session) -> EventsAccepted:
     """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events)."""
     now = datetime.now(UTC)
     events = tracked(body.events, now)
     try:
-        await signal_events(client, state, lead_id, EventsReceived(events), create=False)
+        await signal_events(state, lead_id, EventsReceived(events), create=False)
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(
@@ -118,12 +127,15 @@ async def post_lead_events(
 
 
 @router.post("/{lead_id}/touches", response_model=LeadView)
-async def log_touch(lead_id: LeadId, body: TouchIn, client: Temporal, session: Session) -> LeadView:
+async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Session) -> LeadView:
     """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
     now = datetime.now(UTC)
     touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), body.rep_id, body.note)
     try:
-        view: LeadView = await client.get_workflow_handle(lead_id).execute_update(LeadWorkflow.log_touch, touch)
+        async with state.temporal_call() as client:
+            view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
+                LeadWorkflow.log_touch, touch, rpc_timeout=UPDATE_TIMEOUT
+            )
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
