@@ -69,8 +69,6 @@ class Settings(BaseSettings):
     # Backpressure: Temporal calls one API process keeps in flight; past this, requests get 503 + Retry-After
     # at once instead of queueing without bound (the dev server is the bottleneck on small machines).
     max_inflight_temporal_calls: int = 256
-    # Largest events batch one request may post.
-    max_events_per_request: int = 500
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
