@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import FollowUpRow, Lead, Touchpoint
@@ -18,12 +18,10 @@ async def funnel(session: AsyncSession) -> dict[str, int]:
 
 async def sources(session: AsyncSession) -> list[dict[str, Any]]:
     """Leads per source with how many reached SQL or later (stage conversion by source)."""
-    qualified = func.sum(func.cast(Lead.stage.in_(("sql", "opportunity", "customer")), type_=Lead.score.type))
-    stmt = (
-        select(func.coalesce(Lead.source, "unknown"), func.count(), qualified)
-        .group_by(func.coalesce(Lead.source, "unknown"))
-        .order_by(func.count().desc())
-    )
+    # The constant is inlined: with a bound parameter PostgreSQL sees SELECT and GROUP BY as two expressions.
+    source = func.coalesce(Lead.source, literal_column("'unknown'")).label("source")
+    qualified = func.sum(case((Lead.stage.in_(("sql", "opportunity", "customer")), 1), else_=0))
+    stmt = select(source, func.count(), qualified).group_by(source).order_by(func.count().desc(), source)
     return [{"source": s, "leads": n, "sql_or_later": int(q or 0)} for s, n, q in (await session.execute(stmt)).all()]
 
 

@@ -5,21 +5,27 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import os
+import secrets
 import shutil
 import socket
 import sys
 from collections.abc import AsyncIterator, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from email.message import Message
 from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from sqlalchemy import create_engine
+from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.pool import NullPool
 
 from settings import ROOT, Settings
 from store import repo
-from store.db import make_engine, make_sessionmaker, run_migrations
+from store.db import make_engine, make_sessionmaker, normalize_url, run_migrations
 
 TEST_API_KEY = "test-admin-key"
 TEST_ID_KEY = "test-id-key"
@@ -79,14 +85,47 @@ def smtp() -> Iterator[tuple[Inbox, int]]:
         controller.stop()
 
 
+PG_ENV = "LEADFLOW_TEST_POSTGRES_URL"
+
+
+@contextmanager
+def postgres_database(base_url: str) -> Iterator[str]:
+    """A throwaway database on the server of ``base_url``; dropped (even if in use) on exit."""
+    admin = create_engine(normalize_url(base_url, async_driver=False), isolation_level="AUTOCOMMIT", poolclass=NullPool)
+    name = f"leadflow_test_{secrets.token_hex(6)}"
+    with admin.connect() as conn:
+        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
+    try:
+        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.dispose()
+
+
 @pytest.fixture
-def settings(tmp_path: Path, smtp: tuple[Inbox, int]) -> Settings:
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """SQLite by default; ``@pytest.mark.parametrize("database_url", ["postgres"], indirect=True)`` for a
+    throwaway PostgreSQL database (skipped cleanly where LEADFLOW_TEST_POSTGRES_URL is not set)."""
+    if getattr(request, "param", "sqlite") == "sqlite":
+        yield f"sqlite:///{tmp_path / 'leadflow.db'}"
+        return
+    base = os.environ.get(PG_ENV)
+    if not base:
+        pytest.skip(f"{PG_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+    with postgres_database(base) as url:
+        yield url
+
+
+@pytest.fixture
+def settings(tmp_path: Path, smtp: tuple[Inbox, int], database_url: str) -> Settings:
     return Settings(
         data_dir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'leadflow.db'}",
+        database_url=database_url,
         smtp_port=smtp[1],
         api_key=TEST_API_KEY,
-        id_key=TEST_ID_KEY,
+        # Unique per test: lead (workflow) ids never collide across tests sharing one Temporal server.
+        id_key=f"{TEST_ID_KEY}-{secrets.token_hex(4)}",
         templates_dir=ROOT / "templates",
         playbook_path=ROOT / "playbooks" / "default.yaml",
         projection_delay_seconds=1,

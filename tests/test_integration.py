@@ -27,7 +27,7 @@ from api.main import create_app
 from runtime import build_worker, workflow_runner
 from settings import ROOT, Settings
 from store import repo
-from tests.conftest import TEST_API_KEY, TEST_ID_KEY, Inbox, free_port, venv_binary
+from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
 from workflows import search_attributes
 from workflows.lead import LeadWorkflow
 
@@ -81,7 +81,10 @@ async def stack(
 
 async def eventually(http: httpx.AsyncClient, url: str, predicate, tries: int = 200) -> Any:  # type: ignore[no-untyped-def]
     body: Any = None
+    deadline = asyncio.get_running_loop().time() + 30
     for _ in range(tries):
+        if asyncio.get_running_loop().time() > deadline:
+            break
         response = await http.get(url, headers=AUTH)
         body = response.json()
         if response.status_code == 200 and predicate(body):
@@ -99,8 +102,10 @@ SEED_EVENTS = {
 }
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_lead_journey_over_http(
     monkeypatch: pytest.MonkeyPatch,
+    settings: Settings,
     stack: httpx.AsyncClient,
     smtp: tuple[Inbox, int],
     sessions: async_sessionmaker[AsyncSession],
@@ -122,7 +127,7 @@ async def test_lead_journey_over_http(
     created = await http.post("/v1/leads", json=lead, headers=AUTH)
     assert created.status_code == 202
     lead_id = created.json()["lead_id"]
-    assert lead_id == lead_id_for("ann.lee@example.com", TEST_ID_KEY) and "ann" not in lead_id
+    assert lead_id == lead_id_for("ann.lee@example.com", settings.secret("id_key")) and "ann" not in lead_id
     # Posting the same person again merges into the same lead.
     again = await http.post("/v1/leads", json={"email": " ann.lee@example.COM ", "phone": "+1 555 0100"}, headers=AUTH)
     assert again.json()["lead_id"] == lead_id

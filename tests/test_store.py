@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
 from collections import Counter
 from collections.abc import AsyncIterator, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -30,6 +29,7 @@ from rules.model import FollowUp, LeadSnapshot, ScoreChange, SlaStatus, StageCha
 from store import repo
 from store.db import alembic_config, make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
+from tests.conftest import postgres_database
 
 HEAD = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
@@ -41,21 +41,6 @@ Sessions = async_sessionmaker[AsyncSession]
 
 
 # ---------------------------------------------------------------- databases
-
-
-@contextmanager
-def postgres_database(base_url: str) -> Iterator[str]:
-    """A throwaway database on the server of ``base_url``; dropped (even if in use) on exit."""
-    admin = create_engine(normalize_url(base_url, async_driver=False), isolation_level="AUTOCOMMIT", poolclass=NullPool)
-    name = f"leadflow_test_{secrets.token_hex(6)}"
-    with admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    try:
-        yield make_url(base_url).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        admin.dispose()
 
 
 @contextmanager
