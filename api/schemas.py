@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+
+from rules.model import TouchKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
@@ -89,7 +91,7 @@ class IdentifiedEventsIn(_In):
 
 
 class TouchIn(_In):
-    kind: Literal["call", "email", "meeting", "linkedin", "sms", "other"]
+    kind: TouchKind
     at: AwareDatetime | None = None
     rep_id: Text | None = None
     note: LongText | None = None

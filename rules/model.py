@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 SlaStatus = Literal["pending", "met", "overdue"]
+TouchKind = Literal["call", "email", "meeting", "linkedin", "sms", "other"]
+TOUCH_KINDS: tuple[str, ...] = get_args(TouchKind)
 
 
 # ---------------------------------------------------------------- inputs

@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
+from rules.assignment import STRATEGIES, Candidate, choose
 from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
 from store.models import (
     Assignment,
@@ -30,8 +31,6 @@ from store.models import (
     Team,
     Touchpoint,
 )
-
-STRATEGIES: tuple[str, ...] = ("round_robin", "least_loaded", "weighted")
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
 _TEXT_ATTRIBUTES = (
@@ -529,16 +528,7 @@ async def _existing_choice(session: AsyncSession, key: str) -> RepChoice | None:
     )
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    id: str
-    name: str
-    email: str
-    capacity: int | None
-    weight: int = 1
-
-
-async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[_Candidate]:
+async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[Candidate]:
     """Active reps of the team, not excluded, not out of office, in id order.
 
     Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
@@ -550,7 +540,7 @@ async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], n
     rows = (await session.execute(stmt)).all()
     return sorted(
         (
-            _Candidate(r.id, r.name, r.email, r.capacity, r.weight or 1)
+            Candidate(r.id, r.name, r.email, r.capacity, r.weight or 1)
             for r in rows
             if r.id not in exclude and (r.away_until is None or r.away_until <= now)
         ),
@@ -569,27 +559,6 @@ async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]
         )
         counts.update({rep_id: n for rep_id, n in rows.all()})
     return counts
-
-
-def _pick(
-    reps: Sequence[_Candidate],
-    loads: dict[str, int],
-    strategy: str,
-    cursor: str | None,
-    totals: dict[str, int] | None = None,
-) -> tuple[_Candidate, str] | None:
-    """Choose among eligible reps (sorted by id); returns the rep and how it was chosen."""
-    if not reps:
-        return None
-    if strategy == "least_loaded":
-        rep = min(reps, key=lambda r: (loads[r.id], r.id))
-        return rep, f"least-loaded ({loads[rep.id]} open)"
-    if strategy == "weighted" and totals is not None:
-        # The rep furthest below its weighted share gets the next lead (smooth weighted round-robin).
-        rep = min(reps, key=lambda r: ((totals[r.id] + 1) / r.weight, r.id))
-        return rep, f"weighted (weight {rep.weight})"
-    after = [r for r in reps if cursor is None or r.id > cursor]
-    return (after or reps)[0], "round-robin"
 
 
 async def assign_rep(
@@ -617,17 +586,8 @@ async def assign_rep(
             return existing
         reps = await _candidates(session, team_key, set(exclude_rep_ids), now)
         loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
-        eligible = [r for r in reps if r.capacity is None or loads[r.id] < r.capacity]
-        named = next((r for r in eligible if r.id == rep_id), None) if rep_id else None
-        if named is not None:
-            picked: tuple[_Candidate, str] | None = (named, "named rep")
-        else:
-            totals = (
-                await _total_counts(session, team_key, [r.id for r in eligible]) if strategy == "weighted" else None
-            )
-            picked = _pick(eligible, loads, strategy, team.rr_cursor, totals)
-            if picked is not None and rep_id:
-                picked = (picked[0], f"{rep_id} unavailable; {picked[1]}")
+        totals = await _total_counts(session, team_key, [r.id for r in reps]) if strategy == "weighted" else None
+        picked = choose(reps, strategy=strategy, open_loads=loads, cursor=team.rr_cursor, totals=totals, named=rep_id)
         if picked is None:
             return None
         rep, how = picked

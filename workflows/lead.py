@@ -20,6 +20,7 @@ with workflow.unsafe.imports_passed_through():
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.engine import Decision
     from rules.model import (
+        TOUCH_KINDS,
         AssignmentFailed,
         AssignRep,
         Command,
@@ -36,7 +37,6 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.payloads import AssignJob, AssignOutcome, EmailJob, LeadStart, LeadView
 
-TOUCH_KINDS = {"call", "email", "meeting", "linkedin", "sms", "other"}
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=5),
