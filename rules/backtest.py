@@ -100,8 +100,11 @@ def backtest(
             changed.append({"lead_id": history.lead_id, "live_stage": a.stage, "draft_stage": b.stage})
     stages = live.stage_order + [s for s in live.model.stages.side if s not in live.stage_order]
     emails = _compare(emails_live, emails_draft, [])
-    emails["total"] = {"live": sum(emails_live.values()), "draft": sum(emails_draft.values()),
-                       "change": sum(emails_draft.values()) - sum(emails_live.values())}  # fmt: skip
+    emails["total"] = {
+        "live": sum(emails_live.values()),
+        "draft": sum(emails_draft.values()),
+        "change": sum(emails_draft.values()) - sum(emails_live.values()),
+    }
     return BacktestReport(
         leads=len(histories),
         live_version=live.version,

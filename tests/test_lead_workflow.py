@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -47,26 +48,24 @@ async def start_sql_lead(client: Client, settings: Settings, email: str) -> Work
     # The time-skipping server has no visibility store: no search attributes there.
     start = LeadStart(lead_id, playbook.bundle, LeadOptions(projection_delay_seconds=1, search_attributes=False))
     handle = await client.start_workflow(
-        LeadWorkflow.run, start, id=lead_id, task_queue=settings.task_queue,
-        start_signal="upsert", start_signal_args=[LeadUpserted({"email": email, **GRADE_B_LEAD})],
-    )  # fmt: skip
-    await handle.signal(LeadWorkflow.events, EventsReceived([
-        TrackedEvent("e1", "download", await _now(client), name="whitepaper"),
-        TrackedEvent("e2", "email_click", await _now(client)),
-        TrackedEvent("e3", "page_view", await _now(client), url="https://example.com/pricing"),
-    ]))  # fmt: skip
+        LeadWorkflow.run,
+        start,
+        id=lead_id,
+        task_queue=settings.task_queue,
+        start_signal="upsert",
+        start_signal_args=[LeadUpserted({"email": email, **GRADE_B_LEAD})],
+    )
+    now = datetime.now(UTC)  # decide() clamps event times to the workflow's (skipped) clock
+    events = [
+        TrackedEvent("e1", "download", now, name="whitepaper"),
+        TrackedEvent("e2", "email_click", now),
+        TrackedEvent("e3", "page_view", now, url="https://example.com/pricing"),
+    ]
+    await handle.signal(LeadWorkflow.events, EventsReceived(events))
     return handle
 
 
-async def _now(client: Client):  # type: ignore[no-untyped-def]
-    from datetime import UTC, datetime
-
-    return datetime.now(UTC)
-
-
 async def wait_view(handle: WorkflowHandle, predicate, attempts: int = 200) -> LeadView:  # type: ignore[no-untyped-def]
-    import asyncio
-
     view: LeadView | None = None
     for _ in range(attempts):
         view = await handle.query(LeadWorkflow.view)
