@@ -61,12 +61,11 @@ PATH_VALUES = {
 QUERIES = ["", "?status=overdue", "?status=bogus", "?limit=0", "?limit=100000", "?offset=-5"]
 
 
-@pytest.fixture(scope="module")
-def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
-    data: Path = tmp_path_factory.mktemp("robust")
+def offline_settings(data: Path, **overrides: Any) -> Settings:
+    """A migrated SQLite store and a Temporal address nobody listens on (the honest answer there is 503)."""
     url = f"sqlite:///{data / 'leadflow.db'}"
     run_migrations(url)
-    settings = Settings(
+    return Settings(
         data_dir=data,
         database_url=url,
         api_key=TEST_API_KEY,
@@ -75,7 +74,13 @@ def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
         scheduler_enabled=False,
         templates_dir=ROOT / "templates",
         playbook_path=ROOT / "playbooks" / "default.yaml",
+        **overrides,
     )
+
+
+@pytest.fixture(scope="module")
+def client(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TestClient]:
+    settings = offline_settings(tmp_path_factory.mktemp("robust"))
     with TestClient(create_app(settings), raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -130,18 +135,7 @@ def test_the_yaml_alias_bomb_is_refused_quickly(client: TestClient) -> None:
 
 
 def test_backpressure_answers_503_with_retry_after_at_once(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'leadflow.db'}"
-    run_migrations(url)
-    settings = Settings(
-        data_dir=tmp_path,
-        database_url=url,
-        api_key=TEST_API_KEY,
-        id_key="k",
-        temporal_address="127.0.0.1:9",
-        scheduler_enabled=False,
-        max_inflight_temporal_calls=0,
-    )
-    with TestClient(create_app(settings)) as client:
+    with TestClient(create_app(offline_settings(tmp_path, max_inflight_temporal_calls=0))) as client:
         answer = client.post("/v1/leads", json={"email": "a@example.com"}, headers=AUTH)
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
         assert "at capacity" in answer.json()["detail"]
