@@ -5,10 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import re
 
 LEAD_ID_PATTERN = r"^lead-[0-9a-f]{32}$"
-_LEAD_ID = re.compile(LEAD_ID_PATTERN)
 
 
 def normalize_email(email: str) -> str:
@@ -18,7 +16,3 @@ def normalize_email(email: str) -> str:
 def lead_id_for(email: str, key: str) -> str:
     digest = hmac.new(key.encode(), normalize_email(email).encode(), hashlib.sha256).hexdigest()
     return f"lead-{digest[:32]}"
-
-
-def is_lead_id(value: str) -> bool:
-    return bool(_LEAD_ID.match(value))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
@@ -123,15 +122,3 @@ class EventsAccepted(BaseModel):
     accepted: int
     duplicates: int
     leads: list[str]
-
-
-class Problem(BaseModel):
-    detail: Any
-
-
-class FollowUpOut(BaseModel):
-    key: str
-    lead_id: str
-    status: str
-    due_at: datetime | None
-    model_config = ConfigDict(extra="allow")
