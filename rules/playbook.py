@@ -11,7 +11,7 @@ import json
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -182,7 +182,6 @@ StepType = Literal[
     "send_email", "wait", "wait_for_event", "branch", "ab_split", "set_field", "set_stage", "add_points",
     "notify_rep", "goto", "exit",
 ]  # fmt: skip
-STEP_TYPES = get_args(StepType)
 
 
 class WaitUntil(_Strict):
