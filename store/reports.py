@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
@@ -16,13 +17,15 @@ async def funnel(session: AsyncSession) -> dict[str, int]:
     return {stage: count for stage, count in rows.all()}
 
 
-async def sources(session: AsyncSession) -> list[dict[str, Any]]:
-    """Leads per source with how many reached SQL or later (stage conversion by source)."""
+async def sources(session: AsyncSession, qualified_stages: Sequence[str]) -> list[dict[str, Any]]:
+    """Leads per source, and how many are in ``qualified_stages`` (the playbook says which: conversion
+    by source)."""
     # The constant is inlined: with a bound parameter PostgreSQL sees SELECT and GROUP BY as two expressions.
     source = func.coalesce(Lead.source, literal_column("'unknown'")).label("source")
-    qualified = func.sum(case((Lead.stage.in_(("sql", "opportunity", "customer")), 1), else_=0))
+    qualified = func.sum(case((Lead.stage.in_(list(qualified_stages)), 1), else_=0))
     stmt = select(source, func.count(), qualified).group_by(source).order_by(func.count().desc(), source)
-    return [{"source": s, "leads": n, "sql_or_later": int(q or 0)} for s, n, q in (await session.execute(stmt)).all()]
+    rows = (await session.execute(stmt)).all()
+    return [{"source": s, "leads": n, "qualified": int(q or 0)} for s, n, q in rows]
 
 
 async def followup_counts(session: AsyncSession) -> dict[str, int]:

@@ -57,10 +57,13 @@ def sink_messages(state: State) -> list[dict]:
 @router.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(require_browser_key)])
 async def dashboard(request: Request, state: State, session: Session) -> HTMLResponse:
     playbook = await state.current_playbook()
+    order, routed_at = playbook.compiled.stage_order, playbook.compiled.model.routing.at_stage
     context = {
         "funnel": await reports.funnel(session),
         "stages": playbook.compiled.stage_order + list(playbook.compiled.model.stages.side),
-        "sources": await reports.sources(session),
+        # "Qualified" is the playbook's routing stage and every stage after it (SQL onwards by default).
+        "sources": await reports.sources(session, order[order.index(routed_at) :] if routed_at in order else []),
+        "qualified_from": routed_at,
         "counts": await reports.followup_counts(session),
         "overdue": await repo.list_followups(session, status="overdue", limit=50, offset=0),
         "pending": await repo.list_followups(session, status="pending", limit=50, offset=0),
