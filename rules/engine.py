@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -99,7 +100,7 @@ def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlay
 def _grade(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
     points, reasons = 0.0, []
     for rule in pb.grading:
-        if rule.test(state.attributes, None, state.score, None, state.stage, now, _history(state)):
+        if _holds(rule.test, state, now, grade=None):
             points += rule.spec.points
             reasons.append(rule.spec.id)
     thresholds = pb.model.grading.thresholds
@@ -118,6 +119,23 @@ def _history(state: LeadState):  # type: ignore[no-untyped-def]
         return len(times) - bisect_left(times, now - timedelta(days=days))
 
     return count
+
+
+def _holds(
+    test: Callable[..., Any], state: LeadState, now: datetime, *, event: dict[str, Any] | None = None, grade: Any = ...
+) -> bool:
+    """Evaluate a compiled condition against the lead (``grade=None`` while the grade is being computed)."""
+    return bool(
+        test(
+            state.attributes,
+            event,
+            state.score,
+            state.grade if grade is ... else grade,
+            state.stage,
+            now,
+            _history(state),
+        )
+    )
 
 
 def _add_points(
@@ -203,11 +221,7 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
     # Rules into side stages (disqualified, ...) win over the funnel.
     for rule in pb.stages:
         to = rule.spec.to
-        if (
-            to not in order
-            and to != state.stage
-            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state))
-        ):
+        if to not in order and to != state.stage and _holds(rule.test, state, now):
             _set_stage(state, to, now, rule.spec.id or rule.spec.when, pb)
             return
     if state.stage in order:
@@ -219,11 +233,7 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
     target, reason = current, ""
     for rule in pb.stages:
         to = rule.spec.to
-        if (
-            to in order
-            and order.index(to) > target
-            and rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state))
-        ):
+        if to in order and order.index(to) > target and _holds(rule.test, state, now):
             target, reason = order.index(to), rule.spec.id or f"{rule.spec.when}"
     if target > current:
         _set_stage(state, order[target], now, reason, pb)
@@ -260,7 +270,7 @@ def _route(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
         return
     team, strategy, reason, rep = routing.default_team, routing.strategy, "default team", None
     for rule in pb.routing:
-        if rule.test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
+        if _holds(rule.test, state, now):
             team, strategy, reason = rule.spec.team, rule.spec.strategy or routing.strategy, f"rule {rule.spec.id}"
             rep = rule.spec.rep
             break
@@ -301,12 +311,12 @@ def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: li
     for cj in pb.journeys:
         run = state.journeys.get(cj.spec.id)
         if run is None:
-            if not cj.enroll(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
+            if not _holds(cj.enroll, state, now):
                 continue
             run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
         if run.status != "active":
             continue
-        if cj.exit and cj.exit(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
+        if cj.exit and _holds(cj.exit, state, now):
             _end_journey(state, run, now, "exited", "exit condition met")
             continue
         if JOURNEY_TIMER_PREFIX + cj.spec.id not in state.timers:
@@ -344,7 +354,7 @@ def _walk(
             return
         elif step.type == "branch":
             test = cj.conditions[step.id]
-            if test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
+            if _holds(test, state, now):
                 nxt = cj.index[step.then] if step.then else nxt
             elif step.otherwise:
                 nxt = cj.index[step.otherwise]
@@ -377,9 +387,7 @@ def _resume_waiting(state: LeadState, event: dict[str, Any] | None, now: datetim
             continue
         step = cj.spec.steps[cj.index[run.waiting_for]]
         if event is not None:
-            if not cj.conditions[step.id](
-                state.attributes, event, state.score, state.grade, state.stage, now, _history(state)
-            ):
+            if not _holds(cj.conditions[step.id], state, now, event=event):
                 continue
             target = step.on_event
         else:
@@ -494,7 +502,7 @@ def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: Comp
 
 def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type: ignore[no-untyped-def]
     for policy, test in pb.sla:
-        if test is None or test(state.attributes, None, state.score, state.grade, state.stage, now, _history(state)):
+        if test is None or _holds(test, state, now):
             return policy
     return pb.sla[-1][0]
 
