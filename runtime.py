@@ -5,13 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities, Mailer
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
+from payload_converter import data_converter
 from rules.playbook import CompiledPlaybook, document_hash, parse_yaml
 from rules.playbook import compile_source as compile_playbook
 from settings import Settings
@@ -25,7 +25,7 @@ async def connect_temporal(settings: Settings) -> Client:
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=settings.temporal_tls,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
     )
 
 

@@ -23,11 +23,11 @@ sys.path.insert(0, str(ROOT))
 
 import yaml
 from temporalio.client import Client
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
 from bench.bare_workflow import BareWorkflow
+from payload_converter import data_converter
 from rules import decide, load_playbook_text
 from rules.model import EventsReceived, LeadState, LeadUpserted, TrackedEvent
 from runtime import workflow_runner
@@ -139,7 +139,7 @@ async def main() -> None:
         env = await WorkflowEnvironment.start_local(
             dev_server_existing_path=str(binary),
             search_attributes=search_attributes.ALL,
-            data_converter=pydantic_data_converter,
+            data_converter=data_converter,
             dev_server_database_filename=str(Path(tmp) / "temporal.db"),
             dev_server_extra_args=["--sqlite-pragma", "journal_mode=wal", "--sqlite-pragma", "synchronous=normal"],
         )

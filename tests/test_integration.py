@@ -18,12 +18,12 @@ import pytest
 import uvicorn
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from api.lead_ids import lead_id_for
 from api.main import create_app
+from payload_converter import data_converter
 from runtime import build_worker, workflow_runner
 from settings import ROOT, Settings
 from store import repo
@@ -40,7 +40,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     env = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=60"],
     )
     yield env
@@ -239,7 +239,7 @@ async def test_a_busy_lead_continues_as_new_and_keeps_everything(
     first = next(w for w in runs if w.status.name == "CONTINUED_AS_NEW")
     history = await dev_server.client.get_workflow_handle(lead_id, run_id=first.run_id).fetch_history()
     await Replayer(
-        workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
     ).replay_workflow(history)
     if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
         (Path(__file__).parent / "histories" / "lead_continue_as_new_v2.json").write_text(history.to_json())

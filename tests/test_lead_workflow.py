@@ -12,11 +12,11 @@ from pathlib import Path
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from api.lead_ids import lead_id_for
+from payload_converter import data_converter, shared_type_adapter
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
 from runtime import build_worker, load_active_playbook, workflow_runner
 from settings import Settings
@@ -35,7 +35,7 @@ GRADE_B_LEAD = {"first_name": "Ken", "last_name": "Mori", "company": "Mori Works
 @pytest.fixture(scope="session")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=data_converter
     )
     yield environment
     await environment.shutdown()
@@ -127,7 +127,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
         # The history just made replays on today's code; LEADFLOW_RECORD_HISTORIES=1 keeps it for replay tests.
         history = await handle.fetch_history()
         await Replayer(
-            workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+            workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
         ).replay_workflow(history)
         if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
             (HISTORIES / "lead_sla_breach_reassign_v2.json").write_text(history.to_json())
@@ -135,3 +135,23 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
 
 # A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping
 # test server hangs on workflow updates (temporalio/sdk-dotnet#72, temporalio/features#551).
+
+
+async def test_new_leads_reuse_the_process_wide_type_adapters(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """Every workflow instance gets its own payload converter; the adapters behind it are built once per process."""
+    task_queue = f"tq-{uuid.uuid4().hex[:8]}"
+    settings = settings.model_copy(update={"task_queue": task_queue})
+    async with build_worker(env.client, settings, sessions):
+        first = await start_sql_lead(env.client, settings, "first-adapter@example.com")
+        await wait_view(first, lambda v: v.owner is not None)
+        before = shared_type_adapter.cache_info()
+        others = [await start_sql_lead(env.client, settings, f"adapter-{n}@example.com") for n in range(3)]
+        for handle in others:
+            await wait_view(handle, lambda v: v.owner is not None)
+        after = shared_type_adapter.cache_info()
+    # Three more leads decoded their start input, signals and activity results through the shared cache...
+    assert after.hits - before.hits >= 3 * 3
+    # ...without building a single new adapter.
+    assert after.misses == before.misses

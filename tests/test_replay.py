@@ -10,9 +10,9 @@ from pathlib import Path
 
 import pytest
 from temporalio.client import WorkflowHistory
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.worker import Replayer
 
+from payload_converter import data_converter
 from runtime import workflow_runner
 from workflows.lead import LeadWorkflow
 
@@ -27,7 +27,7 @@ def test_histories_are_committed() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"
