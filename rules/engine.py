@@ -14,12 +14,15 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from rules import send_window
 from rules.clock import add_business_time, next_weekday_time, zone
+from rules.consent import nurture_blocked, record_consent
 from rules.expressions import parse_duration
 from rules.model import (
     AssignmentFailed,
     AssignRep,
     Command,
+    ConsentRecorded,
     EventsReceived,
     FollowUp,
     Input,
@@ -27,6 +30,7 @@ from rules.model import (
     LeadSnapshot,
     LeadState,
     LeadUpserted,
+    NurtureHold,
     Owner,
     RepAssigned,
     ScoreChange,
@@ -42,6 +46,7 @@ SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
 MAX_JOURNEY_STEPS_PER_INPUT = 50
 REACT_PASSES = 3  # journey steps can move the stage or score; let the others react, boundedly
+NURTURE_HOLDS_KEPT = 20  # recent skipped/deferred nurture sends shown in the live view
 
 TIMER_DECAY = "decay"
 TIMER_SLA_REMIND = "sla_remind"
@@ -63,7 +68,11 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
     if not state.playbook_version:
         state.playbook_version = pb.version
     if isinstance(inp, LeadUpserted):
+        if inp.consent is not None:
+            record_consent(state, inp.consent, now)
         _upsert(state, inp, now, pb)
+    elif isinstance(inp, ConsentRecorded):
+        record_consent(state, inp.record, now)
     elif isinstance(inp, EventsReceived):
         if inp.attributes:
             _upsert(state, LeadUpserted(inp.attributes), now, pb)
@@ -336,7 +345,11 @@ def _walk(
         nxt = run.step + 1
         where = f"journey {cj.spec.id} step {step.id}"
         if step.type == "send_email" and step.template:
-            _email_lead(state, step.template, where, out)
+            retry_at = _send_nurture(state, cj.spec.id, step.id, step.template, now, pb, out)
+            if retry_at is not None:
+                # Deferred, never dropped: the journey pauses on this step and asks again then.
+                state.timers[timer] = retry_at
+                return
         elif step.type == "notify_rep" and step.template and state.owner:
             out.append(_staff_email(state, "rep_notify", step.template, state.owner.rep_email, state.owner.rep_name))
         elif step.type == "wait":
@@ -438,13 +451,45 @@ def _next_email_key(state: LeadState, kind: str) -> str:
     return f"{state.lead_id}:{kind}:{state.email_seq}"
 
 
-def _email_lead(state: LeadState, template: str, reason: str, out: list[Command]) -> None:
+def _send_nurture(
+    state: LeadState,
+    journey_id: str,
+    step_id: str,
+    template: str,
+    now: datetime,
+    pb: CompiledPlaybook,
+    out: list[Command],
+) -> datetime | None:
+    """Send a journey's email now, skip it (consent), or return when to try again (send window, caps)."""
+    policy = pb.model.email
+    blocked = nurture_blocked(state.consents, policy.require_opt_in)
+    if blocked is not None:
+        _note_hold(state, NurtureHold(now, journey_id, step_id, template, "skipped", blocked))
+        return None
+    zone_name = send_window.lead_zone(state.attributes, policy)
+    at, why = send_window.next_send_moment(now, state.nurture_sent, policy, zone_name)
+    if why is not None:
+        _note_hold(state, NurtureHold(now, journey_id, step_id, template, "deferred", why, at))
+        return at
+    if _email_lead(state, template, f"journey {journey_id} step {step_id}", out):
+        state.nurture_sent.append(now)
+        del state.nurture_sent[: -send_window.MAX_SENT_KEPT]
+    return None
+
+
+def _note_hold(state: LeadState, hold: NurtureHold) -> None:
+    state.nurture_holds.append(hold)
+    del state.nurture_holds[:-NURTURE_HOLDS_KEPT]
+
+
+def _email_lead(state: LeadState, template: str, reason: str, out: list[Command]) -> bool:
     to = state.attributes.get("email")
     if not isinstance(to, str) or not to:
-        return
+        return False
     name = " ".join(str(state.attributes.get(k, "")) for k in ("first_name", "last_name")).strip() or None
     context = _lead_context(state) | {"reason": reason}
     out.append(SendEmail(_next_email_key(state, "nurture"), "nurture", template, to, context, name))
+    return True
 
 
 # ------------------------------------------------------------------ assignment and follow-up SLA

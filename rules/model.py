@@ -13,6 +13,10 @@ from typing import Any, Literal, get_args
 SlaStatus = Literal["pending", "met", "overdue"]
 TouchKind = Literal["call", "email", "meeting", "linkedin", "sms", "other"]
 TOUCH_KINDS: tuple[str, ...] = get_args(TouchKind)
+ConsentStatus = Literal["opted_in", "opted_out", "unknown"]
+ConsentSource = Literal["form", "import", "api", "unsubscribe_link", "complaint"]
+CONSENT_STATUSES: tuple[str, ...] = get_args(ConsentStatus)
+CONSENT_SOURCES: tuple[str, ...] = get_args(ConsentSource)
 
 
 # ---------------------------------------------------------------- inputs
@@ -31,10 +35,32 @@ class TrackedEvent:
 
 
 @dataclass
+class ConsentRecord:
+    """What the person said about receiving mail on a channel, where and when (kept as evidence)."""
+
+    status: ConsentStatus
+    source: ConsentSource
+    at: datetime
+    channel: Literal["email"] = "email"
+    # The consent text shown, or the form that showed it, where known.
+    wording: str | None = None
+    form_id: str | None = None
+
+
+@dataclass
 class LeadUpserted:
     """A form post, import or API call carrying attributes; later values win, empty ones never erase."""
 
     attributes: dict[str, Any]
+    # Consent given with the form or import, if any.
+    consent: ConsentRecord | None = None
+
+
+@dataclass
+class ConsentRecorded:
+    """A consent change on its own: the API, an unsubscribe link or a complaint."""
+
+    record: ConsentRecord
 
 
 @dataclass
@@ -81,7 +107,7 @@ class AssignmentFailed:
     reason: str
 
 
-Input = LeadUpserted | EventsReceived | TimerFired | TouchLogged | RepAssigned | AssignmentFailed
+Input = LeadUpserted | EventsReceived | TimerFired | TouchLogged | RepAssigned | AssignmentFailed | ConsentRecorded
 
 
 # ---------------------------------------------------------------- commands
@@ -183,6 +209,20 @@ class JourneyRun:
 
 
 @dataclass
+class NurtureHold:
+    """A nurture send the email policy held back: skipped (consent) or deferred (send window, cap)."""
+
+    at: datetime
+    journey_id: str
+    step_id: str
+    template: str
+    action: Literal["skipped", "deferred"]
+    reason: str
+    # For a deferral: when the send is tried again.
+    until: datetime | None = None
+
+
+@dataclass
 class LeadState:
     lead_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -212,6 +252,12 @@ class LeadState:
     followup_seq: int = 0
     email_seq: int = 0
     playbook_version: str = ""
+    # Consent evidence, oldest first (bounded); the effective status is derived in rules/consent.py.
+    consents: list[ConsentRecord] = field(default_factory=list)
+    # When nurture mail went out, for the playbook's frequency caps (bounded).
+    nurture_sent: list[datetime] = field(default_factory=list)
+    # The latest nurture sends the policy held back, and why (bounded; shown in the live view).
+    nurture_holds: list[NurtureHold] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- read-model projection

@@ -270,6 +270,53 @@ class Notifications(_Strict):
     sla_escalation: str = "sla_escalation"
 
 
+# ------------------------------------------------------------------ email policy (consent, windows, caps)
+
+HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+
+
+class QuietHours(_Strict):
+    """No nurture from ``start`` to ``end`` local time (may span midnight: 21:00 to 08:00)."""
+
+    start: str = Field(pattern=HHMM)
+    end: str = Field(pattern=HHMM)
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> QuietHours:
+        if self.start == self.end:
+            raise ValueError("quiet hours need different start and end times (remove them to send at any hour)")
+        return self
+
+
+class EmailPolicy(_Strict):
+    """When nurture email may go to a lead. Rep and manager notifications are operational: never held."""
+
+    # true (Japan, EU): nurture only to opted-in leads; false (US-style): send until the lead opts out.
+    require_opt_in: bool = False
+    # The lead's zone when it has no `timezone` field and its country is not in rules/send_window.py.
+    timezone: str = "UTC"
+    quiet_hours: QuietHours | None = None
+    weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+    # At most this many nurture emails per lead in any 24 hours / any 7 days.
+    max_per_day: int | None = Field(default=None, ge=1)
+    max_per_week: int | None = Field(default=None, ge=1)
+
+    @field_validator("timezone")
+    @classmethod
+    def _tz(cls, value: str) -> str:
+        from rules.clock import zone
+
+        zone(value)
+        return value
+
+    @field_validator("weekdays")
+    @classmethod
+    def _some_day(cls, value: list[Weekday]) -> list[Weekday]:
+        if not value:
+            raise ValueError("nurture needs at least one weekday to be sent on")
+        return value
+
+
 class Playbook(_Strict):
     name: str
     description: str | None = None
@@ -282,6 +329,7 @@ class Playbook(_Strict):
     sla: Sla = Sla()
     journeys: list[Journey] = []
     notifications: Notifications = Notifications()
+    email: EmailPolicy = EmailPolicy()
 
 
 # ------------------------------------------------------------------ errors located in the YAML

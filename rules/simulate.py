@@ -15,11 +15,16 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rules.consent import effective_status
 from rules.engine import decide
 from rules.expressions import parse_duration
 from rules.model import (
     AssignmentFailed,
     AssignRep,
+    ConsentRecord,
+    ConsentRecorded,
+    ConsentSource,
+    ConsentStatus,
     EventsReceived,
     Input,
     LeadState,
@@ -74,6 +79,18 @@ class SimUpdate(_At):
     attributes: dict[str, Any]
 
 
+class SimConsent(_At):
+    """A consent record: given with the lead's form (``Scenario.consent``) or later (``Scenario.consents``)."""
+
+    status: ConsentStatus
+    source: ConsentSource = "api"
+    wording: str | None = None
+    form_id: str | None = None
+
+    def record(self, at: datetime) -> ConsentRecord:
+        return ConsentRecord(self.status, self.source, at, wording=self.wording, form_id=self.form_id)
+
+
 class SimRep(BaseModel):
     model_config = ConfigDict(extra="forbid")
     id: str
@@ -107,6 +124,9 @@ class Scenario(BaseModel):
     events: list[SimEvent] = Field(default=[], max_length=5000)
     touches: list[SimTouch] = Field(default=[], max_length=1000)
     updates: list[SimUpdate] = Field(default=[], max_length=1000)
+    # Consent posted with the lead's form, and consent changes later on (API, unsubscribe, complaint).
+    consent: SimConsent | None = None
+    consents: list[SimConsent] = Field(default=[], max_length=1000)
     reps: list[SimRep] = Field(default=[], max_length=200)
     run_for: str = "30d"
     expect: Expectation | None = None
@@ -127,7 +147,7 @@ class Scenario(BaseModel):
 @dataclass
 class TraceEntry:
     at: datetime
-    kind: str  # input | score | stage | grade | route | assign | email | sla | timer | journey
+    kind: str  # input | score | stage | grade | route | assign | email | email_held | consent | sla | timer | journey
     detail: dict[str, Any]
 
 
@@ -193,7 +213,8 @@ class _VirtualTeams:
 
 def _timeline(scenario: Scenario) -> list[tuple[datetime, int, Input]]:
     start = scenario.start
-    items: list[tuple[datetime, int, Input]] = [(start, 0, LeadUpserted(dict(scenario.lead)))]
+    form_consent = scenario.consent.record(start) if scenario.consent else None
+    items: list[tuple[datetime, int, Input]] = [(start, 0, LeadUpserted(dict(scenario.lead), form_consent))]
     for i, e in enumerate(scenario.events):
         at = start + e.offset()
         items.append(
@@ -204,6 +225,9 @@ def _timeline(scenario: Scenario) -> list[tuple[datetime, int, Input]]:
         items.append((at, 2, TouchLogged(f"sim-touch-{i}", t.kind, at, t.rep_id)))
     for u in scenario.updates:
         items.append((start + u.offset(), 1, LeadUpserted(dict(u.attributes))))
+    for c in scenario.consents:
+        at = start + c.offset()
+        items.append((at, 1, ConsentRecorded(c.record(at))))
     return sorted(items, key=lambda item: (item[0], item[1]))
 
 
@@ -222,6 +246,8 @@ def _describe(inp: Input) -> dict[str, Any]:
         return {"input": "touch", "kind": inp.kind}
     if isinstance(inp, LeadUpserted):
         return {"input": "lead", "attributes": sorted(inp.attributes)}
+    if isinstance(inp, ConsentRecorded):
+        return {"input": "consent", "status": inp.record.status, "source": inp.record.source}
     return {"input": type(inp).__name__}
 
 
@@ -300,6 +326,7 @@ def final_view(state: LeadState) -> dict[str, Any]:
         "queued_team": state.queued_team,
         "sla": state.followup.status if state.followup else None,
         "journeys": {j: r.status for j, r in state.journeys.items()},
+        "consent": effective_status(state.consents)[0],
         "score_explained": round(sum(c.points for c in state.score_changes), 2),
     }
 
@@ -357,6 +384,13 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
     for name, when in after.timers.items():
         if before.timers.get(name) != when and not name.startswith("decay"):
             trace.append(TraceEntry(at, "timer", {"name": name, "due_at": when}))
+    consent_before, consent_after = effective_status(before.consents)[0], effective_status(after.consents)[0]
+    if consent_after != consent_before:
+        trace.append(TraceEntry(at, "consent", {"from": consent_before, "to": consent_after}))
+    # Nurture the email policy held back: skipped for consent, deferred for a send window or cap.
+    for hold in (h for h in after.nurture_holds if h not in before.nurture_holds):  # the list is bounded
+        detail = {"action": hold.action, "journey": hold.journey_id, "step": hold.step_id, "template": hold.template}
+        trace.append(TraceEntry(at, "email_held", detail | {"reason": hold.reason, "until": hold.until}))
     for jid, run in after.journeys.items():
         old = before.journeys.get(jid)
         if old is None:
