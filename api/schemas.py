@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from datetime import datetime
+from typing import Annotated, Any, Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
 
-from rules.model import TouchKind
+from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
@@ -25,6 +26,22 @@ class Utm(_In):
     campaign: Text | None = None
     term: Text | None = None
     content: Text | None = None
+
+
+class ConsentIn(_In):
+    """Consent the person gave (or withdrew) for email; unsubscribe links and complaints arrive on their own."""
+
+    status: ConsentStatus
+    source: Literal["form", "import", "api"] | None = Field(
+        default=None, description="where it was given: form (default with a lead), import, api (default here)"
+    )
+    at: AwareDatetime | None = Field(default=None, description="when it was given; default now")
+    wording: LongText | None = Field(default=None, description="the consent text the person saw")
+    form_id: Text | None = None
+
+    def record(self, default_source: Literal["form", "import", "api"], now: datetime) -> ConsentRecord:
+        at = min(self.at or now, now)
+        return ConsentRecord(self.status, self.source or default_source, at, wording=self.wording, form_id=self.form_id)
 
 
 class LeadIn(_In):
@@ -48,6 +65,7 @@ class LeadIn(_In):
     fields: dict[FieldName, Scalar] = Field(
         default_factory=dict, max_length=50, description="custom fields the playbook declares"
     )
+    consent: ConsentIn | None = Field(default=None, description="email consent given with this form or import")
 
     @field_validator("country")
     @classmethod
@@ -55,7 +73,7 @@ class LeadIn(_In):
         return value.upper() if value else value
 
     def attributes(self) -> dict[str, Any]:
-        data = self.model_dump(exclude={"utm", "fields"}, exclude_none=True)
+        data = self.model_dump(exclude={"utm", "fields", "consent"}, exclude_none=True)
         data["email"] = data["email"].strip().lower()
         if self.utm:
             data |= {f"utm_{k}": v for k, v in self.utm.model_dump(exclude_none=True).items()}

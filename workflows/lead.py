@@ -18,12 +18,14 @@ from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
     from rules import compiled_from_document, decide, material_view, snapshot
+    from rules.consent import effective_status
     from rules.engine import Decision
     from rules.model import (
         TOUCH_KINDS,
         AssignmentFailed,
         AssignRep,
         Command,
+        ConsentRecorded,
         EventsReceived,
         Input,
         LeadState,
@@ -88,6 +90,18 @@ class LeadWorkflow:
         if touch.kind not in TOUCH_KINDS:
             raise ApplicationError(f"kind must be one of {', '.join(sorted(TOUCH_KINDS))}", type="InvalidTouch")
 
+    @workflow.update
+    async def record_consent(self, change: ConsentRecorded) -> LeadView:
+        self._inbox.append(change)
+        # Answer once applied, so the caller sees the consent that now decides.
+        await workflow.wait_condition(lambda: change not in self._inbox and not self._applying)
+        return self.view()
+
+    @record_consent.validator
+    def _validate_consent(self, change: ConsentRecorded) -> None:
+        if self._state.created_at is None:
+            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
+
     @workflow.query
     def view(self) -> LeadView:
         s = self._state
@@ -108,6 +122,9 @@ class LeadWorkflow:
             created_at=s.created_at,
             updated_at=s.updated_at,
             queued_team=s.queued_team,
+            consent=effective_status(s.consents)[0],
+            consents=s.consents,
+            nurture_holds=s.nurture_holds,
         )
 
     # ---------------------------------------------------------------- main loop

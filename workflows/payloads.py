@@ -6,7 +6,17 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from rules.model import FollowUp, JourneyRun, LeadState, Owner, ScoreChange, SendEmail
+from rules.model import (
+    ConsentRecord,
+    ConsentStatus,
+    FollowUp,
+    JourneyRun,
+    LeadState,
+    NurtureHold,
+    Owner,
+    ScoreChange,
+    SendEmail,
+)
 
 
 @dataclass
@@ -54,6 +64,10 @@ class LeadView:
     created_at: datetime | None
     updated_at: datetime | None
     queued_team: str | None = None
+    # Whether nurture may go to the lead (rules/consent.py), the evidence, and the sends held back and why.
+    consent: ConsentStatus = "unknown"
+    consents: list[ConsentRecord] = field(default_factory=list)
+    nurture_holds: list[NurtureHold] = field(default_factory=list)
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""Leads: create or merge (signal-with-start), live state (query), events (signal), touches (update)."""
+"""Leads: create or merge (signal-with-start), live state (query), events (signal), touches and consent
+(updates)."""
 
 from __future__ import annotations
 
@@ -13,8 +14,8 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState, Authorized, Session, State
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
-from api.schemas import EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn
-from rules.model import EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
+from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn
+from rules.model import ConsentRecorded, EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
 from store import repo
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadStart, LeadView
@@ -61,6 +62,7 @@ async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *,
 async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     lead_id = lead_id_for(body.email, state.id_key)
+    consent = body.consent.record("form", datetime.now(UTC)) if body.consent else None
     start = await lead_start(state, lead_id)
     async with state.temporal_call() as client:
         await client.start_workflow(
@@ -69,7 +71,7 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
             id=lead_id,
             task_queue=state.settings.task_queue,
             start_signal="upsert",
-            start_signal_args=[LeadUpserted(body.attributes())],
+            start_signal_args=[LeadUpserted(body.attributes(), consent)],
         )
     return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
 
@@ -148,4 +150,24 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Sessi
         touch.touch_id, f"touch.{body.kind}", touch.at, None, body.rep_id, {"note": body.note} if body.note else {}
     )
     await repo.add_touchpoints(session, lead_id, [event], now)
+    return view
+
+
+@router.post("/{lead_id}/consent", response_model=LeadView)
+async def record_consent(lead_id: LeadId, body: ConsentIn, state: State) -> LeadView:
+    """Record email consent (opt-in or opt-out); the answer shows the consent that now decides nurture."""
+    change = ConsentRecorded(body.record("api", datetime.now(UTC)))
+    try:
+        async with state.temporal_call() as client:
+            view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
+                LeadWorkflow.record_consent, change, rpc_timeout=UPDATE_TIMEOUT
+            )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise HTTPException(status.HTTP_404_NOT_FOUND, message) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
+        raise
     return view
