@@ -273,6 +273,7 @@ class Notifications(_Strict):
 # ------------------------------------------------------------------ email policy (consent, windows, caps)
 
 HHMM = r"^([01]\d|2[0-3]):[0-5]\d$"
+MAX_NURTURE_CAP = 100  # the caps count the send times a lead keeps; a larger cap could never bind
 
 
 class QuietHours(_Strict):
@@ -298,8 +299,8 @@ class EmailPolicy(_Strict):
     quiet_hours: QuietHours | None = None
     weekdays: list[Weekday] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
     # At most this many nurture emails per lead in any 24 hours / any 7 days.
-    max_per_day: int | None = Field(default=None, ge=1)
-    max_per_week: int | None = Field(default=None, ge=1)
+    max_per_day: int | None = Field(default=None, ge=1, le=MAX_NURTURE_CAP)
+    max_per_week: int | None = Field(default=None, ge=1, le=MAX_NURTURE_CAP)
 
     @field_validator("timezone")
     @classmethod

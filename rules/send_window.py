@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from rules.clock import WEEKDAY_INDEX, zone
-from rules.playbook import EmailPolicy
+from rules.playbook import MAX_NURTURE_CAP, EmailPolicy
 
 # The main time zone of countries leads commonly come from (ISO 3166 alpha-2). Countries spanning several
 # zones get their most populous business zone; a lead's own `timezone` field is more precise and wins.
@@ -32,7 +32,7 @@ COUNTRY_ZONES: dict[str, str] = {
 
 DAY, WEEK = timedelta(days=1), timedelta(days=7)
 MAX_ADJUSTMENTS = 20  # window and caps push the moment forward in turn; they settle in a few rounds
-MAX_SENT_KEPT = 100  # send times kept per lead for the caps (a week of the largest sane cap)
+MAX_SENT_KEPT = MAX_NURTURE_CAP  # send times kept per lead: enough for the largest cap
 
 
 def lead_zone(attributes: dict[str, Any], policy: EmailPolicy) -> str:

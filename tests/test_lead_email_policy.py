@@ -4,6 +4,8 @@ the next allowed moment by the lead's own timer, and the mail then really reache
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime, timedelta
 from pathlib import Path
 
@@ -13,11 +15,11 @@ from temporalio.client import WorkflowHandle
 from temporalio.testing import WorkflowEnvironment
 
 from api.lead_ids import lead_id_for
-from rules.model import LeadUpserted
+from rules.model import ConsentRecord, ConsentRecorded, LeadUpserted
 from runtime import build_worker, load_active_playbook
 from settings import ROOT, Settings
 from tests.conftest import Inbox
-from tests.test_lead_workflow import env, wait_view  # noqa: F401  (the shared time-skipping server)
+from tests.test_lead_workflow import env, wait_view  # noqa: F401  (env: the shared time-skipping server)
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadOptions, LeadStart
 
@@ -39,6 +41,17 @@ def quiet_now_playbook(path: Path, now: datetime) -> tuple[Path, datetime]:
     ]
     path.write_text(yaml.safe_dump(doc, allow_unicode=True), encoding="utf-8")
     return path, quiet_end
+
+
+@asynccontextmanager
+async def running_lead(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[WorkflowHandle]:  # noqa: F811
+    """A new lead; terminated afterwards, since the shared test server stops skipping time for workflows
+    whose timers fire with no worker left to run them."""
+    handle = await start_lead(env, settings)
+    try:
+        yield handle
+    finally:
+        await handle.terminate()
 
 
 async def start_lead(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # noqa: F811
@@ -65,9 +78,7 @@ async def test_quiet_hours_and_a_daily_cap_defer_nurture_to_the_next_allowed_mom
     inbox, _ = smtp
     path, quiet_end = quiet_now_playbook(tmp_path / "playbook.yaml", await env.get_current_time())
     settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}", "playbook_path": path})
-    async with build_worker(env.client, settings, sessions):
-        handle = await start_lead(env, settings)
-
+    async with build_worker(env.client, settings, sessions), running_lead(env, settings) as handle:
         # Quiet hours: the welcome waits for them to end, on the journey's own timer; the live view says why.
         view = await wait_view(handle, lambda v: v.nurture_holds)
         hold = view.nurture_holds[0]
@@ -96,3 +107,29 @@ async def test_quiet_hours_and_a_daily_cap_defer_nurture_to_the_next_allowed_mom
         await inbox.wait_for(lambda m: "doubled qualified pipeline" in m["Subject"])
         view = await wait_view(handle, lambda v: v.journeys[0].status == "completed")
         assert len(inbox.to(LEAD)) == 2
+
+
+async def test_an_opt_out_stops_the_send_of_a_journey_already_waiting(
+    env: WorkflowEnvironment,  # noqa: F811
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+    smtp: tuple[Inbox, int],
+) -> None:
+    inbox, _ = smtp
+    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})  # the default playbook
+    # US-style: the welcome goes out without recorded consent.
+    async with build_worker(env.client, settings, sessions), running_lead(env, settings) as handle:
+        await inbox.wait_for(lambda m: "Thanks for your interest, Nora" in m["Subject"])
+        view = await wait_view(handle, lambda v: "journey:welcome_nurture" in v.timers)  # 3 days to the case study
+
+        # The lead unsubscribes (a signal: nobody waits on the answer) while the journey waits.
+        now = await env.get_current_time()
+        await handle.signal(LeadWorkflow.consent, ConsentRecorded(ConsentRecord("opted_out", "unsubscribe_link", now)))
+        view = await wait_view(handle, lambda v: v.consent == "opted_out")
+        assert view.consents[0].source == "unsubscribe_link"
+        await env.sleep(timedelta(days=3, minutes=1))
+
+        view = await wait_view(handle, lambda v: v.nurture_holds)
+        hold = view.nurture_holds[0]
+        assert (hold.action, hold.template) == ("skipped", "case_study") and "unsubscribe_link" in hold.reason
+        assert len(inbox.to(LEAD)) == 1

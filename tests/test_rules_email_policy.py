@@ -10,6 +10,7 @@ import pytest
 import yaml
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from temporalio.contrib.pydantic import pydantic_data_converter
 
 from rules import PlaybookError, decide, load_playbook_text
 from rules.consent import effective_status, nurture_blocked, record_consent
@@ -321,3 +322,13 @@ def test_simulator_trace_shows_consent_skips_and_deferrals() -> None:
         {"from": "opted_in", "to": "opted_out"},
     ]
     assert result.final["consent"] == "opted_out"
+
+
+def test_payloads_from_before_the_email_policy_still_deserialise() -> None:
+    """Running leads carry LeadState and LeadUpserted payloads without the new fields."""
+    converter = pydantic_data_converter.payload_converter
+    old_upsert, old_state = {"attributes": {"email": "a@example.com"}}, {"lead_id": "lead-1", "email_seq": 2}
+    payloads = [converter.to_payload(old_upsert), converter.to_payload(old_state)]
+    upsert, state = converter.from_payloads(payloads, [LeadUpserted, LeadState])
+    assert upsert == LeadUpserted({"email": "a@example.com"}) and upsert.consent is None
+    assert (state.email_seq, state.consents, state.nurture_sent, state.nurture_holds) == (2, [], [], [])

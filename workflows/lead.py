@@ -90,6 +90,11 @@ class LeadWorkflow:
         if touch.kind not in TOUCH_KINDS:
             raise ApplicationError(f"kind must be one of {', '.join(sorted(TOUCH_KINDS))}", type="InvalidTouch")
 
+    @workflow.signal
+    def consent(self, change: ConsentRecorded) -> None:
+        """A consent change nobody waits on (an unsubscribe link, a complaint)."""
+        self._inbox.append(change)
+
     @workflow.update
     async def record_consent(self, change: ConsentRecorded) -> LeadView:
         self._inbox.append(change)
