@@ -9,8 +9,10 @@ returned here and asks again.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from rules.clock import WEEKDAY_INDEX, zone
 from rules.playbook import MAX_NURTURE_CAP, EmailPolicy
@@ -55,38 +57,52 @@ def _minutes(hhmm: str) -> int:
     return int(hour) * 60 + int(minute)
 
 
-def _in_quiet_hours(minute_of_day: int, policy: EmailPolicy) -> bool:
-    quiet = policy.quiet_hours
-    if quiet is None:
-        return False
-    start, end = _minutes(quiet.start), _minutes(quiet.end)
-    if start < end:
-        return start <= minute_of_day < end
-    return minute_of_day >= start or minute_of_day < end  # spans midnight
+@dataclass(frozen=True)
+class _Window:
+    """The policy's quiet hours and weekdays in one zone, parsed once per placement."""
 
+    tz: ZoneInfo
+    days: frozenset[int]
+    quiet: tuple[int, int] | None  # minutes of the day: start, end
 
-def _allowed(moment: datetime, policy: EmailPolicy, tz_name: str) -> bool:
-    local = moment.astimezone(zone(tz_name))
-    days = {WEEKDAY_INDEX[d] for d in policy.weekdays}
-    return local.weekday() in days and not _in_quiet_hours(local.hour * 60 + local.minute, policy)
+    @classmethod
+    def of(cls, policy: EmailPolicy, tz_name: str) -> _Window:
+        quiet = policy.quiet_hours
+        return cls(
+            zone(tz_name),
+            frozenset(WEEKDAY_INDEX[d] for d in policy.weekdays),
+            (_minutes(quiet.start), _minutes(quiet.end)) if quiet else None,
+        )
+
+    def allows(self, local: datetime) -> bool:
+        if local.weekday() not in self.days:
+            return False
+        if self.quiet is None:
+            return True
+        start, end, minute = self.quiet[0], self.quiet[1], local.hour * 60 + local.minute
+        if start < end:
+            return not start <= minute < end
+        return not (minute >= start or minute < end)  # quiet hours span midnight
+
+    def next_moment(self, moment: datetime) -> datetime:
+        local = moment.astimezone(self.tz)
+        if self.allows(local):
+            return moment
+        # An allowed stretch starts at a midnight or where quiet hours end; try those, day by day.
+        opens = (0, self.quiet[1]) if self.quiet else (0,)
+        for days in range(9):
+            day = (local + timedelta(days=days)).date()
+            for minute in opens:
+                candidate = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=self.tz)
+                # Compared in UTC: wall clocks repeat an hour when daylight saving time ends.
+                if candidate.astimezone(UTC) > moment and self.allows(candidate):
+                    return candidate.astimezone(moment.tzinfo)
+        raise ValueError("the email policy leaves no moment to send in a week")  # validation prevents this
 
 
 def next_window_moment(moment: datetime, policy: EmailPolicy, tz_name: str) -> datetime:
     """``moment`` itself when nurture may go out then, else the first allowed moment after it."""
-    if _allowed(moment, policy, tz_name):
-        return moment
-    tz = zone(tz_name)
-    local = moment.astimezone(tz)
-    # An allowed stretch starts at a midnight or where quiet hours end; try those, day by day.
-    opens = [0] + ([_minutes(policy.quiet_hours.end)] if policy.quiet_hours else [])
-    for days in range(9):
-        day = (local + timedelta(days=days)).date()
-        for minute in sorted(opens):
-            candidate = datetime(day.year, day.month, day.day, minute // 60, minute % 60, tzinfo=tz)
-            # Compared in UTC: wall clocks repeat an hour when daylight saving time ends.
-            if candidate.astimezone(UTC) > moment and _allowed(candidate, policy, tz_name):
-                return candidate.astimezone(moment.tzinfo)
-    raise ValueError("the email policy leaves no moment to send in a week")  # validation prevents this
+    return _Window.of(policy, tz_name).next_moment(moment)
 
 
 def _cap_clear(moment: datetime, sent: list[datetime], cap: int | None, span: timedelta) -> datetime:
@@ -103,9 +119,9 @@ def next_send_moment(
     now: datetime, sent: list[datetime], policy: EmailPolicy, tz_name: str
 ) -> tuple[datetime, str | None]:
     """When a nurture email due ``now`` may go out, and why it waits (``None``: it may go now)."""
-    moment, reasons = now, []
+    window, moment, reasons = _Window.of(policy, tz_name), now, []
     for _ in range(MAX_ADJUSTMENTS):
-        windowed = next_window_moment(moment, policy, tz_name)
+        windowed = window.next_moment(moment)
         if windowed != moment:
             reasons.append("outside the send window")
         daily = _cap_clear(windowed, sent, policy.max_per_day, DAY)
@@ -119,6 +135,6 @@ def next_send_moment(
         moment = weekly
     if moment == now:
         return now, None
-    local = moment.astimezone(zone(tz_name))
+    local = moment.astimezone(window.tz)
     why = "; ".join(dict.fromkeys(reasons))
     return moment, f"{why} (sends {local:%a %Y-%m-%d %H:%M} {tz_name})"
