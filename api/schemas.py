@@ -4,8 +4,19 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from rules.addresses import address_problem, hostile_character, without_bidi_controls
 from rules.model import TouchKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -13,6 +24,18 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20
 Scalar = str | int | float | bool | None
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+def _header_safe(value: str) -> str:
+    # Names and company reach the To and Subject headers: a line break or control there is refused (it
+    # only ever comes from a bug or an attack); bidi overrides are stripped (harmless, spoof-only).
+    found = hostile_character(value)
+    if found:
+        raise ValueError(f"contains {found}: names and company may not hold control or line-break characters")
+    return without_bidi_controls(value)
+
+
+HeaderText = Annotated[Text, AfterValidator(_header_safe)]
 
 
 class _In(BaseModel):
@@ -29,9 +52,9 @@ class Utm(_In):
 
 class LeadIn(_In):
     email: EmailStr
-    first_name: Text | None = None
-    last_name: Text | None = None
-    company: Text | None = None
+    first_name: HeaderText | None = None
+    last_name: HeaderText | None = None
+    company: HeaderText | None = None
     title: Text | None = None
     company_size: int | None = Field(default=None, ge=0, le=10_000_000)
     industry: Text | None = None
@@ -87,6 +110,18 @@ class IdentifiedEventIn(EventIn):
 
 class IdentifiedEventsIn(_In):
     events: list[IdentifiedEventIn] = Field(min_length=1, max_length=500)
+
+
+def refuse_unsendable(addresses: dict[tuple[str | int, ...], str], *, smtp_utf8: bool) -> None:
+    """422 naming each body field whose address leadflow could never send to (``addresses``: location ->
+    address). Here rather than in the models because it depends on LEADFLOW_SMTP_UTF8."""
+    errors = [
+        {"loc": ("body", *loc), "msg": problem, "type": "value_error", "input": address}
+        for loc, address in addresses.items()
+        if (problem := address_problem(address, smtputf8=smtp_utf8))
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class TouchIn(_In):
