@@ -3,10 +3,12 @@ recipient, every failed send leaves a ledger row with its reason, and only relay
 
 from __future__ import annotations
 
+import asyncio
 import email
 import email.policy
 import unicodedata
-from collections.abc import Iterator
+import uuid
+from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.message import Message
@@ -15,15 +17,20 @@ import pytest
 from aiosmtpd.controller import Controller
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
+from temporalio.testing import WorkflowEnvironment
 
-from activities.email import Mailer
+from activities.email import PERMANENT_ERRORS, Mailer
 from activities.rendering import EmailRenderer
 from api.main import create_app
-from rules.model import LeadSnapshot, SendEmail
+from rules.model import LeadSnapshot, LeadUpserted, SendEmail
+from runtime import build_worker, load_active_playbook
 from settings import Settings
 from store import repo
-from tests.conftest import TEST_API_KEY, Inbox, free_port
+from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
+from workflows.lead import EMAIL_RETRY, LeadWorkflow
+from workflows.payloads import LeadOptions, LeadStart
 
 LEAD = "lead-" + "0" * 32
 # Every header the Mailer writes; anything else in a received message was injected.
@@ -240,3 +247,55 @@ async def test_failed_sends_show_on_the_lead_timeline_and_the_dashboard(
         assert 'id="failed-emails"' in dashboard.text
         failed = dashboard.text.split('id="failed-emails"', 1)[1].split("</table>", 1)[0]
         assert "用户@example.com" in failed and "LEADFLOW_SMTP_UTF8" in failed
+
+
+def test_every_permanent_mailer_error_is_non_retryable_in_the_workflow_policy() -> None:
+    assert set(PERMANENT_ERRORS) <= set(EMAIL_RETRY.non_retryable_error_types or [])
+
+
+@pytest.fixture(scope="session")
+async def env() -> AsyncIterator[WorkflowEnvironment]:
+    environment = await WorkflowEnvironment.start_time_skipping(
+        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=pydantic_data_converter
+    )
+    yield environment
+    await environment.shutdown()
+
+
+async def test_in_the_worker_a_permanent_failure_is_tried_once_and_recorded_while_good_mail_flows(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    """Leads stored before the edge checks existed: one cannot be mailed (Unicode local part, no SMTPUTF8),
+    the other has a CR/LF name and an IDN domain. The first fails once, visibly; the second is delivered."""
+    inbox, _ = smtp
+    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+    playbook = load_active_playbook(settings)
+    options = LeadOptions(projection_delay_seconds=1, search_attributes=False)
+    leads = {
+        "lead-" + "1" * 32: {"email": "用户@example.com", "first_name": "Li"},
+        "lead-" + "2" * 32: {"email": "jorg@bücher.example", "first_name": "Jörg\r\nBcc: x@evil.example"},
+    }
+    async with build_worker(env.client, settings, sessions):
+        handles = [
+            await env.client.start_workflow(
+                LeadWorkflow.run,
+                LeadStart(lead_id, playbook.bundle, options),
+                id=lead_id,
+                task_queue=settings.task_queue,
+                start_signal="upsert",
+                start_signal_args=[LeadUpserted(attributes)],
+            )
+            for lead_id, attributes in leads.items()
+        ]
+        (msg,) = await inbox.wait_for(lambda m: "xn--bcher-kva" in m["X-Envelope-To"])
+        assert_clean(msg, "jorg@xn--bcher-kva.example")
+        for _ in range(200):
+            async with sessions() as session:
+                rows = await repo.list_emails(session, lead_id="lead-" + "1" * 32)
+            if rows and rows[0]["status"] == "failed":
+                break
+            await asyncio.sleep(0.05)
+        (row,) = rows
+        assert (row["status"], row["attempts"]) == ("failed", 1) and row["error"].startswith("InvalidAddress:")
+        view = await handles[0].query(LeadWorkflow.view)  # the lead moves on
+        assert view.exists and view.stage == "new"
