@@ -28,6 +28,8 @@ BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u206
 # below SMTP's 998-octet line limit.
 MAX_HEADER_CHARS = 200
 SMTPUTF8_SETTING = "LEADFLOW_SMTP_UTF8"
+# Controls have no Unicode name; these are the ones people meet.
+_CONTROL_NAMES = {"\r": "carriage return", "\n": "line feed", "\t": "tab", "\x00": "NUL", "\x85": "next line"}
 
 
 class AddressProblem(ValueError):
@@ -51,7 +53,7 @@ def hostile_character(value: str) -> str | None:
     """The first character that could break a header line, described for a person (None if there is none)."""
     for position, char in enumerate(value):
         if unicodedata.category(char) in _BREAKING:
-            name = unicodedata.name(char, "control character")
+            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
             return f"U+{ord(char):04X} ({name.lower()}) at position {position}"
     return None
 

@@ -226,6 +226,7 @@ async def test_a_relay_that_is_down_stays_retryable_and_is_recorded(
     assert row["status"] == "sending" and row["error"].startswith("RelayUnavailable:")
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_failed_sends_show_on_the_lead_timeline_and_the_dashboard(
     settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
 ) -> None:

@@ -138,6 +138,12 @@ def test_unicode_local_parts_are_accepted_when_the_relay_offers_smtputf8(tmp_pat
     assert (answer.status_code, events.status_code) == (503, 503)  # valid; only Temporal is offline
 
 
+def test_the_422_says_which_character_to_remove(edge: TestClient) -> None:
+    answer = edge.post("/v1/leads", json=payload("company", "Acme\r\nBcc: x@evil.example"), headers=AUTH)
+    (error,) = answer.json()["errors"]
+    assert error["field"] == "company" and "U+000D (carriage return) at position 4" in error["message"]
+
+
 def test_identified_events_refuse_an_address_leadflow_cannot_send_to(edge: TestClient) -> None:
     events = [{"type": "page_view", "email": "ok@example.com"}, {"type": "page_view", "email": "用户@example.com"}]
     answer = edge.post("/v1/events", json={"events": events}, headers=AUTH)
