@@ -72,8 +72,11 @@ class Mailer:
         self.sessions = sessions
         self.renderer = renderer
 
-    async def send(self, mail: SendEmail, lead_id: str | None = None) -> str:
-        """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails)."""
+    async def send(self, mail: SendEmail, lead_id: str | None = None, *, last_attempt: bool = False) -> str:
+        """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails).
+
+        ``last_attempt``: no retry follows, so relay trouble is recorded as "failed" too (never left "sending").
+        """
         async with self.sessions() as session:
             if await repo.email_status(session, mail.key) == "sent":
                 return "already-sent"
@@ -94,7 +97,8 @@ class Mailer:
             if permanent is not None:
                 await self._fail(mail, lead_id, to_addr, subject, permanent)
             kind = "SmtpDeferred" if isinstance(exc, aiosmtplib.SMTPResponseException) else "RelayUnavailable"
-            await self._record(mail, lead_id, to_addr, subject, "sending", f"{kind}: {exc!r}")
+            reason = f"{kind}: {exc!r}" + (" (last attempt: not retried)" if last_attempt else "")
+            await self._record(mail, lead_id, to_addr, subject, "failed" if last_attempt else "sending", reason)
             raise
         await self._record(mail, lead_id, to_addr, subject, "sent", None)
         return "sent"
@@ -174,4 +178,6 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, job: EmailJob) -> str:
-        return await self.mailer.send(job.command, job.lead_id)
+        info = activity.info()
+        most = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        return await self.mailer.send(job.command, job.lead_id, last_attempt=0 < most <= info.attempt)

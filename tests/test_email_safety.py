@@ -4,6 +4,7 @@ recipient, every failed send leaves a ledger row with its reason, and only relay
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import unicodedata
@@ -19,9 +20,9 @@ from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import WorkflowEnvironment
+from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.email import PERMANENT_ERRORS, Mailer
+from activities.email import PERMANENT_ERRORS, EmailActivities, Mailer
 from activities.rendering import EmailRenderer
 from api.main import create_app
 from rules.model import LeadSnapshot, LeadUpserted, SendEmail
@@ -30,7 +31,7 @@ from settings import Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
 from workflows.lead import EMAIL_RETRY, LeadWorkflow
-from workflows.payloads import LeadOptions, LeadStart
+from workflows.payloads import EmailJob, LeadOptions, LeadStart
 
 LEAD = "lead-" + "0" * 32
 # Every header the Mailer writes; anything else in a received message was injected.
@@ -224,6 +225,24 @@ async def test_a_relay_that_is_down_stays_retryable_and_is_recorded(
     assert not (isinstance(caught.value, ApplicationError) and caught.value.non_retryable)
     row = await ledger(sessions)
     assert row["status"] == "sending" and row["error"].startswith("RelayUnavailable:")
+
+
+async def test_relay_trouble_on_the_last_attempt_is_recorded_as_failed(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """After the retry policy's last attempt nothing will send it: the ledger must not say "sending"."""
+    activities = EmailActivities(mailer(settings, sessions, smtp_port=free_port(), smtp_timeout_seconds=2.0))
+    job = EmailJob(LEAD, welcome("down@example.com", None))
+    environment = ActivityEnvironment()
+    environment.info = dataclasses.replace(environment.info, attempt=19, retry_policy=EMAIL_RETRY)
+    with pytest.raises(OSError):  # connection refused
+        await environment.run(activities.send_email, job)
+    assert (await ledger(sessions))["status"] == "sending"
+    environment.info = dataclasses.replace(environment.info, attempt=20)
+    with pytest.raises(OSError):  # connection refused
+        await environment.run(activities.send_email, job)
+    row = await ledger(sessions)
+    assert row["status"] == "failed" and row["error"].startswith("RelayUnavailable:") and row["attempts"] == 2
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
