@@ -53,6 +53,9 @@ class Settings(BaseSettings):
     smtp_starttls: bool = False
     smtp_tls: bool = False
     smtp_timeout_seconds: float = 10.0
+    # Unicode before the @ (用户@example.com) needs a relay with SMTPUTF8: true accepts such addresses and
+    # sends them with SMTPUTF8; false (the default) refuses them at the API with a 422.
+    smtp_utf8: bool = False
     mail_from: str = "leadflow <noreply@leadflow.localhost>"
     # Domain used in deterministic Message-IDs.
     message_id_domain: str = "leadflow.localhost"

@@ -3,6 +3,11 @@
 Idempotent by the command's key: a key already marked sent is never sent again, and the Message-ID is
 derived from the key, so the one duplicate SMTP allows (a crash between the relay's 250 and the ledger
 write) is recognisable downstream.
+
+Every attempt that does not end in "sent" leaves its reason in the ledger (``error`` = "<Type>: why"):
+a permanent problem (bad address, template, header, 5xx, no SMTPUTF8) as status "failed" and a
+non-retryable ApplicationError of that type; relay trouble (4xx, down, timeout) as status "sending" and an
+error Temporal retries, so the mail goes out once the relay is back.
 """
 
 from __future__ import annotations
@@ -10,37 +15,53 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from datetime import UTC, datetime
+from email.headerregistry import Address
 from email.message import EmailMessage
-from email.utils import formataddr, parseaddr
+from email.utils import parseaddr
+from typing import NoReturn
 
 import aiosmtplib
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from activities.rendering import EmailRenderer, TemplateProblem
+from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
+from rules.addresses import AddressProblem, MailAddress, header_text, sendable_address
 from rules.model import SendEmail
 from settings import Settings
 from store import repo
 from workflows.payloads import EmailJob
 
 RENDER_TIMEOUT_SECONDS = 5.0
+# The ApplicationError types a send fails with for good; workflows.lead.EMAIL_RETRY lists them too.
+PERMANENT_ERRORS = ("InvalidAddress", "TemplateError", "InvalidHeader", "SmtpRejected", "SmtpUtf8Unsupported")
 
 
 def message_id(key: str, domain: str) -> str:
     return f"<{hashlib.sha256(key.encode()).hexdigest()[:40]}@{domain}>"
 
 
-def checked_address(address: str) -> str:
-    if any(c in address for c in "\r\n"):
-        raise ApplicationError(f"address contains a line break: {address!r}", type="InvalidAddress", non_retryable=True)
-    try:
-        return validate_email(address, check_deliverability=False).normalized
-    except EmailNotValidError as exc:
-        raise ApplicationError(
-            f"invalid address {address!r}: {exc}", type="InvalidAddress", non_retryable=True
-        ) from exc
+class _Permanent(Exception):
+    """A send that can never succeed as it stands: recorded as failed, not retried."""
+
+    def __init__(self, kind: str, reason: str) -> None:
+        super().__init__(reason)
+        self.kind = kind
+        self.reason = reason
+
+
+def _smtp_failure(exc: Exception, wire: MailAddress) -> _Permanent | None:
+    """The permanent failure ``exc`` stands for, or None when it is relay trouble worth retrying."""
+    if isinstance(exc, aiosmtplib.SMTPNotSupported) and wire.smtputf8:
+        return _Permanent("SmtpUtf8Unsupported", f"the relay does not offer SMTPUTF8 for {wire.addr_spec}: {exc}")
+    if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
+        codes = [r.code for r in exc.recipients]
+        return _Permanent("SmtpRejected", f"SMTP rejected: {exc}") if codes and min(codes) >= 500 else None
+    if isinstance(exc, aiosmtplib.SMTPResponseException):
+        return _Permanent("SmtpRejected", f"SMTP rejected: {exc}") if 500 <= exc.code < 600 else None
+    if isinstance(exc, ValueError):  # UnicodeEncodeError included: the message itself cannot be sent
+        return _Permanent("InvalidHeader", f"the message cannot be sent: {exc!r}")
+    return None
 
 
 class Mailer:
@@ -51,49 +72,86 @@ class Mailer:
         self.sessions = sessions
         self.renderer = renderer
 
-    async def send(self, mail: SendEmail, lead_id: str | None = None) -> str:
-        """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails)."""
+    async def send(self, mail: SendEmail, lead_id: str | None = None, *, last_attempt: bool = False) -> str:
+        """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails).
+
+        ``last_attempt``: no retry follows, so relay trouble is recorded as "failed" too (never left "sending").
+        """
         async with self.sessions() as session:
             if await repo.email_status(session, mail.key) == "sent":
                 return "already-sent"
-        to = checked_address(mail.to)
+        # Until the address is known good, the ledger shows it one line long (it may hold a CR/LF).
+        to_addr, subject = header_text(mail.to, 320), ""
         try:
-            rendered = await asyncio.wait_for(
+            wire = self._address(mail.to)
+            to_addr = wire.addr_spec
+            rendered = await self._render(mail)
+            subject = rendered.subject
+            msg = self._message(mail, wire, rendered)
+        except _Permanent as exc:
+            await self._fail(mail, lead_id, to_addr, subject, exc)
+        try:
+            await self._deliver(msg, wire)
+        except Exception as exc:
+            permanent = _smtp_failure(exc, wire)
+            if permanent is not None:
+                await self._fail(mail, lead_id, to_addr, subject, permanent)
+            kind = "SmtpDeferred" if isinstance(exc, aiosmtplib.SMTPResponseException) else "RelayUnavailable"
+            reason = f"{kind}: {exc!r}" + (" (last attempt: not retried)" if last_attempt else "")
+            await self._record(mail, lead_id, to_addr, subject, "failed" if last_attempt else "sending", reason)
+            raise
+        await self._record(mail, lead_id, to_addr, subject, "sent", None)
+        return "sent"
+
+    def _address(self, address: str) -> MailAddress:
+        try:
+            return sendable_address(address, smtputf8=self.settings.smtp_utf8)
+        except AddressProblem as exc:
+            raise _Permanent("InvalidAddress", f"cannot send to {address!r}: {exc}") from exc
+
+    async def _render(self, mail: SendEmail) -> RenderedEmail:
+        try:
+            return await asyncio.wait_for(
                 asyncio.to_thread(self.renderer.render, mail.template, mail.context), RENDER_TIMEOUT_SECONDS
             )
         except (TemplateProblem, TimeoutError) as exc:
-            await self._record(mail, lead_id, to, "", "failed", f"template: {exc}")
-            raise ApplicationError(str(exc) or "render timed out", type="TemplateError", non_retryable=True) from exc
-        msg = EmailMessage()
-        msg["From"] = self.settings.mail_from
-        msg["To"] = formataddr((mail.to_name or "", to))
-        msg["Subject"] = rendered.subject
-        msg["Message-ID"] = message_id(mail.key, self.settings.message_id_domain)
-        msg["X-Leadflow-Kind"] = mail.kind
-        msg.set_content(rendered.text)
-        msg.add_alternative(rendered.html, subtype="html")
-        s = self.settings
+            raise _Permanent("TemplateError", str(exc) or "render timed out") from exc
+
+    def _message(self, mail: SendEmail, wire: MailAddress, rendered: RenderedEmail) -> EmailMessage:
         try:
-            await aiosmtplib.send(
-                msg,
-                sender=parseaddr(s.mail_from)[1],
-                recipients=[to],
-                hostname=s.smtp_host,
-                port=s.smtp_port,
-                username=s.smtp_username,
-                password=s.smtp_password.get_secret_value() if s.smtp_password else None,
-                start_tls=s.smtp_starttls,
-                use_tls=s.smtp_tls,
-                timeout=s.smtp_timeout_seconds,
-            )
-        except aiosmtplib.SMTPResponseException as exc:
-            permanent = 500 <= exc.code < 600
-            await self._record(mail, lead_id, to, rendered.subject, "failed" if permanent else "sending", str(exc))
-            if permanent:
-                raise ApplicationError(f"SMTP rejected: {exc}", type="SmtpRejected", non_retryable=True) from exc
-            raise
-        await self._record(mail, lead_id, to, rendered.subject, "sent", None)
-        return "sent"
+            msg = EmailMessage()
+            msg["From"] = self.settings.mail_from
+            # A quoted Address, never a string to parse: a name like 'Zoë <x@evil>,' stays a name.
+            msg["To"] = Address(header_text(mail.to_name or ""), wire.local_part, wire.domain)
+            msg["Subject"] = header_text(rendered.subject)
+            msg["Message-ID"] = message_id(mail.key, self.settings.message_id_domain)
+            msg["X-Leadflow-Kind"] = header_text(mail.kind)
+            msg.set_content(rendered.text)
+            msg.add_alternative(rendered.html, subtype="html")
+        except Exception as exc:  # the same input fails the same way on every attempt
+            raise _Permanent("InvalidHeader", f"the message cannot be built: {exc!r}") from exc
+        return msg
+
+    async def _deliver(self, msg: EmailMessage, wire: MailAddress) -> None:
+        s = self.settings
+        await aiosmtplib.send(
+            msg,
+            sender=parseaddr(s.mail_from)[1],
+            recipients=[wire.addr_spec],
+            hostname=s.smtp_host,
+            port=s.smtp_port,
+            username=s.smtp_username,
+            password=s.smtp_password.get_secret_value() if s.smtp_password else None,
+            start_tls=s.smtp_starttls,
+            use_tls=s.smtp_tls,
+            timeout=s.smtp_timeout_seconds,
+        )
+
+    async def _fail(
+        self, mail: SendEmail, lead_id: str | None, to_addr: str, subject: str, exc: _Permanent
+    ) -> NoReturn:
+        await self._record(mail, lead_id, to_addr, subject, "failed", f"{exc.kind}: {exc.reason}")
+        raise ApplicationError(exc.reason, type=exc.kind, non_retryable=True) from exc
 
     async def _record(
         self, mail: SendEmail, lead_id: str | None, to: str, subject: str, status: str, error: str | None
@@ -120,4 +178,6 @@ class EmailActivities:
 
     @activity.defn(name="send_email")
     async def send_email(self, job: EmailJob) -> str:
-        return await self.mailer.send(job.command, job.lead_id)
+        info = activity.info()
+        most = info.retry_policy.maximum_attempts if info.retry_policy else 0
+        return await self.mailer.send(job.command, job.lead_id, last_attempt=0 < most <= info.attempt)

@@ -13,6 +13,8 @@ from typing import Any
 from jinja2 import FileSystemLoader, StrictUndefined, TemplateError, select_autoescape
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
+from rules.addresses import header_text
+
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_OUTPUT_CHARS = 256 * 1024
 PARTS = ("subject.txt", "body.txt", "body.html")
@@ -61,5 +63,5 @@ class EmailRenderer:
             raise TemplateProblem(f'template "{name}" failed to render: {exc}') from exc
         if max(len(text), len(html)) > MAX_OUTPUT_CHARS:
             raise TemplateProblem(f'template "{name}" rendered more than {MAX_OUTPUT_CHARS} characters')
-        # A header never carries a line break (header injection).
-        return RenderedEmail(" ".join(subject.split()), text, html)
+        # A header never carries a line break or a control character (header injection).
+        return RenderedEmail(header_text(subject), text, html)

@@ -5,8 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, EmailStr, Field, StringConstraints, field_validator
+from fastapi.exceptions import RequestValidationError
+from pydantic import (
+    AfterValidator,
+    AwareDatetime,
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StringConstraints,
+    field_validator,
+)
 
+from rules.addresses import address_problem, hostile_character, without_bidi_controls
 from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -14,6 +25,18 @@ LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=20
 Scalar = str | int | float | bool | None
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+def _header_safe(value: str) -> str:
+    # Names and company reach the To and Subject headers: a line break or control there is refused (it
+    # only ever comes from a bug or an attack); bidi overrides are stripped (harmless, spoof-only).
+    found = hostile_character(value)
+    if found:
+        raise ValueError(f"contains {found}: names and company may not hold control or line-break characters")
+    return without_bidi_controls(value)
+
+
+HeaderText = Annotated[Text, AfterValidator(_header_safe)]
 
 
 class _In(BaseModel):
@@ -46,9 +69,9 @@ class ConsentIn(_In):
 
 class LeadIn(_In):
     email: EmailStr
-    first_name: Text | None = None
-    last_name: Text | None = None
-    company: Text | None = None
+    first_name: HeaderText | None = None
+    last_name: HeaderText | None = None
+    company: HeaderText | None = None
     title: Text | None = None
     company_size: int | None = Field(default=None, ge=0, le=10_000_000)
     industry: Text | None = None
@@ -105,6 +128,21 @@ class IdentifiedEventIn(EventIn):
 
 class IdentifiedEventsIn(_In):
     events: list[IdentifiedEventIn] = Field(min_length=1, max_length=500)
+
+
+def refuse_unsendable(addresses: dict[tuple[str | int, ...], str], *, smtp_utf8: bool) -> None:
+    """422 naming each body field whose address leadflow could never send to (``addresses``: location ->
+    address). Here rather than in the models because it depends on LEADFLOW_SMTP_UTF8."""
+    # EmailStr has validated every address already: only non-ASCII ones can still be unsendable (a Unicode
+    # local part), and a batch repeats the same few, so each distinct one is checked once (~0.3-1 ms each).
+    problems = {a: address_problem(a, smtputf8=smtp_utf8) for a in set(addresses.values()) if not a.isascii()}
+    errors = [
+        {"loc": ("body", *loc), "msg": problem, "type": "value_error", "input": address}
+        for loc, address in addresses.items()
+        if (problem := problems.get(address))
+    ]
+    if errors:
+        raise RequestValidationError(errors)
 
 
 class TouchIn(_In):

@@ -689,11 +689,15 @@ async def record_email(
         await session.execute(stmt)
 
 
-async def list_emails(session: AsyncSession, *, lead_id: str | None = None, limit: int = 100) -> list[dict[str, Any]]:
-    """Ledger rows, newest first."""
+async def list_emails(
+    session: AsyncSession, *, lead_id: str | None = None, status: str | None = None, limit: int = 100
+) -> list[dict[str, Any]]:
+    """Ledger rows, newest first; ``status`` "failed" lists the sends that will never go out (with ``error``)."""
     stmt = _select_all(EmailRow).order_by(EmailRow.created_at.desc(), EmailRow.key).limit(limit)
     if lead_id is not None:
         stmt = stmt.where(EmailRow.lead_id == lead_id)
+    if status is not None:
+        stmt = stmt.where(EmailRow.status == status)
     return await _dicts(session, stmt)
 
 

@@ -43,7 +43,15 @@ EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
     maximum_interval=timedelta(minutes=5),
     maximum_attempts=20,
-    non_retryable_error_types=["InvalidAddress", "TemplateError"],
+    # Mirrors activities.email.PERMANENT_ERRORS (the Mailer raises these non-retryable anyway): a send
+    # that can never succeed fails at once and visibly in the ledger, not after 20 attempts.
+    non_retryable_error_types=[
+        "InvalidAddress",
+        "TemplateError",
+        "InvalidHeader",
+        "SmtpRejected",
+        "SmtpUtf8Unsupported",
+    ],
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
 

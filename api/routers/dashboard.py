@@ -68,6 +68,7 @@ async def dashboard(request: Request, state: State, session: Session) -> HTMLRes
         "overdue": await repo.list_followups(session, status="overdue", limit=50, offset=0),
         "pending": await repo.list_followups(session, status="pending", limit=50, offset=0),
         "emails": await repo.list_emails(session, limit=20),
+        "failed_emails": await repo.list_emails(session, status="failed", limit=20),
         "sink": sink_messages(state),
         "playbook": playbook.bundle.version,
     }

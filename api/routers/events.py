@@ -11,7 +11,7 @@ from fastapi import APIRouter, status
 from api.deps import Authorized, Session, State
 from api.lead_ids import lead_id_for, normalize_email
 from api.routers.leads import signal_events, tracked
-from api.schemas import EventsAccepted, IdentifiedEventIn, IdentifiedEventsIn
+from api.schemas import EventsAccepted, IdentifiedEventIn, IdentifiedEventsIn, refuse_unsendable
 from rules.model import EventsReceived
 from store import repo
 
@@ -22,6 +22,9 @@ router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorize
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
 async def post_events(body: IdentifiedEventsIn, state: State, session: Session) -> EventsAccepted:
     """Events of identified visitors. An email seen for the first time creates its lead (source: tracking)."""
+    refuse_unsendable(
+        {("events", i, "email"): e.email for i, e in enumerate(body.events)}, smtp_utf8=state.settings.smtp_utf8
+    )
     now = datetime.now(UTC)
     by_lead: dict[str, list[IdentifiedEventIn]] = defaultdict(list)
     for event in body.events:

@@ -14,7 +14,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState, Authorized, Session, State
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
-from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn
+from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn, refuse_unsendable
 from rules.model import ConsentRecorded, EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
 from store import repo
 from workflows.lead import LeadWorkflow
@@ -61,6 +61,7 @@ async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *,
 @router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted)
 async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
+    refuse_unsendable({("email",): body.email}, smtp_utf8=state.settings.smtp_utf8)
     lead_id = lead_id_for(body.email, state.id_key)
     consent = body.consent.record("form", datetime.now(UTC)) if body.consent else None
     start = await lead_start(state, lead_id)
