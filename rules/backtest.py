@@ -13,7 +13,7 @@ from typing import Any
 
 from rules.model import EventsReceived, Input, LeadUpserted, TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook
-from rules.simulate import Run, _VirtualTeams, run_timeline
+from rules.simulate import Deadline, Run, _VirtualTeams, run_timeline
 
 MAX_LISTED = 100  # leads listed per difference; the counts cover all
 
@@ -74,8 +74,14 @@ def _compare(counts_live: Counter[str], counts_draft: Counter[str], keys: list[s
 
 
 def backtest(
-    live: CompiledPlaybook, draft: CompiledPlaybook, histories: list[LeadHistory], end: datetime
+    live: CompiledPlaybook,
+    draft: CompiledPlaybook,
+    histories: list[LeadHistory],
+    end: datetime,
+    *,
+    deadline: Deadline | None = None,
 ) -> BacktestReport:
+    """Raises :class:`rules.simulate.BudgetExceeded` once ``deadline()`` answers true."""
     reached_live: Counter[str] = Counter()
     reached_draft: Counter[str] = Counter()
     final_live: Counter[str] = Counter()
@@ -86,8 +92,14 @@ def backtest(
     changed: list[dict[str, Any]] = []
     for history in histories:
         timeline = _timeline(history)
-        a = _outcome(run_timeline(live, history.lead_id, timeline, end, _VirtualTeams([]), record_trace=False))
-        b = _outcome(run_timeline(draft, history.lead_id, timeline, end, _VirtualTeams([]), record_trace=False))
+        a, b = (
+            _outcome(
+                run_timeline(
+                    pb, history.lead_id, timeline, end, _VirtualTeams([]), record_trace=False, deadline=deadline
+                )
+            )
+            for pb in (live, draft)
+        )
         reached_live.update(set(a.reached))
         reached_draft.update(set(b.reached))
         final_live[a.stage] += 1

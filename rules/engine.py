@@ -33,6 +33,7 @@ from rules.model import (
     NurtureHold,
     Owner,
     RepAssigned,
+    RuleError,
     ScoreChange,
     SendEmail,
     StageChange,
@@ -45,6 +46,8 @@ from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
 SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
 MAX_JOURNEY_STEPS_PER_INPUT = 50
+MAX_RULE_ERRORS = 20  # rule errors kept per lead (the latest)
+MAX_RULE_ERROR_TEXT = 300
 REACT_PASSES = 3  # journey steps can move the stage or score; let the others react, boundedly
 NURTURE_HOLDS_KEPT = 20  # recent skipped/deferred nurture sends shown in the live view
 
@@ -109,7 +112,7 @@ def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlay
 def _grade(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
     points, reasons = 0.0, []
     for rule in pb.grading:
-        if _holds(rule.test, state, now, grade=None):
+        if _holds(rule.test, state, now, rule_id=rule.spec.id, grade=None):
             points += rule.spec.points
             reasons.append(rule.spec.id)
     thresholds = pb.model.grading.thresholds
@@ -131,20 +134,45 @@ def _history(state: LeadState):  # type: ignore[no-untyped-def]
 
 
 def _holds(
-    test: Callable[..., Any], state: LeadState, now: datetime, *, event: dict[str, Any] | None = None, grade: Any = ...
+    test: Callable[..., Any],
+    state: LeadState,
+    now: datetime,
+    *,
+    rule_id: str,
+    event: dict[str, Any] | None = None,
+    grade: Any = ...,
+    history: Any = None,
 ) -> bool:
-    """Evaluate a compiled condition against the lead (``grade=None`` while the grade is being computed)."""
-    return bool(
-        test(
-            state.attributes,
-            event,
-            state.score,
-            state.grade if grade is ... else grade,
-            state.stage,
-            now,
-            _history(state),
+    """Evaluate a compiled condition against the lead (``grade=None`` while the grade is being computed).
+
+    A condition that raises (a value read at run time outside what a function accepts, or anything a
+    marketer's expression can trip over) does not hold: it is recorded on the lead and the lead moves on,
+    so one bad rule never fails the workflow task of every lead it meets."""
+    try:
+        return bool(
+            test(
+                state.attributes,
+                event,
+                state.score,
+                state.grade if grade is ... else grade,
+                state.stage,
+                now,
+                history or _history(state),
+            )
         )
-    )
+    except Exception as exc:
+        _record_rule_error(state, rule_id, exc, now, event)
+        return False
+
+
+def _record_rule_error(
+    state: LeadState, rule_id: str, exc: Exception, now: datetime, event: dict[str, Any] | None
+) -> None:
+    message = f"{type(exc).__name__}: {exc}"[:MAX_RULE_ERROR_TEXT]
+    event_id = event.get("id") if event else None
+    seq = state.rule_errors[-1].seq + 1 if state.rule_errors else 1
+    state.rule_errors.append(RuleError(seq, now, rule_id, message, event_id if isinstance(event_id, str) else None))
+    del state.rule_errors[:-MAX_RULE_ERRORS]
 
 
 def _add_points(
@@ -179,7 +207,7 @@ def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: Compi
     history = _history(state)
     for rule in pb.scoring:
         spec = rule.spec
-        if not rule.test(state.attributes, view, state.score, state.grade, state.stage, now, history):
+        if not _holds(rule.test, state, now, rule_id=spec.id, event=view, history=history):
             continue
         hits = state.rule_hits.setdefault(spec.id, [])
         if spec.max_total is not None and len(hits) >= spec.max_total:
@@ -230,7 +258,7 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
     # Rules into side stages (disqualified, ...) win over the funnel.
     for rule in pb.stages:
         to = rule.spec.to
-        if to not in order and to != state.stage and _holds(rule.test, state, now):
+        if to not in order and to != state.stage and _holds(rule.test, state, now, rule_id=_stage_rule_id(rule)):
             _set_stage(state, to, now, rule.spec.id or rule.spec.when, pb)
             return
     if state.stage in order:
@@ -242,10 +270,14 @@ def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> Non
     target, reason = current, ""
     for rule in pb.stages:
         to = rule.spec.to
-        if to in order and order.index(to) > target and _holds(rule.test, state, now):
+        if to in order and order.index(to) > target and _holds(rule.test, state, now, rule_id=_stage_rule_id(rule)):
             target, reason = order.index(to), rule.spec.id or f"{rule.spec.when}"
     if target > current:
         _set_stage(state, order[target], now, reason, pb)
+
+
+def _stage_rule_id(rule: Any) -> str:
+    return rule.spec.id or f"stages: to {rule.spec.to} when {rule.spec.when}"
 
 
 def _set_stage(state: LeadState, stage: str, now: datetime, reason: str, pb: CompiledPlaybook | None = None) -> None:
@@ -279,7 +311,7 @@ def _route(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
         return
     team, strategy, reason, rep = routing.default_team, routing.strategy, "default team", None
     for rule in pb.routing:
-        if _holds(rule.test, state, now):
+        if _holds(rule.test, state, now, rule_id=rule.spec.id):
             team, strategy, reason = rule.spec.team, rule.spec.strategy or routing.strategy, f"rule {rule.spec.id}"
             rep = rule.spec.rep
             break
@@ -320,12 +352,12 @@ def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: li
     for cj in pb.journeys:
         run = state.journeys.get(cj.spec.id)
         if run is None:
-            if not _holds(cj.enroll, state, now):
+            if not _holds(cj.enroll, state, now, rule_id=f"journey:{cj.spec.id}:enroll_when"):
                 continue
             run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
         if run.status != "active":
             continue
-        if cj.exit and _holds(cj.exit, state, now):
+        if cj.exit and _holds(cj.exit, state, now, rule_id=f"journey:{cj.spec.id}:exit_when"):
             _end_journey(state, run, now, "exited", "exit condition met")
             continue
         if JOURNEY_TIMER_PREFIX + cj.spec.id not in state.timers:
@@ -367,7 +399,7 @@ def _walk(
             return
         elif step.type == "branch":
             test = cj.conditions[step.id]
-            if _holds(test, state, now):
+            if _holds(test, state, now, rule_id=f"journey:{cj.spec.id}:{step.id}"):
                 nxt = cj.index[step.then] if step.then else nxt
             elif step.otherwise:
                 nxt = cj.index[step.otherwise]
@@ -400,7 +432,7 @@ def _resume_waiting(state: LeadState, event: dict[str, Any] | None, now: datetim
             continue
         step = cj.spec.steps[cj.index[run.waiting_for]]
         if event is not None:
-            if not _holds(cj.conditions[step.id], state, now, event=event):
+            if not _holds(cj.conditions[step.id], state, now, rule_id=f"journey:{cj.spec.id}:{step.id}", event=event):
                 continue
             target = step.on_event
         else:
@@ -547,7 +579,7 @@ def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: Comp
 
 def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type: ignore[no-untyped-def]
     for policy, test in pb.sla:
-        if test is None or _holds(test, state, now):
+        if test is None or _holds(test, state, now, rule_id=f"sla:{policy.id}"):
             return policy
     return pb.sla[-1][0]
 

@@ -17,14 +17,15 @@ from __future__ import annotations
 
 import ast
 import difflib
+import math
 import re
-import re._constants as sre_constants
-import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from functools import lru_cache
 from typing import Any
+
+import re2
 
 MAX_LENGTH = 2000
 MAX_DURATION_SECONDS = 100 * 366 * 86400
@@ -138,71 +139,61 @@ def _neg(value: Any) -> Any:
 
 
 MAX_MATCH_TEXT = 1000  # characters of a field a pattern looks at
+MAX_PATTERN_LENGTH = 500
+PATTERN_MEMORY = 1 << 20  # bytes RE2 may use for one compiled pattern (bigger ones are refused)
+
+
+def _re2_options() -> re2.Options:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.never_capture = True  # only "does it match" is asked
+    options.log_errors = False
+    options.max_mem = PATTERN_MEMORY
+    return options
+
+
+_RE2_OPTIONS = _re2_options()
+# RE2's own words -> what a marketer can do about it
+_RE2_REASONS = (
+    ("invalid escape sequence: \\Z", "write \\z instead of \\Z for the end of the text"),
+    ("invalid escape sequence: \\", "backreferences (\\1, \\2, ...) are not supported"),
+    ("invalid perl operator: (?=", "lookahead (?=...) is not supported"),
+    ("invalid perl operator: (?!", "negative lookahead (?!...) is not supported"),
+    ("invalid perl operator: (?<", "lookbehind (?<=...) / (?<!...) is not supported"),
+    ("invalid perl operator: (?P", "backreferences (?P=name) are not supported"),
+    ("invalid repetition size", "a repetition count above 1000 is not supported"),
+    ("pattern too large", "the pattern is too large once its repetitions are expanded"),
+)
 
 
 def pattern_problem(pattern: str) -> str | None:
     """Why a pattern cannot be used, in plain words (None when it can).
 
-    Nested repetition such as ``(a+)+`` can take exponential time on some texts (catastrophic
-    backtracking); a wall-clock timeout is no cure in workflow code, where results must not depend on
-    machine speed, so such patterns are refused when the playbook is checked.
+    Patterns run on RE2, whose matching time is linear in the text: no pattern can backtrack
+    catastrophically (``(a+)+$`` is as fast as ``a+``), so none needs a wall-clock timeout, which workflow
+    code could not use anyway. What RE2 cannot do (backreferences, lookaround) is refused here, with why.
     """
     if any(ord(c) < 32 for c in pattern):
         return (
             "it contains a control character; in YAML double quotes write \\\\b for a word boundary "
             "(or use single quotes: '\\b')"
         )
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return f"it is longer than {MAX_PATTERN_LENGTH} characters"
     try:
-        parsed = sre_parse.parse(pattern)
-    except re.error as exc:
-        return f"not a valid regular expression: {exc}"
-    if _nested_repeat(parsed, inside_repeat=False):
-        return (
-            "it repeats a repetition or overlapping alternatives (like (a+)+ or (a|aa)+), which can take "
-            "forever on some texts; simplify it"
-        )
+        re2.compile(pattern, _RE2_OPTIONS)
+    except re2.error as exc:
+        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
+        reason = next((why for prefix, why in _RE2_REASONS if detail.startswith(prefix)), None)
+        if reason:
+            return f"{reason} (patterns run on RE2, which matches in linear time; {detail})"
+        return f"not a valid regular expression: {detail}"
     return None
 
 
-_REPEATS = {sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT, getattr(sre_constants, "POSSESSIVE_REPEAT", None)}
-
-
-def _nested_repeat(items: Any, inside_repeat: bool) -> bool:
-    for op, av in items:
-        if op in _REPEATS:
-            _low, high, sub = av
-            unbounded = high == sre_constants.MAXREPEAT or high > 1
-            if unbounded and inside_repeat:
-                return True
-            if _nested_repeat(sub, inside_repeat or unbounded):
-                return True
-        elif op is sre_constants.SUBPATTERN:
-            if _nested_repeat(av[-1], inside_repeat):
-                return True
-        elif op is sre_constants.BRANCH:
-            if inside_repeat and not _distinct_first_literals(av[1]):
-                return True  # (a|aa)+: alternatives that can match the same text, repeated
-            if any(_nested_repeat(branch, inside_repeat) for branch in av[1]):
-                return True
-        elif op in (sre_constants.ASSERT, sre_constants.ASSERT_NOT):
-            if _nested_repeat(av[1], inside_repeat):
-                return True
-    return False
-
-
-def _distinct_first_literals(branches: Any) -> bool:
-    firsts = []
-    for branch in branches:
-        items = list(branch)
-        if not items or items[0][0] is not sre_constants.LITERAL:
-            return False
-        firsts.append(items[0][1])
-    return len(firsts) == len(set(firsts))
-
-
 @lru_cache(maxsize=512)
-def _regex(pattern: str) -> re.Pattern[str] | None:
-    return None if pattern_problem(pattern) else re.compile(pattern, re.IGNORECASE)
+def _regex(pattern: str) -> Any:
+    return None if pattern_problem(pattern) else re2.compile(pattern, _RE2_OPTIONS)
 
 
 def _matches(text: Any, pattern: Any) -> bool:
@@ -254,12 +245,23 @@ def _days_since(now: datetime, value: Any) -> float | None:
     return None if when is None else (now - when).total_seconds() / 86400
 
 
+MAX_COUNT_DAYS = 36600  # count(..., days=N): a window of at most a hundred years
+
+
+class RuleArgumentError(ValueError):
+    """A value read at run time is outside what a function accepts (the rule is skipped and recorded)."""
+
+
 def _count(
     history: Callable[[str, float | None, datetime], int], now: datetime, event_type: Any, days: Any = None
 ) -> int:
     if not isinstance(event_type, str):
         return 0
-    return history(event_type, float(days) if isinstance(days, int | float) else None, now)
+    if not isinstance(days, int | float) or isinstance(days, bool):
+        return history(event_type, None, now)
+    if not (math.isfinite(days) and 0 < days <= MAX_COUNT_DAYS):
+        raise RuleArgumentError(f"count(..., days={days!r}): days must be above 0 and at most {MAX_COUNT_DAYS}")
+    return history(event_type, float(days), now)
 
 
 RUNTIME: dict[str, Any] = {
@@ -315,9 +317,12 @@ class Vocabulary:
 
     lead_fields: frozenset[str] = LEAD_FIELDS
     allow_event: bool = True
+    # Refuse constant arguments outside a function's range (off only to keep compiling versions published
+    # before a limit existed: at run time such a rule is false or recorded as a rule error).
+    check_arguments: bool = True
 
     def with_fields(self, extra: Iterable[str]) -> Vocabulary:
-        return Vocabulary(self.lead_fields | frozenset(extra), self.allow_event)
+        return Vocabulary(self.lead_fields | frozenset(extra), self.allow_event, self.check_arguments)
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -466,11 +471,10 @@ class _Checker(ast.NodeTransformer):
             raise self.fail(
                 node, f"{name} needs {low if low == high else f'{low} to {high}'} value(s), e.g. {example}."
             )
-        if name == "matches" and isinstance(args[1], ast.Constant) and isinstance(args[1].value, str):
-            problem = pattern_problem(args[1].value)
+        for position, arg in enumerate(args if self.vocabulary.check_arguments else ()):
+            problem = _argument_problem(ARGUMENT_KINDS[name][position], arg)
             if problem:
-                shown = "".join(c if ord(c) >= 32 else repr(c)[1:-1] for c in args[1].value)
-                raise self.fail(args[1], f'the pattern "{shown}" cannot be used: {problem}.')
+                raise self.fail(arg, f"{name}: {problem}, e.g. {example}.")
         checked = [self.visit(a) for a in args]
         prefix: list[ast.expr] = []
         if name in NEEDS_HISTORY:
@@ -481,6 +485,71 @@ class _Checker(ast.NodeTransformer):
 
     def visit_IfExp(self, node: ast.IfExp) -> ast.AST:
         return ast.IfExp(test=self.visit(node.test), body=self.visit(node.body), orelse=self.visit(node.orelse))
+
+
+# What each function accepts, position by position; a constant argument outside it is refused when the
+# playbook is checked (a value read from a field is checked when the rule runs).
+ARGUMENT_KINDS: dict[str, tuple[str, ...]] = {
+    "matches": ("text", "pattern"),
+    "contains": ("text_or_list", "value"),
+    "starts_with": ("text", "text"),
+    "ends_with": ("text", "text"),
+    "lower": ("text",),
+    "length": ("text_or_list",),
+    "days_since": ("date",),
+    "count": ("event_type", "days"),
+    "date": ("date",),
+}
+EARLIEST_YEAR, LATEST_YEAR = 1900, 2200  # dates a rule may name
+MAX_EVENT_TYPE = 100
+_NOT_CONSTANT = object()
+
+
+def _constant(node: ast.expr) -> Any:
+    """The value of a literal argument (a negative number included), else ``_NOT_CONSTANT``."""
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub) and isinstance(node.operand, ast.Constant):
+        value = node.operand.value
+        return -value if _number(value) else _NOT_CONSTANT
+    if isinstance(node, ast.List | ast.Tuple):
+        return ()
+    if isinstance(node, ast.Name) and node.id in CONSTANT_NAMES:
+        return CONSTANT_NAMES[node.id]
+    return _NOT_CONSTANT
+
+
+def _argument_problem(kind: str, node: ast.expr) -> str | None:
+    value = _constant(node)
+    if value is _NOT_CONSTANT:
+        return None
+    shown = repr(value) if not isinstance(value, str) else f'"{value}"'
+    if kind == "text" and not isinstance(value, str):
+        return f"{shown} is not text (put text in quotes)"
+    if kind == "text_or_list" and not isinstance(value, str | tuple):
+        return f"{shown} is not text or a list"
+    if kind == "value" and (value is None or isinstance(value, bool | tuple)):
+        return f"look for text or a number, not {shown}"
+    if kind == "pattern":
+        if not isinstance(value, str):
+            return f"the pattern {shown} is not text (put it in quotes)"
+        problem = pattern_problem(value)
+        if problem:
+            visible = "".join(c if ord(c) >= 32 else repr(c)[1:-1] for c in value)
+            return f'the pattern "{visible}" cannot be used: {problem}'
+    if kind == "event_type" and not (isinstance(value, str) and 0 < len(value) <= MAX_EVENT_TYPE):
+        return f"the event type must be text of 1 to {MAX_EVENT_TYPE} characters, not {shown}"
+    if kind == "days" and not (
+        _number(value) and math.isfinite(value) and 0 < value <= MAX_COUNT_DAYS  # type: ignore[operator]
+    ):
+        return f"days must be a number above 0 and at most {MAX_COUNT_DAYS} (a hundred years), not {shown}"
+    if kind == "date":
+        when = to_datetime(value) if isinstance(value, str) else None
+        if when is None:
+            return f'{shown} is not a date: write it like "2026-04-01" or "2026-04-01T09:00:00+09:00"'
+        if not EARLIEST_YEAR <= when.year <= LATEST_YEAR:
+            return f"{shown} is not a date between {EARLIEST_YEAR} and {LATEST_YEAR}"
+    return None
 
 
 NUMERIC_FIELDS = frozenset({"company_size", "annual_revenue"})

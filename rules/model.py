@@ -223,6 +223,17 @@ class NurtureHold:
 
 
 @dataclass
+class RuleError:
+    """A marketer's rule raised while it ran for this lead: it was skipped, and the lead moved on."""
+
+    seq: int
+    at: datetime
+    rule_id: str
+    message: str
+    event_id: str | None = None
+
+
+@dataclass
 class LeadState:
     lead_id: str
     attributes: dict[str, Any] = field(default_factory=dict)
@@ -258,6 +269,8 @@ class LeadState:
     nurture_sent: list[datetime] = field(default_factory=list)
     # The latest nurture sends the policy held back, and why (bounded; shown in the live view).
     nurture_holds: list[NurtureHold] = field(default_factory=list)
+    # The latest rules that raised at run time (bounded), for the live view and the simulator trace.
+    rule_errors: list[RuleError] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- read-model projection

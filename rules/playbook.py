@@ -394,6 +394,37 @@ class Source:
 
 
 MAX_YAML_NODES = 50_000
+MAX_YAML_DEPTH = 50  # a real playbook nests about 8 deep; the composer and validators recurse per level
+MAX_JOURNEY_STEPS = 500
+# libyaml's parser when PyYAML has it: about ten times faster than the pure-Python one on a large draft.
+_Loader: Any = getattr(yaml, "CSafeLoader", None) or yaml.SafeLoader
+
+
+def _nesting_problem(text: str) -> PlaybookIssue | None:
+    """Refuse a document nested deeper than ``MAX_YAML_DEPTH`` from its event stream (which PyYAML parses
+    iteratively) before the recursive composer sees it."""
+    depth = 0
+    loader = _Loader(text)
+    try:
+        while loader.check_event():
+            event = loader.get_event()
+            if isinstance(event, yaml.MappingStartEvent | yaml.SequenceStartEvent):
+                depth += 1
+                if depth > MAX_YAML_DEPTH:
+                    return PlaybookIssue(
+                        "", event.start_mark.line + 1, f"the YAML is nested more than {MAX_YAML_DEPTH} levels deep"
+                    )
+            elif isinstance(event, yaml.MappingEndEvent | yaml.SequenceEndEvent):
+                depth -= 1
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        if "nesting" in str(getattr(exc, "problem", "")):  # libyaml's own limit, met before our count
+            line = mark.line + 1 if mark else 1
+            return PlaybookIssue("", line, f"the YAML is nested more than {MAX_YAML_DEPTH} levels deep")
+        return None  # the full parse below reports it with its line
+    finally:
+        loader.dispose()
+    return None
 
 
 def _expanded_size(node: yaml.Node, budget: int) -> int:
@@ -412,9 +443,12 @@ def _expanded_size(node: yaml.Node, budget: int) -> int:
 
 
 def parse_yaml(text: str) -> Source:
-    loader: yaml.SafeLoader | None = None
+    deep = _nesting_problem(text)
+    if deep is not None:
+        raise PlaybookError([deep])
+    loader: Any = None
     try:
-        loader = yaml.SafeLoader(text)  # rejects control characters itself (ReaderError)
+        loader = _Loader(text)  # rejects control characters itself (ReaderError)
         node = loader.get_single_node()  # parsed once: the node tree gives the lines, then the values
         if node is not None and _expanded_size(node, MAX_YAML_NODES) > MAX_YAML_NODES:
             raise PlaybookError(
@@ -503,9 +537,9 @@ def document_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue]) -> dict[str, Any]:
-    lead_only = Vocabulary(allow_event=False).with_fields(pb.fields)
-    with_event = Vocabulary().with_fields(pb.fields)
+def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue], strict: bool) -> dict[str, Any]:
+    lead_only = Vocabulary(allow_event=False, check_arguments=strict).with_fields(pb.fields)
+    with_event = Vocabulary(check_arguments=strict).with_fields(pb.fields)
 
     def comp(text: str, path: Path, vocabulary: Vocabulary) -> Callable[..., Any]:
         try:
@@ -556,7 +590,12 @@ def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue]) -> d
 
 
 def _check_references(
-    source: Source, pb: Playbook, templates: set[str] | None, teams: set[str] | None, issues: list[PlaybookIssue]
+    source: Source,
+    pb: Playbook,
+    templates: set[str] | None,
+    teams: set[str] | None,
+    issues: list[PlaybookIssue],
+    strict: bool = True,
 ) -> None:
     stages = set(pb.stages.order) | set(pb.stages.side)
     if not pb.stages.order or pb.stages.order[0] != "new":
@@ -592,6 +631,13 @@ def _check_references(
         journey_ids.add(journey.id)
         if not journey.steps:
             issues.append(source.issue(("journeys", i, "steps"), "a journey needs at least one step"))
+        if strict and len(journey.steps) > MAX_JOURNEY_STEPS:
+            issues.append(
+                source.issue(
+                    ("journeys", i, "steps"),
+                    f"a journey has at most {MAX_JOURNEY_STEPS} steps ({len(journey.steps)} here); split it",
+                )
+            )
         step_ids: set[str] = set()
         for s, step in enumerate(journey.steps):
             if step.id in step_ids:
@@ -636,9 +682,13 @@ def _check_references(
                 )
 
 
-def _successors(journey: Journey, position: int) -> list[int]:
-    step = journey.steps[position]
+def _all_successors(journey: Journey) -> list[list[int]]:
     index = {st.id: n for n, st in enumerate(journey.steps)}
+    return [_successors(journey, position, index) for position in range(len(journey.steps))]
+
+
+def _successors(journey: Journey, position: int, index: dict[str, int]) -> list[int]:
+    step = journey.steps[position]
     jumps = [index[t] for t in step.targets() if t in index]
     falls_through = (
         step.type not in ("exit", "goto", "ab_split")
@@ -650,14 +700,39 @@ def _successors(journey: Journey, position: int) -> list[int]:
     return jumps
 
 
+def _loop_without_wait(journey: Journey, waits: set[int]) -> list[int] | None:
+    """A cycle through non-waiting steps (as step positions, first step repeated at the end), found by an
+    iterative depth-first search: a journey of thousands of chained steps cannot exhaust the stack."""
+    successors = _all_successors(journey)
+    state: dict[int, int] = {}  # 1: on the current path, 2: done
+    for root in range(len(journey.steps)):
+        if root in waits or root in state:
+            continue
+        path, stack = [root], [iter(successors[root])]
+        state[root] = 1
+        while stack:
+            nxt = next((n for n in stack[-1] if n not in waits and state.get(n) != 2), None)
+            if nxt is None:
+                state[path.pop()] = 2
+                stack.pop()
+            elif state.get(nxt) == 1:
+                return [*path[path.index(nxt) :], nxt]
+            else:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(successors[nxt]))
+    return None
+
+
 def _journey_graph_issues(source: Source, i: int, journey: Journey) -> list[PlaybookIssue]:
     """Unreachable steps, and loops a lead could spin in without ever waiting."""
     if not journey.steps:
         return []
     issues = []
+    successors = _all_successors(journey)
     seen, todo = {0}, [0]
     while todo:
-        for nxt in _successors(journey, todo.pop()):
+        for nxt in successors[todo.pop()]:
             if nxt not in seen:
                 seen.add(nxt)
                 todo.append(nxt)
@@ -665,34 +740,11 @@ def _journey_graph_issues(source: Source, i: int, journey: Journey) -> list[Play
         if position not in seen:
             issues.append(source.issue(("journeys", i, "steps", position), f'step "{step.id}" can never be reached'))
     waits = {n for n, st in enumerate(journey.steps) if st.type in ("wait", "wait_for_event")}
-    # A cycle through non-waiting steps only: depth-first search restricted to those steps.
-    state: dict[int, int] = {}
-
-    def visit(node: int, path: list[int]) -> list[int] | None:
-        state[node] = 1
-        for nxt in _successors(journey, node):
-            if nxt in waits:
-                continue
-            if state.get(nxt) == 1:
-                return [*path, nxt]
-            if nxt not in state:
-                found = visit(nxt, [*path, nxt])
-                if found:
-                    return found
-        state[node] = 2
-        return None
-
-    for start in range(len(journey.steps)):
-        if start not in waits and start not in state:
-            loop = visit(start, [start])
-            if loop:
-                names = " -> ".join(journey.steps[n].id for n in loop[loop.index(loop[-1]) :])
-                issues.append(
-                    source.issue(
-                        ("journeys", i, "steps", loop[-1]), f"these steps loop without a wait: {names}; add a wait step"
-                    )
-                )
-                break
+    loop = _loop_without_wait(journey, waits)
+    if loop:
+        names = " -> ".join(journey.steps[n].id for n in loop)
+        message = f"these steps loop without a wait: {names}; add a wait step"
+        issues.append(source.issue(("journeys", i, "steps", loop[-1]), message))
     return issues
 
 
@@ -727,16 +779,24 @@ def _raw_expression_issues(source: Source) -> list[PlaybookIssue]:
 
 
 def compile_source(
-    source: Source, *, version: str = "draft", templates: set[str] | None = None, teams: set[str] | None = None
+    source: Source,
+    *,
+    version: str = "draft",
+    templates: set[str] | None = None,
+    teams: set[str] | None = None,
+    strict: bool = True,
 ) -> CompiledPlaybook:
-    """Validate the whole playbook (raising every problem at once) and compile its rules."""
+    """Validate the whole playbook (raising every problem at once) and compile its rules.
+
+    ``strict=False`` compiles a version published before today's limits (argument ranges, journey size):
+    it must keep running, and its out-of-range rules are false or recorded as rule errors at run time."""
     try:
         model = Playbook.model_validate(source.document)
     except ValidationError as exc:
         raise PlaybookError(_pydantic_issues(source, exc) + _raw_expression_issues(source)) from None
     issues: list[PlaybookIssue] = []
-    compiled = _compile_all(source, model, issues)
-    _check_references(source, model, templates, teams, issues)
+    compiled = _compile_all(source, model, issues, strict)
+    _check_references(source, model, templates, teams, issues, strict)
     if issues:
         raise PlaybookError(issues)
     return CompiledPlaybook(model=model, version=version, hash=document_hash(source.document), **compiled)
@@ -755,6 +815,6 @@ def compiled_from_document(document: dict[str, Any], version: str) -> CompiledPl
     key = f"{version}:{document_hash(document)}"
     cached = _CACHE.get(key)
     if cached is None:
-        cached = compile_source(Source(document, {}), version=version)
+        cached = compile_source(Source(document, {}), version=version, strict=False)
         _CACHE[key] = cached
     return cached

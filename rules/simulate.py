@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import copy
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +41,13 @@ from rules.playbook import CompiledPlaybook
 MAX_STEPS = 10_000  # bound a runaway scenario (e.g. a one-minute decay over ten years)
 MAX_SPAN = timedelta(days=3660)  # a scenario covers at most ten years
 EARLIEST, LATEST = datetime(1970, 1, 1, tzinfo=UTC), datetime(2200, 1, 1, tzinfo=UTC)
+# Answers whether the caller's time budget is spent. The simulator reads no clock itself (it stays pure);
+# the API passes one in and the loop checks it between inputs.
+Deadline = Callable[[], bool]
+
+
+class BudgetExceeded(RuntimeError):
+    """The caller's deadline passed before the run finished; the run stopped where it was."""
 
 
 class _At(BaseModel):
@@ -147,7 +155,8 @@ class Scenario(BaseModel):
 @dataclass
 class TraceEntry:
     at: datetime
-    kind: str  # input | score | stage | grade | route | assign | email | email_held | consent | sla | timer | journey
+    # input | score | stage | grade | route | assign | email | email_held | consent | sla | timer | journey | rule_error
+    kind: str
     detail: dict[str, Any]
 
 
@@ -268,8 +277,11 @@ def run_timeline(
     teams: _VirtualTeams,
     *,
     record_trace: bool = True,
+    deadline: Deadline | None = None,
 ) -> Run:
-    """Feed time-ordered inputs and due timers to ``decide`` until ``end``; carry out commands virtually."""
+    """Feed time-ordered inputs and due timers to ``decide`` until ``end``; carry out commands virtually.
+
+    At most ``MAX_STEPS`` inputs; raises :class:`BudgetExceeded` as soon as ``deadline()`` answers true."""
     state = LeadState(lead_id=lead_id)
     run = Run(state, [], [])
     queue: list[tuple[datetime, Input]] = []
@@ -300,6 +312,8 @@ def run_timeline(
                 queue.append((at, teams.assign(cmd)))
 
     for _ in range(MAX_STEPS):
+        if deadline is not None and deadline():
+            raise BudgetExceeded(f"stopped after {len(run.trace)} trace entries")
         if queue:
             apply(*queue.pop(0))
             continue
@@ -331,9 +345,9 @@ def final_view(state: LeadState) -> dict[str, Any]:
     }
 
 
-def simulate(pb: CompiledPlaybook, scenario: Scenario) -> SimulationResult:
+def simulate(pb: CompiledPlaybook, scenario: Scenario, *, deadline: Deadline | None = None) -> SimulationResult:
     end = scenario.start + parse_duration(scenario.run_for)
-    run = run_timeline(pb, "lead-simulated", _timeline(scenario), end, _VirtualTeams(scenario.reps))
+    run = run_timeline(pb, "lead-simulated", _timeline(scenario), end, _VirtualTeams(scenario.reps), deadline=deadline)
     final = final_view(run.state)
     result = SimulationResult(scenario.name, run.trace, final, run.emails)
     if scenario.expect:
@@ -391,6 +405,12 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
     for hold in (h for h in after.nurture_holds if h not in before.nurture_holds):  # the list is bounded
         detail = {"action": hold.action, "journey": hold.journey_id, "step": hold.step_id, "template": hold.template}
         trace.append(TraceEntry(at, "email_held", detail | {"reason": hold.reason, "until": hold.until}))
+    last_error = before.rule_errors[-1].seq if before.rule_errors else 0
+    for error in after.rule_errors:
+        if error.seq > last_error:
+            trace.append(
+                TraceEntry(at, "rule_error", {"rule": error.rule_id, "message": error.message, "event": error.event_id})
+            )
     for jid, run in after.journeys.items():
         old = before.journeys.get(jid)
         if old is None:

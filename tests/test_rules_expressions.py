@@ -318,7 +318,9 @@ def test_date() -> None:
     assert run('date(lead.created_at) < date("2026-03-02")') is True
     assert run('date(lead.created_at) > date("2026-03-02")') is False
     assert run('event.at > date("2026-03-31")') is True
-    assert run('date("not a date") == null') is True
+    assert run('date(lead.company) == null') is True  # a field that is no date
+    with pytest.raises(ExpressionError, match="is not a date"):
+        compile_expression('date("not a date") == null')
     rule = compile_expression('date("2026-04-01")')
     assert rule({}, None, 0, None, "new", NOW, None) == datetime(2026, 4, 1, tzinfo=UTC)
 
@@ -579,8 +581,19 @@ def test_parse_duration_message_explains_the_format() -> None:
 
 
 @pytest.mark.parametrize("pattern", ["(a+)+$", "(a*)*b", "(x|y*)*z", "((ab)+c?)+", "(?:a{2,})+", "(a|aa)+$", "(.|x)*"])
-def test_patterns_with_nested_repetition_are_refused(pattern: str) -> None:
-    with pytest.raises(ExpressionError, match="repeats a repetition"):
+def test_patterns_with_nested_repetition_run_on_linear_time_re2(pattern: str) -> None:
+    # Refused while patterns ran on Python's backtracking engine; RE2 matches them in linear time.
+    rule = compile_expression(f'matches(lead.title, "{pattern}")')
+    for title in ("a" * 999 + "!", "x" * 999, "ab" * 499 + "!"):
+        rule({"title": title}, None, 0, None, "new", NOW, None)
+
+
+@pytest.mark.parametrize(
+    ("pattern", "reason"),
+    [("(a)\\\\1", "backreferences"), ("vp(?=x)", "lookahead"), ("(?<!x)vp", "lookbehind"), ("a{2000}", "above 1000")],
+)
+def test_patterns_re2_cannot_run_are_refused_with_why(pattern: str, reason: str) -> None:
+    with pytest.raises(ExpressionError, match=reason):
         compile_expression(f'matches(lead.title, "{pattern}")')
 
 

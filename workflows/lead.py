@@ -138,6 +138,7 @@ class LeadWorkflow:
             consent=effective_status(s.consents)[0],
             consents=s.consents,
             nurture_holds=s.nurture_holds,
+            rule_errors=s.rule_errors,
         )
 
     # ---------------------------------------------------------------- main loop

@@ -14,6 +14,7 @@ from rules.model import (
     LeadState,
     NurtureHold,
     Owner,
+    RuleError,
     ScoreChange,
     SendEmail,
 )
@@ -68,6 +69,8 @@ class LeadView:
     consent: ConsentStatus = "unknown"
     consents: list[ConsentRecord] = field(default_factory=list)
     nurture_holds: list[NurtureHold] = field(default_factory=list)
+    # The latest rules that raised for this lead (skipped, the lead moved on); see rules.engine._holds.
+    rule_errors: list[RuleError] = field(default_factory=list)
 
 
 @dataclass

@@ -17,12 +17,27 @@ from api.deps import Authorized, Session, State
 from rules.backtest import LeadHistory, backtest
 from rules.model import TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
-from rules.simulate import Scenario, result_as_dict, simulate
+from rules.simulate import BudgetExceeded, Deadline, Scenario, result_as_dict, simulate
 from store import playbooks, repo, reports
 
 router = APIRouter(tags=["playbooks"], dependencies=[Authorized])
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a published version number")]
 MAX_PLAYBOOK_CHARS = 256 * 1024
+# Simulations and backtests run in a worker thread (the event loop keeps answering) and stop at this budget.
+SIMULATION_BUDGET_SECONDS = 10.0
+BACKTEST_BUDGET_SECONDS = 60.0
+
+
+def _deadline(seconds: float) -> Deadline:
+    end = time.monotonic() + seconds
+    return lambda: time.monotonic() > end
+
+
+def _over_budget(what: str, seconds: float, hint: str) -> HTTPException:
+    return HTTPException(
+        status.HTTP_422_UNPROCESSABLE_CONTENT,
+        f"the {what} took longer than its budget of {seconds:g} s and was stopped; {hint}",
+    )
 
 
 class DraftIn(BaseModel):
@@ -49,7 +64,8 @@ async def compile_draft(state: State, session: Session, text: str) -> CompiledPl
     teams = {t["key"] for t in await repo.list_teams(session)}
     templates = EmailRenderer(state.settings.templates_dir).available()
     try:
-        return load_playbook_text(text, templates=templates, teams=teams)
+        # Off the event loop: a large draft takes a moment to parse and check.
+        return await asyncio.to_thread(load_playbook_text, text, templates=templates, teams=teams)
     except PlaybookError as exc:
         raise issues_response(exc) from exc
 
@@ -86,7 +102,11 @@ async def backtest_playbook(body: BacktestIn, state: State, session: Session) ->
     now = datetime.now(UTC)
     rows = await reports.lead_histories(session, since=now - timedelta(days=body.days), limit=body.limit)
     started = time.perf_counter()
-    report = await asyncio.to_thread(backtest, live, draft, _histories(rows), now)
+    budget = BACKTEST_BUDGET_SECONDS
+    try:
+        report = await asyncio.to_thread(backtest, live, draft, _histories(rows), now, deadline=_deadline(budget))
+    except BudgetExceeded as exc:
+        raise _over_budget("backtest", budget, "replay fewer days or fewer leads (days, limit)") from exc
     return {**asdict(report), "days": body.days, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
 
 
@@ -167,8 +187,11 @@ async def simulate_playbook(body: SimulateIn, state: State, session: Session) ->
         if body.playbook
         else (await state.current_playbook()).compiled
     )
+    budget = SIMULATION_BUDGET_SECONDS
     try:
-        result = simulate(pb, body.scenario)
+        result = await asyncio.to_thread(simulate, pb, body.scenario, deadline=_deadline(budget))
+    except BudgetExceeded as exc:
+        raise _over_budget("simulation", budget, "shorten run_for or send fewer events") from exc
     except (ValueError, OverflowError) as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the scenario cannot run: {exc}") from exc
     return result_as_dict(result)
