@@ -92,10 +92,13 @@ async def test_a_raising_rule_is_recorded_and_the_worker_serves_every_lead(
         good = await start_lead(env.client, settings, bundle, "good-window@example.com", 30)
         bad_view, good_view = await asyncio.wait_for(asyncio.gather(owned_view(bad), owned_view(good)), timeout=60)
 
-        assert [(e.rule_id, e.event_id) for e in bad_view.rule_errors] == [("webinar_window", "w1")]
+        # The rule runs (and raises) for each of the four events; each time it is recorded and skipped.
+        assert [(e.rule_id, e.event_id) for e in bad_view.rule_errors] == [
+            ("webinar_window", event_id) for event_id in ("w1", "e1", "e2", "e3")
+        ]
         assert "days" in bad_view.rule_errors[0].message
-        # Every other rule scored; only the raising one was skipped (it adds 5 for the good lead).
-        assert bad_view.stage == good_view.stage == "sql" and good_view.score == bad_view.score + 5
+        # Every other rule scored; only the raising one was skipped (for the good lead it adds 5 per event).
+        assert bad_view.stage == good_view.stage == "sql" and good_view.score == bad_view.score + 5 * 4
         assert good_view.rule_errors == []
         # The worker kept sending both leads' emails.
         for email in ("bad-window@example.com", "good-window@example.com"):
