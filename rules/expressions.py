@@ -19,6 +19,8 @@ import ast
 import difflib
 import math
 import re
+import re._constants as sre_constants
+import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -188,7 +190,60 @@ def pattern_problem(pattern: str) -> str | None:
         if reason:
             return f"{reason} (patterns run on RE2, which matches in linear time; {detail})"
         return f"not a valid regular expression: {detail}"
+    if _boundary_next_to_non_ascii(pattern):
+        return (
+            "on RE2 a word boundary \\b only knows ASCII letters, so next to Japanese or other non-ASCII text it "
+            "never matches; leave \\b out there, e.g. \\b(vp|director)|部長"
+        )
     return None
+
+
+def _boundary_next_to_non_ascii(pattern: str) -> bool:
+    """``\\b(vp|部長)``: Python's Unicode \\b matched before 部長, RE2's ASCII one never does. Refused rather
+    than silently changing what a rule written for the old engine means."""
+    try:
+        parsed = sre_parse.parse(pattern)
+    except re.error:
+        return False  # syntax only RE2 knows (\\pL, ...): no Python meaning to compare with
+    sequences: list[Any] = [list(parsed)]
+    while sequences:
+        items = sequences.pop()
+        for position, (op, av) in enumerate(items):
+            if op is sre_constants.AT and av in (sre_constants.AT_BOUNDARY, sre_constants.AT_NON_BOUNDARY):
+                before = items[position - 1 : position] if position else []
+                after = items[position + 1 : position + 2]
+                if any(_edge_non_ascii(item, last=True) for item in before) or any(
+                    _edge_non_ascii(item, last=False) for item in after
+                ):
+                    return True
+            elif op is sre_constants.SUBPATTERN:
+                sequences.append(list(av[-1]))
+            elif op is sre_constants.BRANCH:
+                sequences.extend(list(branch) for branch in av[1])
+            elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+                sequences.append(list(av[2]))
+    return False
+
+
+def _edge_non_ascii(item: Any, last: bool) -> bool:
+    """Whether the first (or last) character this parse item matches can be non-ASCII."""
+    op, av = item
+    if op is sre_constants.LITERAL:
+        return bool(av > 127)
+    if op is sre_constants.IN:
+        return any(
+            (kind is sre_constants.LITERAL and value > 127) or (kind is sre_constants.RANGE and value[1] > 127)
+            for kind, value in av
+        )
+    if op is sre_constants.SUBPATTERN:
+        inner = list(av[-1])
+        return bool(inner) and _edge_non_ascii(inner[-1 if last else 0], last)
+    if op is sre_constants.BRANCH:
+        return any(branch and _edge_non_ascii(list(branch)[-1 if last else 0], last) for branch in av[1])
+    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
+        inner = list(av[2])
+        return bool(inner) and _edge_non_ascii(inner[-1 if last else 0], last)
+    return False
 
 
 @lru_cache(maxsize=512)

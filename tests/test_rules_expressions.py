@@ -619,3 +619,11 @@ def test_yaml_backspace_instead_of_word_boundary_is_explained() -> None:
 def test_numbers_in_quotes_are_refused(text: str) -> None:
     with pytest.raises(ExpressionError, match="compare numbers with numbers"):
         compile_expression(text)
+
+
+@pytest.mark.parametrize("pattern", ["\\\\b(vp|部長)", "部長\\\\b", "\\\\bvp|\\\\b課長"])
+def test_an_ascii_only_word_boundary_next_to_japanese_is_refused(pattern: str) -> None:
+    # Python's \b matched before 部長; RE2's is ASCII-only and never would: refused, not silently false.
+    with pytest.raises(ExpressionError, match="only knows ASCII letters"):
+        compile_expression(f'matches(lead.title, "{pattern}")')
+    assert run('matches(lead.title, "\\\\b(vp|director)|部長")', {"title": "営業部長"}) is True
