@@ -318,7 +318,7 @@ def test_date() -> None:
     assert run('date(lead.created_at) < date("2026-03-02")') is True
     assert run('date(lead.created_at) > date("2026-03-02")') is False
     assert run('event.at > date("2026-03-31")') is True
-    assert run('date(lead.company) == null') is True  # a field that is no date
+    assert run("date(lead.company) == null") is True  # a field that is no date
     with pytest.raises(ExpressionError, match="is not a date"):
         compile_expression('date("not a date") == null')
     rule = compile_expression('date("2026-04-01")')
