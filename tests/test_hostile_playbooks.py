@@ -239,3 +239,29 @@ def test_health_answers_while_a_long_simulation_runs(client: TestClient, monkeyp
     assert still_running, "the simulation finished too early to prove anything"
     assert answers == [422]
     assert max(latencies) < 0.5, f"/health/live took up to {max(latencies):.2f} s during a simulation"
+
+
+def test_backtest_stops_at_its_deadline() -> None:
+    from rules.backtest import LeadHistory, backtest
+    from rules.simulate import BudgetExceeded
+
+    pb = _window_playbook()
+    history = LeadHistory("lead-1", {"email": "a@example.com"}, NOW)
+    with pytest.raises(BudgetExceeded):
+        backtest(pb, pb, [history], NOW, deadline=lambda: True)
+
+
+def test_a_version_published_before_the_limits_keeps_running() -> None:
+    # Stored versions compile without today's argument checks: a running lead must never find its
+    # pinned playbook refused. Out-of-range rules are then false or recorded as rule errors.
+    from rules.playbook import compiled_from_document
+
+    text = scoring('count("webinar_attended", days=1000000) >= 1 or matches(lead.title, "vp(?=x)")')
+    document = parse_yaml(text).document
+    with pytest.raises(PlaybookError):
+        load_playbook_text(text)
+    pb = compiled_from_document(document, "v-old")
+    state = LeadState("lead-3")
+    decide(state, LeadUpserted({"email": "a@example.com", "title": "vpx"}), NOW, pb)
+    decide(state, EventsReceived([TrackedEvent("ev-1", "webinar_attended", NOW)]), NOW, pb)
+    assert state.score == 0 and [e.rule_id for e in state.rule_errors] == ["hostile"]
