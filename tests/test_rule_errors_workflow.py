@@ -12,10 +12,10 @@ from datetime import UTC, datetime
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.lead_ids import lead_id_for
+from payload_converter import data_converter
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
 from rules.playbook import document_hash
 from runtime import build_worker, load_active_playbook
@@ -33,7 +33,7 @@ WINDOW_RULE = {"id": "webinar_window", "points": 5, "when": 'count("webinar_atte
 @pytest.fixture(scope="module")
 async def env() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_time_skipping(
-        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=pydantic_data_converter
+        test_server_existing_path=venv_binary("temporal-test-server"), data_converter=data_converter
     )
     yield environment
     await environment.shutdown()
