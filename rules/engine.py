@@ -17,7 +17,7 @@ from typing import Any
 from rules import send_window
 from rules.clock import add_business_time, next_weekday_time, zone
 from rules.consent import nurture_blocked, record_consent
-from rules.expressions import parse_duration
+from rules.expressions import RuleArgumentError, parse_duration
 from rules.model import (
     AssignmentFailed,
     AssignRep,
@@ -128,7 +128,11 @@ def _history(state: LeadState):  # type: ignore[no-untyped-def]
         times = state.event_times.get(event_type, [])
         if days is None:
             return len(times)
-        return len(times) - bisect_left(times, now - timedelta(days=days))
+        try:
+            since = now - timedelta(days=days)
+        except (OverflowError, ValueError):
+            raise RuleArgumentError(f"count(..., days={days:g}): that window cannot be computed") from None
+        return len(times) - bisect_left(times, since)
 
     return count
 

@@ -19,15 +19,12 @@ import ast
 import difflib
 import math
 import re
-import re._constants as sre_constants
-import re._parser as sre_parse
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
-from functools import lru_cache
 from typing import Any
 
-import re2
+from rules.patterns import ENGINES, pattern_problem
 
 MAX_LENGTH = 2000
 MAX_DURATION_SECONDS = 100 * 366 * 86400
@@ -140,124 +137,6 @@ def _neg(value: Any) -> Any:
     return -value if _number(value) else None
 
 
-MAX_MATCH_TEXT = 1000  # characters of a field a pattern looks at
-MAX_PATTERN_LENGTH = 500
-PATTERN_MEMORY = 1 << 20  # bytes RE2 may use for one compiled pattern (bigger ones are refused)
-
-
-def _re2_options() -> re2.Options:
-    options = re2.Options()
-    options.case_sensitive = False
-    options.never_capture = True  # only "does it match" is asked
-    options.log_errors = False
-    options.max_mem = PATTERN_MEMORY
-    return options
-
-
-_RE2_OPTIONS = _re2_options()
-# RE2's own words -> what a marketer can do about it
-_RE2_REASONS = (
-    ("invalid escape sequence: \\Z", "write \\z instead of \\Z for the end of the text"),
-    ("invalid escape sequence: \\", "backreferences (\\1, \\2, ...) are not supported"),
-    ("invalid perl operator: (?=", "lookahead (?=...) is not supported"),
-    ("invalid perl operator: (?!", "negative lookahead (?!...) is not supported"),
-    ("invalid perl operator: (?<", "lookbehind (?<=...) / (?<!...) is not supported"),
-    ("invalid perl operator: (?P", "backreferences (?P=name) are not supported"),
-    ("invalid repetition size", "a repetition count above 1000 is not supported"),
-    ("pattern too large", "the pattern is too large once its repetitions are expanded"),
-)
-
-
-def pattern_problem(pattern: str) -> str | None:
-    """Why a pattern cannot be used, in plain words (None when it can).
-
-    Patterns run on RE2, whose matching time is linear in the text: no pattern can backtrack
-    catastrophically (``(a+)+$`` is as fast as ``a+``), so none needs a wall-clock timeout, which workflow
-    code could not use anyway. What RE2 cannot do (backreferences, lookaround) is refused here, with why.
-    """
-    if any(ord(c) < 32 for c in pattern):
-        return (
-            "it contains a control character; in YAML double quotes write \\\\b for a word boundary "
-            "(or use single quotes: '\\b')"
-        )
-    if len(pattern) > MAX_PATTERN_LENGTH:
-        return f"it is longer than {MAX_PATTERN_LENGTH} characters"
-    try:
-        re2.compile(pattern, _RE2_OPTIONS)
-    except re2.error as exc:
-        detail = exc.args[0].decode("utf-8", "replace") if exc.args and isinstance(exc.args[0], bytes) else str(exc)
-        reason = next((why for prefix, why in _RE2_REASONS if detail.startswith(prefix)), None)
-        if reason:
-            return f"{reason} (patterns run on RE2, which matches in linear time; {detail})"
-        return f"not a valid regular expression: {detail}"
-    if _boundary_next_to_non_ascii(pattern):
-        return (
-            "on RE2 a word boundary \\b only knows ASCII letters, so next to Japanese or other non-ASCII text it "
-            "never matches; leave \\b out there, e.g. \\b(vp|director)|部長"
-        )
-    return None
-
-
-def _boundary_next_to_non_ascii(pattern: str) -> bool:
-    """``\\b(vp|部長)``: Python's Unicode \\b matched before 部長, RE2's ASCII one never does. Refused rather
-    than silently changing what a rule written for the old engine means."""
-    try:
-        parsed = sre_parse.parse(pattern)
-    except re.error:
-        return False  # syntax only RE2 knows (\\pL, ...): no Python meaning to compare with
-    sequences: list[Any] = [list(parsed)]
-    while sequences:
-        items = sequences.pop()
-        for position, (op, av) in enumerate(items):
-            if op is sre_constants.AT and av in (sre_constants.AT_BOUNDARY, sre_constants.AT_NON_BOUNDARY):
-                before = items[position - 1 : position] if position else []
-                after = items[position + 1 : position + 2]
-                if any(_edge_non_ascii(item, last=True) for item in before) or any(
-                    _edge_non_ascii(item, last=False) for item in after
-                ):
-                    return True
-            elif op is sre_constants.SUBPATTERN:
-                sequences.append(list(av[-1]))
-            elif op is sre_constants.BRANCH:
-                sequences.extend(list(branch) for branch in av[1])
-            elif op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-                sequences.append(list(av[2]))
-    return False
-
-
-def _edge_non_ascii(item: Any, last: bool) -> bool:
-    """Whether the first (or last) character this parse item matches can be non-ASCII."""
-    op, av = item
-    if op is sre_constants.LITERAL:
-        return bool(av > 127)
-    if op is sre_constants.IN:
-        return any(
-            (kind is sre_constants.LITERAL and value > 127) or (kind is sre_constants.RANGE and value[1] > 127)
-            for kind, value in av
-        )
-    if op is sre_constants.SUBPATTERN:
-        inner = list(av[-1])
-        return bool(inner) and _edge_non_ascii(inner[-1 if last else 0], last)
-    if op is sre_constants.BRANCH:
-        return any(branch and _edge_non_ascii(list(branch)[-1 if last else 0], last) for branch in av[1])
-    if op in (sre_constants.MAX_REPEAT, sre_constants.MIN_REPEAT):
-        inner = list(av[2])
-        return bool(inner) and _edge_non_ascii(inner[-1 if last else 0], last)
-    return False
-
-
-@lru_cache(maxsize=512)
-def _regex(pattern: str) -> Any:
-    return None if pattern_problem(pattern) else re2.compile(pattern, _RE2_OPTIONS)
-
-
-def _matches(text: Any, pattern: Any) -> bool:
-    if not (isinstance(text, str) and isinstance(pattern, str)):
-        return False
-    compiled = _regex(pattern)  # a pattern read from a field is checked here, not at compile time
-    return compiled is not None and compiled.search(text[:MAX_MATCH_TEXT]) is not None
-
-
 def _contains(haystack: Any, needle: Any) -> bool:
     return _in(needle, haystack)
 
@@ -300,11 +179,11 @@ def _days_since(now: datetime, value: Any) -> float | None:
     return None if when is None else (now - when).total_seconds() / 86400
 
 
-MAX_COUNT_DAYS = 36600  # count(..., days=N): a window of at most a hundred years
+MAX_COUNT_DAYS = 36600  # count(..., days=N) written in a rule: a window of at most a hundred years
 
 
 class RuleArgumentError(ValueError):
-    """A value read at run time is outside what a function accepts (the rule is skipped and recorded)."""
+    """A value read at run time is outside what a function can compute (the rule is skipped and recorded)."""
 
 
 def _count(
@@ -312,11 +191,9 @@ def _count(
 ) -> int:
     if not isinstance(event_type, str):
         return 0
-    if not isinstance(days, int | float) or isinstance(days, bool):
-        return history(event_type, None, now)
-    if not (math.isfinite(days) and 0 < days <= MAX_COUNT_DAYS):
-        raise RuleArgumentError(f"count(..., days={days!r}): days must be above 0 and at most {MAX_COUNT_DAYS}")
-    return history(event_type, float(days), now)
+    # Values from fields are not range-checked here: what computed before must count the same on replay;
+    # what cannot be computed (a window reaching before year 1) raises RuleArgumentError from the history.
+    return history(event_type, float(days) if isinstance(days, int | float) else None, now)
 
 
 RUNTIME: dict[str, Any] = {
@@ -333,7 +210,7 @@ RUNTIME: dict[str, Any] = {
     "_mul": _arith(lambda a, b: a * b, numbers_only=True),
     "_div": _arith(lambda a, b: a / b, numbers_only=True),
     "_neg": _neg,
-    "_matches": _matches,
+    "_matches": ENGINES["re2"],
     "_contains": _contains,
     "_starts_with": _starts_with,
     "_ends_with": _ends_with,
@@ -375,9 +252,13 @@ class Vocabulary:
     # Refuse constant arguments outside a function's range (off only to keep compiling versions published
     # before a limit existed: at run time such a rule is false or recorded as a rule error).
     check_arguments: bool = True
+    # Which engine runs matches() (rules.patterns.ENGINES): "python" only to replay runs recorded before RE2.
+    regex_engine: str = "re2"
 
     def with_fields(self, extra: Iterable[str]) -> Vocabulary:
-        return Vocabulary(self.lead_fields | frozenset(extra), self.allow_event, self.check_arguments)
+        return Vocabulary(
+            self.lead_fields | frozenset(extra), self.allow_event, self.check_arguments, self.regex_engine
+        )
 
 
 def _suggest(word: str, options: Iterable[str]) -> str:
@@ -657,7 +538,8 @@ def compile_expression(text: str, vocabulary: Vocabulary | None = None) -> Compi
     )
     ast.fix_missing_locations(func)
     code = compile(func, "<rule>", "eval")
-    return eval(code, dict(RUNTIME))  # noqa: S307 - a checked, rewritten tree, never marketer text
+    runtime = dict(RUNTIME, _matches=ENGINES[vocabulary.regex_engine])
+    return eval(code, runtime)  # noqa: S307 - a checked, rewritten tree, never marketer text
 
 
 def parse_duration(text: str | int | float) -> timedelta:

@@ -537,9 +537,12 @@ def document_hash(document: dict[str, Any]) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def _compile_all(source: Source, pb: Playbook, issues: list[PlaybookIssue], strict: bool) -> dict[str, Any]:
-    lead_only = Vocabulary(allow_event=False, check_arguments=strict).with_fields(pb.fields)
-    with_event = Vocabulary(check_arguments=strict).with_fields(pb.fields)
+def _compile_all(
+    source: Source, pb: Playbook, issues: list[PlaybookIssue], strict: bool, regex_engine: str
+) -> dict[str, Any]:
+    lead_only = Vocabulary(allow_event=False, check_arguments=strict, regex_engine=regex_engine)
+    lead_only = lead_only.with_fields(pb.fields)
+    with_event = Vocabulary(check_arguments=strict, regex_engine=regex_engine).with_fields(pb.fields)
 
     def comp(text: str, path: Path, vocabulary: Vocabulary) -> Callable[..., Any]:
         try:
@@ -785,6 +788,7 @@ def compile_source(
     templates: set[str] | None = None,
     teams: set[str] | None = None,
     strict: bool = True,
+    regex_engine: str = "re2",
 ) -> CompiledPlaybook:
     """Validate the whole playbook (raising every problem at once) and compile its rules.
 
@@ -795,7 +799,7 @@ def compile_source(
     except ValidationError as exc:
         raise PlaybookError(_pydantic_issues(source, exc) + _raw_expression_issues(source)) from None
     issues: list[PlaybookIssue] = []
-    compiled = _compile_all(source, model, issues, strict)
+    compiled = _compile_all(source, model, issues, strict, regex_engine)
     _check_references(source, model, templates, teams, issues, strict)
     if issues:
         raise PlaybookError(issues)
@@ -809,12 +813,12 @@ def load_playbook_text(text: str, **kwargs: Any) -> CompiledPlaybook:
 _CACHE: dict[str, CompiledPlaybook] = {}
 
 
-def compiled_from_document(document: dict[str, Any], version: str) -> CompiledPlaybook:
-    """Compile a published playbook once per worker process (keyed by content hash: versions are
-    immutable, so this cache is deterministic for workflow code)."""
-    key = f"{version}:{document_hash(document)}"
+def compiled_from_document(document: dict[str, Any], version: str, regex_engine: str = "re2") -> CompiledPlaybook:
+    """Compile a published playbook once per worker process (keyed by content hash and regex engine:
+    versions are immutable, so this cache is deterministic for workflow code)."""
+    key = f"{version}:{document_hash(document)}:{regex_engine}"
     cached = _CACHE.get(key)
     if cached is None:
-        cached = compile_source(Source(document, {}), version=version, strict=False)
+        cached = compile_source(Source(document, {}), version=version, strict=False, regex_engine=regex_engine)
         _CACHE[key] = cached
     return cached

@@ -147,7 +147,9 @@ class LeadWorkflow:
 
     @workflow.run
     async def run(self, start: LeadStart) -> None:
-        self._playbook = compiled_from_document(start.playbook.document, start.playbook.version)
+        # Rule patterns run on RE2 (linear time) from this change on; runs recorded before keep Python's re.
+        engine = "re2" if workflow.patched("rules-re2-patterns") else "python"
+        self._playbook = compiled_from_document(start.playbook.document, start.playbook.version, engine)
         options = self._options = start.options
         # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
         # timeout timer per wake-up and an upsert per score change: two fewer history events per signal.
