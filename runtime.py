@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.worker import Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
@@ -11,7 +12,8 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.email import EmailActivities, Mailer
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
-from payload_converter import data_converter
+from privacy.codec import LeadPayloadCodec, lead_data_converter
+from privacy.keys import KeyRing, MasterKeys
 from rules.playbook import CompiledPlaybook, document_hash, parse_yaml
 from rules.playbook import compile_source as compile_playbook
 from settings import Settings
@@ -19,14 +21,35 @@ from workflows.lead import LeadWorkflow
 from workflows.payloads import PlaybookBundle
 
 
-async def connect_temporal(settings: Settings) -> Client:
+def key_ring(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> KeyRing:
+    previous = settings.master_key_previous
+    masters = MasterKeys(settings.secret("master_key"), [previous.get_secret_value()] if previous is not None else None)
+    return KeyRing(sessions, masters, max_cached=settings.key_cache_size, ttl_seconds=settings.key_cache_seconds)
+
+
+async def connect_temporal(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Client:
+    """A client whose payloads for lead workflows are sealed with the lead's data key (privacy/codec.py)."""
     return await Client.connect(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
         tls=settings.temporal_tls,
-        data_converter=data_converter,
+        data_converter=lead_data_converter(key_ring(settings, sessions)),
     )
+
+
+def lead_codec(client: Client) -> LeadPayloadCodec | None:
+    codec = client.data_converter.payload_codec
+    return codec if isinstance(codec, LeadPayloadCodec) else None
+
+
+def with_lead_codec(client: Client, settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> Client:
+    """The same connection with leadflow's codec, for a client made elsewhere (tests, tools)."""
+    if lead_codec(client) is not None:
+        return client
+    config = client.config()
+    config["data_converter"] = lead_data_converter(key_ring(settings, sessions))
+    return Client(**config)
 
 
 @dataclass(frozen=True)
@@ -61,6 +84,8 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 
 
 def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
+    # A worker without the codec would fail on every sealed payload: give it one whatever the caller passed.
+    client = with_lead_codec(client, settings, sessions)
     emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir)))
     leads = LeadActivities(sessions)
     return Worker(

@@ -42,6 +42,15 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     # Secret for the keyed hash that turns a normalized email into a lead id (no personal data in ids).
     id_key: SecretStr | None = None
+    # Wraps every lead's data key (payload encryption in Temporal; erasure destroys the data key).
+    # make run generates one under .data/ when unset. Losing it makes every lead's history unreadable.
+    master_key: SecretStr | None = None
+    # During a master key rotation only: the old key, still accepted for unwrapping (see README).
+    master_key_previous: SecretStr | None = None
+    # Unwrapped data keys cached per process: how many, and for how long (an erased lead's key may
+    # survive this long in the memory of processes other than the one that erased it).
+    key_cache_size: int = 10_000
+    key_cache_seconds: float = 300.0
 
     playbook_path: Path = ROOT / "playbooks" / "default.yaml"
     templates_dir: Path = ROOT / "templates"
@@ -77,7 +86,7 @@ class Settings(BaseSettings):
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
 
     def secret(self, name: str) -> str:
-        """api_key / id_key, falling back to the file make run writes under data_dir."""
+        """api_key / id_key / master_key, falling back to the file make run writes under data_dir."""
         value: SecretStr | None = getattr(self, name)
         if value is not None and value.get_secret_value():
             return value.get_secret_value()

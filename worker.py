@@ -15,9 +15,10 @@ from store.db import make_engine, make_sessionmaker
 async def main() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
-    client = await connect_temporal(settings)
     engine = make_engine(settings.resolved_database_url())
-    worker = build_worker(client, settings, make_sessionmaker(engine))
+    sessions = make_sessionmaker(engine)
+    client = await connect_temporal(settings, sessions)
+    worker = build_worker(client, settings, sessions)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

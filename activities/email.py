@@ -26,6 +26,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
+from activities.suppression import SUPPRESSED, refuse_if_suppressed
 from rules.addresses import AddressProblem, MailAddress, header_text, sendable_address
 from rules.model import SendEmail
 from settings import Settings
@@ -90,6 +91,13 @@ class Mailer:
             msg = self._message(mail, wire, rendered)
         except _Permanent as exc:
             await self._fail(mail, lead_id, to_addr, subject, exc)
+        try:
+            # The address as the lead holds it: the erasure hashed that same value.
+            await refuse_if_suppressed(self.sessions, mail.to, self.settings.secret("id_key"))
+        except ApplicationError:
+            # No address in the ledger row: the suppressed person may be an erased one.
+            await self._record(mail, lead_id, "", "", "suppressed", SUPPRESSED)
+            raise
         try:
             await self._deliver(msg, wire)
         except Exception as exc:

@@ -84,7 +84,7 @@ class AppState:
             async with self._lock:
                 if self._client is None:
                     try:
-                        self._client = await asyncio.wait_for(connect_temporal(self.settings), 10)
+                        self._client = await asyncio.wait_for(connect_temporal(self.settings, self.sessions), 10)
                     except Exception as exc:  # any connect failure means the same thing to the caller
                         raise ServiceUnavailable(f"Temporal at {self.settings.temporal_address}: {exc}") from exc
         return self._client

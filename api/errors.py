@@ -11,6 +11,7 @@ from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Overloaded, ServiceUnavailable
+from privacy.keys import LeadErased
 
 log = logging.getLogger("leadflow.api")
 RETRY_AFTER = {"Retry-After": "2"}
@@ -58,9 +59,18 @@ async def _rpc(request: Request, exc: RPCError) -> JSONResponse:
     return await _unavailable(request, exc)
 
 
+async def _erased(_: Request, exc: LeadErased) -> JSONResponse:
+    # The codec refuses to seal anything for an erased lead: a new post for that person ends here.
+    return JSONResponse(
+        {"detail": f"{exc}; the address is suppressed and this lead cannot be recreated"},
+        status_code=status.HTTP_410_GONE,
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceUnavailable, _unavailable)
     app.add_exception_handler(OperationalError, _unavailable)
     app.add_exception_handler(RPCError, _rpc)  # type: ignore[arg-type]
+    app.add_exception_handler(LeadErased, _erased)  # type: ignore[arg-type]

@@ -2,11 +2,13 @@
 
 leadflow validate playbooks/default.yaml
 leadflow simulate playbooks/examples/seed_story.yaml [--playbook draft.yaml] [--json]
+leadflow rewrap-keys   (master key rotation: LEADFLOW_MASTER_KEY new, LEADFLOW_MASTER_KEY_PREVIOUS old)
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from pathlib import Path
@@ -38,6 +40,28 @@ def render(result: SimulationResult, start) -> str:  # type: ignore[no-untyped-d
     return "\n".join(lines)
 
 
+async def rewrap_keys() -> int:
+    from cli.keys import rewrap_all
+    from privacy.keys import KeyUnavailable
+    from runtime import key_ring
+    from settings import get_settings
+    from store.db import make_engine, make_sessionmaker, run_migrations
+
+    settings = get_settings()
+    await asyncio.to_thread(run_migrations, settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        masters = key_ring(settings, make_sessionmaker(engine)).masters
+        changed = await rewrap_all(make_sessionmaker(engine), masters)
+    except KeyUnavailable as exc:
+        print(f"rewrap-keys: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        await engine.dispose()
+    print(f"re-wrapped {changed} data keys with master key {masters.current.key_id}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="leadflow", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -49,7 +73,10 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("scenarios", type=Path, nargs="+")
     sim.add_argument("--playbook", type=Path, default=ROOT / "playbooks" / "default.yaml")
     sim.add_argument("--json", action="store_true", help="print the trace as JSON")
+    sub.add_parser("rewrap-keys", help="re-wrap every lead's data key with the current master key")
     args = parser.parse_args(argv)
+    if args.command == "rewrap-keys":
+        return asyncio.run(rewrap_keys())
     try:
         pb = load(args.playbook)
     except PlaybookError as exc:

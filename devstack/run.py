@@ -46,7 +46,7 @@ T = TypeVar("T")
 
 STOP_TIMEOUT = 15.0  # per child; the worker finishes in-flight activities on SIGTERM
 READY_TIMEOUT = 60.0
-SECRET_NAMES = ("api_key", "id_key")
+SECRET_NAMES = ("api_key", "id_key", "master_key")
 DEMO_TEAMS = Path(__file__).with_name("demo_team.yaml")
 
 

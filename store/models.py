@@ -18,6 +18,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Text,
@@ -246,3 +247,32 @@ class PlaybookVersion(Base):
     document: Mapped[str] = mapped_column(Text())
     created_at: Mapped[datetime]
     published: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())
+
+
+class LeadKey(Base):
+    """A lead's data key (AES-256-GCM) for its Temporal payloads, wrapped by the master key.
+
+    Erasure clears ``wrapped_key`` and sets ``erased_at``: the histories encrypted with it become
+    unreadable (crypto-shredding), and the row stays as the record that this lead was erased.
+    """
+
+    __tablename__ = "lead_keys"
+
+    lead_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    key_id: Mapped[str] = mapped_column(unique=True)
+    # Which master key wrapped it (a fingerprint, never the key): rotation re-wraps the others.
+    master_key_id: Mapped[str | None] = mapped_column(index=True)
+    wrapped_key: Mapped[bytes | None] = mapped_column(LargeBinary())
+    created_at: Mapped[datetime]
+    erased_at: Mapped[datetime | None]
+
+
+class Suppression(Base):
+    """Addresses no email may go to, as a keyed hash (an erased person's address is not kept in clear)."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    address_hash: Mapped[str] = mapped_column(unique=True)
+    reason: Mapped[str]  # erased (unsubscribed, hard_bounce, complaint, manual: issue 7 item 3)
+    created_at: Mapped[datetime]

@@ -73,6 +73,7 @@ class LeadWorkflow:
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_deadline: datetime | None = None
         self._timer_fired = False
+        self._erase_requested = False
 
     # ---------------------------------------------------------------- handlers
 
@@ -83,6 +84,14 @@ class LeadWorkflow:
     @workflow.signal
     def events(self, batch: EventsReceived) -> None:
         self._inbox.append(batch)
+
+    @workflow.signal
+    def erase(self) -> None:
+        """Right to erasure: take no more inputs, let in-flight activities finish, end the workflow.
+
+        The API then anonymises the store and destroys the lead's data key (privacy/codec.py).
+        """
+        self._erase_requested = True
 
     @workflow.update
     async def log_touch(self, touch: TouchLogged) -> LeadView:
@@ -158,6 +167,10 @@ class LeadWorkflow:
             self._projected_view = material_view(self._state)
         while True:
             await (self._sleep_until_work() if self._v2 else self._sleep_until_work_v1())
+            if self._erase_requested:
+                # Nothing after the erasure may reach the store: wait out projections and sends in flight.
+                await workflow.wait_condition(lambda: not self._tasks)
+                return
             self._applying = True
             try:
                 self._apply_due_inputs()
@@ -187,14 +200,14 @@ class LeadWorkflow:
 
     async def _sleep_until_work(self) -> None:
         deadline = self._next_deadline()
-        if self._inbox or (deadline is not None and deadline <= workflow.now()):
+        if self._inbox or self._erase_requested or (deadline is not None and deadline <= workflow.now()):
             return
         if deadline != self._timer_deadline or self._timer_fired:
             if self._timer_task is not None:
                 self._timer_task.cancel()
             self._timer_deadline, self._timer_fired = deadline, False
             self._timer_task = asyncio.create_task(self._wake_at(deadline)) if deadline else None
-        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired)
+        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired or self._erase_requested)
 
     async def _wake_at(self, deadline: datetime) -> None:
         await workflow.sleep(max((deadline - workflow.now()).total_seconds(), 0.001))
@@ -207,10 +220,10 @@ class LeadWorkflow:
         timeout = None
         if deadlines:
             timeout = max((min(deadlines) - workflow.now()).total_seconds(), 0.0)
-        if self._inbox or timeout == 0.0:
+        if self._inbox or self._erase_requested or timeout == 0.0:
             return
         try:
-            await workflow.wait_condition(lambda: bool(self._inbox), timeout=timeout)
+            await workflow.wait_condition(lambda: bool(self._inbox) or self._erase_requested, timeout=timeout)
         except TimeoutError:
             pass
 

@@ -1,27 +1,32 @@
 """Leads: create or merge (signal-with-start), live state (query), events (signal), touches and consent
-(updates)."""
+(updates), erasure (signal, then shred and anonymise)."""
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
-from temporalio.client import WorkflowUpdateFailedError
+from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
+from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Authorized, Session, State
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn, refuse_unsendable
+from privacy.keys import LeadErased
 from rules.model import ConsentRecorded, EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
-from store import repo
+from runtime import lead_codec
+from store import privacy, repo
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadStart, LeadView
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=15)
+ERASE_STOP_SECONDS = 30.0
 router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized])
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
 
@@ -172,3 +177,45 @@ async def record_consent(lead_id: LeadId, body: ConsentIn, state: State) -> Lead
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
         raise
     return view
+
+
+async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) -> tuple[bool, str | None]:
+    """Signal ``erase`` and wait until the workflow has ended. Returns (it was running, the lead's email)."""
+    async with state.temporal_call() as client:
+        handle = client.get_workflow_handle(lead_id)
+        if email is None:  # not projected yet: ask the live lead
+            try:
+                view: LeadView = await handle.query(LeadWorkflow.view, rpc_timeout=QUERY_TIMEOUT)
+                email = view.attributes.get("email")
+            except (RPCError, LeadErased, WorkflowQueryFailedError):
+                pass
+        try:
+            await handle.signal(LeadWorkflow.erase)
+        except RPCError as exc:
+            if exc.status == RPCStatusCode.NOT_FOUND:  # never started, or ended (an erasure asked again)
+                return False, email
+            raise
+        try:
+            await asyncio.wait_for(handle.result(), ERASE_STOP_SECONDS)
+        except TimeoutError as exc:
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the lead's workflow did not stop within {ERASE_STOP_SECONDS:.0f} s (is a worker running?): "
+                "nothing was erased yet, retry the DELETE",
+                headers={"Retry-After": "5"},
+            ) from exc
+    return True, email
+
+
+@router.delete("/{lead_id}", response_model=ErasureOutcome)
+async def erase_lead(lead_id: LeadId, state: State, session: Session) -> ErasureOutcome:
+    """Right to erasure: end the lead's workflow, destroy its data key (Temporal's histories of it become
+    unreadable), suppress the address (as a keyed hash) and anonymise the store. Safe to repeat."""
+    email = await privacy.lead_email(session, lead_id)
+    known = await repo.get_lead(session, lead_id) is not None or await privacy.get_lead_key(session, lead_id)
+    running, email = await _stop_for_erasure(state, lead_id, email)
+    if not (known or running or await repo.list_touchpoints(session, lead_id, limit=1)):
+        raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
+    client = await state.temporal()
+    codec = lead_codec(client)
+    return await erase_person(state.sessions, codec.keys if codec else None, lead_id, email, state.id_key)

@@ -1,0 +1,49 @@
+"""Erasing a person (right to erasure) once their lead's workflow has ended.
+
+Three steps, each idempotent so an interrupted erasure is finished by asking again:
+destroy the lead's data key (its Temporal histories become unreadable: crypto-shredding), put the
+address on the suppression list as a keyed hash (a re-import or a new form cannot mail them), and
+anonymise the store (reports keep counting the lead; nothing identifies the person).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from privacy.addresses import address_hash
+from privacy.keys import KeyRing
+from store import privacy
+
+ERASED = "erased"
+
+
+@dataclass
+class ErasureOutcome:
+    lead_id: str
+    key_destroyed: bool
+    suppressed: bool
+    anonymised: dict[str, int] = field(default_factory=dict)
+
+
+async def erase_person(
+    sessions: async_sessionmaker[AsyncSession],
+    keys: KeyRing | None,
+    lead_id: str,
+    email: str | None,
+    hash_key: str,
+) -> ErasureOutcome:
+    """Shred, suppress, anonymise. Call only after the lead's workflow has ended (it writes the store)."""
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        destroyed = await privacy.destroy_lead_key(session, lead_id, now)
+    if keys is not None:
+        keys.forget(lead_id)
+    if email:
+        async with sessions() as session:
+            await privacy.suppress(session, address_hash(email, hash_key), ERASED, now)
+    async with sessions() as session:
+        anonymised = await privacy.anonymise_lead(session, lead_id)
+    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised)

@@ -1,0 +1,172 @@
+"""Store side of the right to erasure: per-lead data keys, the suppression list, anonymising a lead.
+
+Kept apart from repo.py (the read model's everyday queries) because these functions destroy data:
+every one of them is idempotent, so an interrupted erasure is finished by running it again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from store.models import EmailRow, Lead, LeadKey, Suppression, Touchpoint
+from store.repo import _insert, _writing
+
+# Lead columns that reports count by and that identify nobody; every other personal column is cleared.
+KEPT_ATTRIBUTES = (
+    "source",
+    "utm_source",
+    "utm_medium",
+    "utm_campaign",
+    "utm_term",
+    "utm_content",
+    "country",
+    "industry",
+    "company_size",
+)
+CLEARED_LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title")
+ERASED_ADDRESS = "(erased)"
+
+
+# ---------------------------------------------------------------- data keys
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    lead_id: str
+    key_id: str
+    master_key_id: str | None
+    wrapped_key: bytes | None  # None once erased
+
+    @property
+    def erased(self) -> bool:
+        return self.wrapped_key is None
+
+
+def _stored(row: Any) -> StoredKey:
+    return StoredKey(row.lead_id, row.key_id, row.master_key_id, row.wrapped_key)
+
+
+async def get_lead_key(session: AsyncSession, lead_id: str) -> StoredKey | None:
+    row = (await session.execute(select(LeadKey).where(LeadKey.lead_id == lead_id))).scalar_one_or_none()
+    return _stored(row) if row is not None else None
+
+
+async def add_lead_key(
+    session: AsyncSession, *, lead_id: str, key_id: str, master_key_id: str, wrapped_key: bytes, now: datetime
+) -> StoredKey:
+    """Store a new lead's key unless one exists; returns the one that won (two processes may race)."""
+    async with _writing(session):
+        await session.execute(
+            _insert(session, LeadKey)
+            .values(
+                lead_id=lead_id, key_id=key_id, master_key_id=master_key_id, wrapped_key=wrapped_key, created_at=now
+            )
+            .on_conflict_do_nothing(index_elements=["lead_id"])
+        )
+    stored = await get_lead_key(session, lead_id)
+    assert stored is not None
+    return stored
+
+
+async def destroy_lead_key(session: AsyncSession, lead_id: str, now: datetime) -> bool:
+    """Crypto-shred: forget the wrapped key for good. False when the lead never had a key.
+
+    A lead without a key yet gets an erased row, so a later payload for it is refused too.
+    """
+    async with _writing(session):
+        result = await session.execute(
+            update(LeadKey)
+            .where(LeadKey.lead_id == lead_id, LeadKey.erased_at.is_(None))
+            .values(wrapped_key=None, erased_at=now)
+        )
+        if result.rowcount == 0:
+            await session.execute(
+                _insert(session, LeadKey)
+                .values(lead_id=lead_id, key_id=f"erased-{lead_id}", wrapped_key=None, created_at=now, erased_at=now)
+                .on_conflict_do_nothing(index_elements=["lead_id"])
+            )
+    return result.rowcount == 1
+
+
+async def keys_wrapped_by_other_masters(session: AsyncSession, master_key_id: str, limit: int = 500) -> list[StoredKey]:
+    """Live keys still wrapped by another master key than ``master_key_id`` (work left for rotation)."""
+    stmt = (
+        select(LeadKey)
+        .where(LeadKey.wrapped_key.is_not(None), LeadKey.master_key_id != master_key_id)
+        .order_by(LeadKey.lead_id)
+        .limit(limit)
+    )
+    return [_stored(row) for row in (await session.execute(stmt)).scalars()]
+
+
+async def rewrap_lead_key(
+    session: AsyncSession, *, lead_id: str, old_master_key_id: str | None, master_key_id: str, wrapped_key: bytes
+) -> bool:
+    """Replace a key's wrapping, only if nobody erased or re-wrapped it meanwhile."""
+    async with _writing(session):
+        result = await session.execute(
+            update(LeadKey)
+            .where(
+                LeadKey.lead_id == lead_id,
+                LeadKey.wrapped_key.is_not(None),
+                LeadKey.master_key_id == old_master_key_id,
+            )
+            .values(master_key_id=master_key_id, wrapped_key=wrapped_key)
+        )
+    return result.rowcount == 1
+
+
+# ---------------------------------------------------------------- suppression
+
+
+async def suppress(session: AsyncSession, address_hash: str, reason: str, now: datetime) -> None:
+    """Put an address (as its keyed hash) on the suppression list; a second call keeps the first reason."""
+    async with _writing(session):
+        await session.execute(
+            _insert(session, Suppression)
+            .values(address_hash=address_hash, reason=reason, created_at=now)
+            .on_conflict_do_nothing(index_elements=["address_hash"])
+        )
+
+
+async def suppression_reason(session: AsyncSession, address_hash: str) -> str | None:
+    """Why this address may not be mailed, or None when it may."""
+    stmt = select(Suppression.reason).where(Suppression.address_hash == address_hash)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+# ---------------------------------------------------------------- anonymising
+
+
+async def lead_email(session: AsyncSession, lead_id: str) -> str | None:
+    stmt = select(Lead.email).where(Lead.id == lead_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def anonymise_lead(session: AsyncSession, lead_id: str) -> dict[str, int]:
+    """Strip everything personal about a lead from the store; keep what reports count.
+
+    The leads row keeps stage, score, grade, owner, source/UTM, country, industry, size and dates;
+    touchpoints keep type and times (not url, name, properties); the email ledger keeps kind,
+    template, status and times (not recipient, subject, error text). Returns rows touched per table.
+    """
+    async with _writing(session):
+        row = (await session.execute(select(Lead.attributes).where(Lead.id == lead_id))).one_or_none()
+        leads = 0
+        if row is not None:
+            kept = {k: v for k, v in (row.attributes or {}).items() if k in KEPT_ATTRIBUTES}
+            cleared: dict[str, Any] = dict.fromkeys(CLEARED_LEAD_COLUMNS)
+            result = await session.execute(update(Lead).where(Lead.id == lead_id).values(attributes=kept, **cleared))
+            leads = result.rowcount
+        touchpoints = await session.execute(
+            update(Touchpoint).where(Touchpoint.lead_id == lead_id).values(url=None, name=None, properties={})
+        )
+        emails = await session.execute(
+            update(EmailRow).where(EmailRow.lead_id == lead_id).values(to_addr=ERASED_ADDRESS, subject=None, error=None)
+        )
+    return {"leads": leads, "touchpoints": touchpoints.rowcount, "emails": emails.rowcount}
