@@ -24,7 +24,8 @@ from temporalio.worker import Replayer
 from api.lead_ids import lead_id_for
 from api.main import create_app
 from payload_converter import data_converter
-from runtime import build_worker, workflow_runner
+from privacy.history import decoded_history
+from runtime import build_worker, with_lead_codec, workflow_runner
 from settings import ROOT, Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
@@ -217,7 +218,10 @@ async def test_lead_journey_over_http(
 
 
 async def test_a_busy_lead_continues_as_new_and_keeps_everything(
-    stack: httpx.AsyncClient, dev_server: WorkflowEnvironment
+    stack: httpx.AsyncClient,
+    dev_server: WorkflowEnvironment,
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     http = stack
     created = await http.post("/v1/leads", json={"email": "busy@example.com", "company": "Busy"}, headers=AUTH)
@@ -237,7 +241,11 @@ async def test_a_busy_lead_continues_as_new_and_keeps_everything(
         await asyncio.sleep(0.1)
     assert len(runs) >= 2, "the lead never continued as new"
     first = next(w for w in runs if w.status.name == "CONTINUED_AS_NEW")
-    history = await dev_server.client.get_workflow_handle(lead_id, run_id=first.run_id).fetch_history()
+    sealed = await dev_server.client.get_workflow_handle(lead_id, run_id=first.run_id).fetch_history()
+    # Lead payloads are sealed per lead (privacy/codec.py); recorded histories are kept plain.
+    history = await decoded_history(
+        sealed, with_lead_codec(dev_server.client, settings, sessions).data_converter.payload_codec
+    )
     await Replayer(
         workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
     ).replay_workflow(history)

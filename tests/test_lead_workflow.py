@@ -17,8 +17,9 @@ from temporalio.worker import Replayer
 
 from api.lead_ids import lead_id_for
 from payload_converter import data_converter, shared_type_adapter
+from privacy.history import decoded_history
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
-from runtime import build_worker, load_active_playbook, workflow_runner
+from runtime import build_worker, load_active_playbook, with_lead_codec, workflow_runner
 from settings import Settings
 from store import repo
 from tests.conftest import Inbox, venv_binary
@@ -81,8 +82,10 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
     inbox, _ = smtp
     task_queue = f"tq-{uuid.uuid4().hex[:8]}"
     settings = settings.model_copy(update={"task_queue": task_queue})
-    async with build_worker(env.client, settings, sessions):
-        handle = await start_sql_lead(env.client, settings, "ken@example.com")
+    # Lead payloads are sealed per lead: the test's client needs the codec too.
+    client = with_lead_codec(env.client, settings, sessions)
+    async with build_worker(client, settings, sessions):
+        handle = await start_sql_lead(client, settings, "ken@example.com")
         view = await wait_view(handle, lambda v: v.owner is not None)
         assert (view.stage, view.score, view.grade) == ("sql", 60, "B")
         assert view.owner.rep_id == "rep-aiko" and view.owner.team == "inside-sales"
@@ -125,7 +128,8 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
         await inbox.wait_for(lambda m: "ben@example.com" in m["X-Envelope-To"])
 
         # The history just made replays on today's code; LEADFLOW_RECORD_HISTORIES=1 keeps it for replay tests.
-        history = await handle.fetch_history()
+        # Recorded histories stay plain (they replay without a key): decode before replaying and keeping.
+        history = await decoded_history(await handle.fetch_history(), client.data_converter.payload_codec)
         await Replayer(
             workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
         ).replay_workflow(history)
