@@ -125,6 +125,10 @@ async def test_erasure_leaves_nothing_readable(
     tracked = await http.post("/v1/events", json={"events": [{"email": EMAIL, "type": "page_view"}]}, headers=AUTH)
     assert tracked.status_code == 410
     assert (await handle.describe()).status == WorkflowExecutionStatus.COMPLETED
+    # Its live state is gone for good; what the store kept is still there, anonymous.
+    assert (await http.get(f"/v1/leads/{lead_id}", headers=AUTH)).status_code == 410
+    timeline = await http.get(f"/v1/leads/{lead_id}/timeline", headers=AUTH)
+    assert timeline.status_code == 200 and not [value for value in PERSONAL if value in timeline.text]
     # Asking again is safe; an unknown lead is a 404.
     assert (await http.delete(f"/v1/leads/{lead_id}", headers=AUTH)).status_code == 200
     assert (await http.delete(f"/v1/leads/lead-{'0' * 32}", headers=AUTH)).status_code == 404
