@@ -212,7 +212,7 @@ async def erase_lead(lead_id: LeadId, state: State, session: Session) -> Erasure
     """Right to erasure: end the lead's workflow, destroy its data key (Temporal's histories of it become
     unreadable), suppress the address (as a keyed hash) and anonymise the store. Safe to repeat."""
     email = await privacy.lead_email(session, lead_id)
-    known = await repo.get_lead(session, lead_id) is not None or await privacy.get_lead_key(session, lead_id)
+    known = await repo.get_lead(session, lead_id) is not None or bool(await privacy.get_lead_key(session, lead_id))
     running, email = await _stop_for_erasure(state, lead_id, email)
     if not (known or running or await repo.list_touchpoints(session, lead_id, limit=1)):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
