@@ -19,9 +19,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import WorkflowSerializationContext
 
+from payload_converter import data_converter
 from privacy.codec import LeadPayloadCodec
 from privacy.keys import KeyRing, MasterKeys
 from rules.model import EventsReceived, TrackedEvent
@@ -55,7 +55,7 @@ async def main(rounds: int) -> None:
         sessions = make_sessionmaker(engine)
         keys = KeyRing(sessions, MasterKeys("bench-master"))
         playbook = load_active_playbook(Settings(data_dir=Path(tmp)))
-        converter = pydantic_data_converter.payload_converter
+        converter = data_converter.payload_converter
         start_payload = converter.to_payload(LeadStart(f"lead-{0:032x}", playbook.bundle))
         now = datetime.now(UTC)
         signal = converter.to_payload(EventsReceived([TrackedEvent("ev-1", "page_view", now, "https://x.test/pricing")]))

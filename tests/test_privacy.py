@@ -13,13 +13,13 @@ from cryptography.exceptions import InvalidTag
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.converter import ActivitySerializationContext, WorkflowSerializationContext
 from temporalio.exceptions import ApplicationError
 
 from activities.erasure import erase_person
 from activities.suppression import refuse_if_suppressed
 from cli.keys import rewrap_all
+from payload_converter import data_converter
 from privacy.codec import ENCODING, LeadPayloadCodec, lead_data_converter
 from privacy.keys import KeyRing, KeyUnavailable, LeadErased, MasterKeys
 from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
@@ -54,7 +54,7 @@ def activity_context(workflow_id: str) -> ActivitySerializationContext:
 
 
 def personal_payload() -> Payload:
-    return pydantic_data_converter.payload_converter.to_payload({"email": EMAIL, "name": NAME, "company": COMPANY})
+    return data_converter.payload_converter.to_payload({"email": EMAIL, "name": NAME, "company": COMPANY})
 
 
 async def test_lead_payloads_are_sealed_and_open_again(sessions: Sessions) -> None:
