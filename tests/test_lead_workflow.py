@@ -147,11 +147,12 @@ async def test_new_leads_reuse_the_process_wide_type_adapters(
     """Every workflow instance gets its own payload converter; the adapters behind it are built once per process."""
     task_queue = f"tq-{uuid.uuid4().hex[:8]}"
     settings = settings.model_copy(update={"task_queue": task_queue})
-    async with build_worker(env.client, settings, sessions):
-        first = await start_sql_lead(env.client, settings, "first-adapter@example.com")
+    client = with_lead_codec(env.client, settings, sessions)
+    async with build_worker(client, settings, sessions):
+        first = await start_sql_lead(client, settings, "first-adapter@example.com")
         await wait_view(first, lambda v: v.owner is not None)
         before = shared_type_adapter.cache_info()
-        others = [await start_sql_lead(env.client, settings, f"adapter-{n}@example.com") for n in range(3)]
+        others = [await start_sql_lead(client, settings, f"adapter-{n}@example.com") for n in range(3)]
         for handle in others:
             await wait_view(handle, lambda v: v.owner is not None)
         after = shared_type_adapter.cache_info()

@@ -181,6 +181,8 @@ class LeadWorkflow:
                 self._upsert_search_attributes()
             if workflow.info().is_continue_as_new_suggested():
                 await self._drain()
+                if self._erase_requested:  # arrived during the drain: end here, never carry it over
+                    return
                 workflow.continue_as_new(
                     LeadStart(
                         lead_id=start.lead_id,
