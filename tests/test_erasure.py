@@ -8,6 +8,9 @@ while before the erasure the same history, decoded by the codec, holds them.
 from __future__ import annotations
 
 import asyncio
+import base64
+import json
+from typing import Any
 
 import httpx
 import pytest
@@ -19,6 +22,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from activities.email import Mailer
 from activities.rendering import EmailRenderer
+from privacy.codec import ENCODING
 from privacy.history import decoded_history
 from privacy.keys import LeadErased
 from rules.model import SendEmail
@@ -26,7 +30,7 @@ from runtime import with_lead_codec
 from settings import Settings
 from store import repo
 from store.models import Base
-from tests.conftest import Inbox
+from tests.conftest import Inbox, venv_binary
 from tests.test_integration import AUTH, SEED_EVENTS, dev_server, eventually, stack
 from workflows import search_attributes as sa
 
@@ -45,6 +49,17 @@ async def store_text(sessions: async_sessionmaker[AsyncSession]) -> str:
             for row in (await session.execute(select(table))).all():
                 found.extend(str(value) for value in row if value is not None)
     return "\n".join(found)
+
+
+async def temporal_cli_show(dev_server: WorkflowEnvironment, workflow_id: str) -> dict[str, Any]:
+    address = dev_server.client.service_client.config.target_host
+    process = await asyncio.create_subprocess_exec(
+        venv_binary("temporal"), "workflow", "show", "--workflow-id", workflow_id, "--address", address,
+        "--output", "json", stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+    out, err = await process.communicate()
+    assert process.returncode == 0, err.decode()
+    return json.loads(out)
 
 
 def history_bytes(history: WorkflowHistory) -> bytes:
@@ -87,6 +102,15 @@ async def test_erasure_leaves_nothing_readable(
     assert described.id == lead_id and described.workflow_type == "LeadWorkflow"
     assert described.typed_search_attributes.get(sa.LEAD_STAGE) == "sql"
     assert described.typed_search_attributes.get(sa.LEAD_OWNER) == "rep-aiko"
+    # The CLI too: `temporal workflow show` lists the events with their ids and search attributes.
+    shown = await temporal_cli_show(dev_server, lead_id)
+    assert shown["events"][0]["workflowExecutionStartedEventAttributes"]["workflowType"]["name"] == "LeadWorkflow"
+    upserts = [e["upsertWorkflowSearchAttributesEventAttributes"]["searchAttributes"]["indexedFields"]
+               for e in shown["events"] if "upsertWorkflowSearchAttributesEventAttributes" in e]  # fmt: skip
+    stages = [base64.b64decode(fields["LeadStage"]["data"]) for fields in upserts if "LeadStage" in fields]
+    assert b'"sql"' in stages, stages
+    started = shown["events"][0]["workflowExecutionStartedEventAttributes"]["input"]["payloads"][0]
+    assert base64.b64decode(started["metadata"]["encoding"]) == ENCODING
     # ...and the codec opens it all.
     codec = with_lead_codec(plain_client, settings, sessions).data_converter.payload_codec
     assert codec is not None
