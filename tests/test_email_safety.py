@@ -26,7 +26,7 @@ from activities.email import PERMANENT_ERRORS, EmailActivities, Mailer
 from activities.rendering import EmailRenderer
 from api.main import create_app
 from rules.model import LeadSnapshot, LeadUpserted, SendEmail
-from runtime import build_worker, load_active_playbook
+from runtime import build_worker, load_active_playbook, with_lead_codec
 from settings import Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
@@ -295,9 +295,10 @@ async def test_in_the_worker_a_permanent_failure_is_tried_once_and_recorded_whil
         "lead-" + "1" * 32: {"email": "用户@example.com", "first_name": "Li"},
         "lead-" + "2" * 32: {"email": "jorg@bücher.example", "first_name": "Jörg\r\nBcc: x@evil.example"},
     }
-    async with build_worker(env.client, settings, sessions):
+    client = with_lead_codec(env.client, settings, sessions)  # lead payloads are sealed per lead
+    async with build_worker(client, settings, sessions):
         handles = [
-            await env.client.start_workflow(
+            await client.start_workflow(
                 LeadWorkflow.run,
                 LeadStart(lead_id, playbook.bundle, options),
                 id=lead_id,

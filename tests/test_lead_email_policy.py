@@ -16,7 +16,7 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.lead_ids import lead_id_for
 from rules.model import ConsentRecord, ConsentRecorded, LeadUpserted
-from runtime import build_worker, load_active_playbook
+from runtime import build_worker, load_active_playbook, with_lead_codec
 from settings import ROOT, Settings
 from tests.conftest import Inbox
 from tests.test_lead_workflow import env, wait_view  # noqa: F401  (env: the shared time-skipping server)
@@ -44,21 +44,30 @@ def quiet_now_playbook(path: Path, now: datetime) -> tuple[Path, datetime]:
 
 
 @asynccontextmanager
-async def running_lead(env: WorkflowEnvironment, settings: Settings) -> AsyncIterator[WorkflowHandle]:  # noqa: F811
+async def running_lead(
+    env: WorkflowEnvironment,  # noqa: F811
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> AsyncIterator[WorkflowHandle]:
     """A new lead; terminated afterwards, since the shared test server stops skipping time for workflows
     whose timers fire with no worker left to run them."""
-    handle = await start_lead(env, settings)
+    handle = await start_lead(env, settings, sessions)
     try:
         yield handle
     finally:
         await handle.terminate()
 
 
-async def start_lead(env: WorkflowEnvironment, settings: Settings) -> WorkflowHandle:  # noqa: F811
+async def start_lead(
+    env: WorkflowEnvironment,  # noqa: F811
+    settings: Settings,
+    sessions: async_sessionmaker[AsyncSession],
+) -> WorkflowHandle:
     playbook = load_active_playbook(settings)
     lead_id = lead_id_for(LEAD, settings.secret("id_key"))
     start = LeadStart(lead_id, playbook.bundle, LeadOptions(projection_delay_seconds=1, search_attributes=False))
-    return await env.client.start_workflow(
+    # Lead payloads are sealed per lead: the handle's client needs the codec (privacy/codec.py).
+    return await with_lead_codec(env.client, settings, sessions).start_workflow(
         LeadWorkflow.run,
         start,
         id=lead_id,
@@ -78,7 +87,7 @@ async def test_quiet_hours_and_a_daily_cap_defer_nurture_to_the_next_allowed_mom
     inbox, _ = smtp
     path, quiet_end = quiet_now_playbook(tmp_path / "playbook.yaml", await env.get_current_time())
     settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}", "playbook_path": path})
-    async with build_worker(env.client, settings, sessions), running_lead(env, settings) as handle:
+    async with build_worker(env.client, settings, sessions), running_lead(env, settings, sessions) as handle:
         # Quiet hours: the welcome waits for them to end, on the journey's own timer; the live view says why.
         view = await wait_view(handle, lambda v: v.nurture_holds)
         hold = view.nurture_holds[0]
@@ -118,7 +127,7 @@ async def test_an_opt_out_stops_the_send_of_a_journey_already_waiting(
     inbox, _ = smtp
     settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})  # the default playbook
     # US-style: the welcome goes out without recorded consent.
-    async with build_worker(env.client, settings, sessions), running_lead(env, settings) as handle:
+    async with build_worker(env.client, settings, sessions), running_lead(env, settings, sessions) as handle:
         await inbox.wait_for(lambda m: "Thanks for your interest, Nora" in m["Subject"])
         view = await wait_view(handle, lambda v: "journey:welcome_nurture" in v.timers)  # 3 days to the case study
 
