@@ -18,7 +18,7 @@ from api.lead_ids import lead_id_for
 from payload_converter import data_converter
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
 from rules.playbook import document_hash
-from runtime import build_worker, load_active_playbook
+from runtime import build_worker, load_active_playbook, with_lead_codec
 from settings import Settings
 from tests.conftest import Inbox, venv_binary
 from workflows.lead import LeadWorkflow
@@ -86,10 +86,11 @@ async def test_a_raising_rule_is_recorded_and_the_worker_serves_every_lead(
     inbox, _ = smtp
     settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
     bundle = window_bundle(settings)
-    async with build_worker(env.client, settings, sessions):
+    client = with_lead_codec(env.client, settings, sessions)  # lead payloads are sealed per lead
+    async with build_worker(client, settings, sessions):
         # A window of a million days overflowed the date arithmetic: that lead's workflow task failed for ever.
-        bad = await start_lead(env.client, settings, bundle, "bad-window@example.com", 1_000_000)
-        good = await start_lead(env.client, settings, bundle, "good-window@example.com", 30)
+        bad = await start_lead(client, settings, bundle, "bad-window@example.com", 1_000_000)
+        good = await start_lead(client, settings, bundle, "good-window@example.com", 30)
         bad_view, good_view = await asyncio.wait_for(asyncio.gather(owned_view(bad), owned_view(good)), timeout=60)
 
         # The rule runs (and raises) for each of the four events; each time it is recorded and skipped.
