@@ -43,7 +43,6 @@ from rules.model import (
 )
 from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
 
-SEEN_EVENT_IDS = 500  # dedupe window for retried event posts
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
 MAX_JOURNEY_STEPS_PER_INPUT = 50
 MAX_RULE_ERRORS = 20  # rule errors kept per lead (the latest)
@@ -64,10 +63,13 @@ JOURNEY_TIMER_PREFIX = "journey:"
 class Decision:
     state: LeadState
     commands: list[Command] = field(default_factory=list)
+    # Ids of events in the input that were already counted in the dedupe window (and so ignored).
+    duplicate_event_ids: list[str] = field(default_factory=list)
 
 
 def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) -> Decision:
     out: list[Command] = []
+    duplicates: list[str] = []
     if not state.playbook_version:
         state.playbook_version = pb.version
     if isinstance(inp, LeadUpserted):
@@ -79,8 +81,14 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
     elif isinstance(inp, EventsReceived):
         if inp.attributes:
             _upsert(state, LeadUpserted(inp.attributes), now, pb)
+        if state.seen_event_ids:  # a state recorded before the dedupe window
+            state.seen_events.remember(state.seen_event_ids, now)
+            state.seen_event_ids = []
         for event in inp.events:
-            _score_event(state, event, now, pb)
+            if state.seen_events.first_time(event.id, now):
+                _score_event(state, event, now, pb)
+            else:
+                duplicates.append(event.id)
     elif isinstance(inp, TimerFired):
         _timer(state, inp.name, now, pb, out)
     elif isinstance(inp, TouchLogged):
@@ -91,7 +99,7 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
         _assignment_failed(state, inp, now, pb, out)
     _react(state, now, pb, out)
     state.updated_at = now
-    return Decision(state, out)
+    return Decision(state, out, duplicates)
 
 
 # ------------------------------------------------------------------ attributes and grade
@@ -192,10 +200,6 @@ def _add_points(
 
 
 def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: CompiledPlaybook) -> None:
-    if event.id in state.seen_event_ids:
-        return
-    state.seen_event_ids.append(event.id)
-    del state.seen_event_ids[:-SEEN_EVENT_IDS]
     at = min(event.at, now)
     times = state.event_times.setdefault(event.type, [])
     times.insert(bisect_left(times, at), at)

@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, get_args
 
+from rules.dedupe import SeenEvents
+
 SlaStatus = Literal["pending", "met", "overdue"]
 TouchKind = Literal["call", "email", "meeting", "linkedin", "sms", "other"]
 TOUCH_KINDS: tuple[str, ...] = get_args(TouchKind)
@@ -250,7 +252,9 @@ class LeadState:
     stage_changes: list[StageChange] = field(default_factory=list)
     # Named timers the workflow sleeps on: name -> due time (carried across continue-as-new).
     timers: dict[str, datetime] = field(default_factory=dict)
-    # Recently seen event ids, so a retried post never counts twice (bounded).
+    # Event ids counted in the dedupe window (rules/dedupe.py), so a retried post never counts twice.
+    seen_events: SeenEvents = field(default_factory=SeenEvents)
+    # The last 500 ids as states recorded before the window kept them; taken over into seen_events.
     seen_event_ids: list[str] = field(default_factory=list)
     # rule id -> times it scored (for caps); event type -> times seen (for history windows).
     rule_hits: dict[str, list[datetime]] = field(default_factory=dict)
