@@ -14,6 +14,7 @@ import json
 import os
 import secrets
 import signal
+import stat
 import sys
 import threading
 import time
@@ -47,6 +48,9 @@ T = TypeVar("T")
 STOP_TIMEOUT = 15.0  # per child; the worker finishes in-flight activities on SIGTERM
 READY_TIMEOUT = 60.0
 SECRET_NAMES = ("api_key", "id_key", "master_key")
+# Owner-only for everything the stack creates (files 0600, dirs 0700): the store and Temporal's SQLite
+# files with their -wal/-shm, logs and mail hold personal data. Children inherit the umask.
+PRIVATE_UMASK = 0o077
 DEMO_TEAMS = Path(__file__).with_name("demo_team.yaml")
 
 
@@ -414,8 +418,21 @@ def banner(stack: Stack, infra_only: bool) -> str:
     return "\n".join(lines)
 
 
+def make_private(data_dir: Path) -> None:
+    """Close a data dir that an older version left readable by others: dirs 0700, files 0600 at most."""
+    paths = [data_dir]
+    for folder, dirs, files in os.walk(data_dir):  # symlinks are neither followed nor changed
+        paths += [Path(folder, name) for name in (*dirs, *files)]
+    for path in paths:
+        mode = path.lstat().st_mode
+        if not stat.S_ISLNK(mode) and stat.S_IMODE(mode) & 0o077:
+            path.chmod(stat.S_IMODE(mode) & 0o700)
+
+
 def start(stack: Stack, infra_only: bool) -> None:
+    os.umask(PRIVATE_UMASK)
     (stack.data_dir / "logs").mkdir(parents=True, exist_ok=True)
+    make_private(stack.data_dir)
     clear_leftovers(stack.pids_file)
     stack.claim()  # before anything starts, so a second launcher on this data dir refuses
     for name in SECRET_NAMES:

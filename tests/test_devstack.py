@@ -358,6 +358,28 @@ def http_status(method: str, url: str, body: dict[str, object] | None = None) ->
         return exc.code
 
 
+def exposed(data_dir: Path) -> list[str]:
+    """Paths under the data dir (itself included) that anyone but the owner may read, write or enter."""
+    found = []
+    for path in [data_dir, *data_dir.rglob("*")]:
+        mode = path.lstat().st_mode
+        if stat.S_ISLNK(mode):
+            continue
+        if stat.S_IMODE(mode) & 0o077:
+            found.append(f"{path.relative_to(data_dir.parent)} {stat.S_IMODE(mode):04o}")
+    return found
+
+
+def test_exposed_lists_group_or_world_access(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    (data / "logs").mkdir(parents=True, mode=0o700)
+    data.chmod(0o700)
+    (data / "logs" / "ok.log").touch(mode=0o600)
+    (data / "logs" / "open.log").touch()
+    (data / "logs" / "open.log").chmod(0o644)
+    assert exposed(data) == ["data/logs/open.log 0644"]
+
+
 def assert_stops_cleanly(launcher: Launcher) -> None:
     assert launcher.interrupt() == 0, launcher.output
     assert launcher.alive_pids() == [], launcher.output
@@ -366,6 +388,11 @@ def assert_stops_cleanly(launcher: Launcher) -> None:
 
 @pytest.mark.integration
 def test_infra_only_starts_stops_and_keeps_data(launcher: Launcher) -> None:
+    # A data dir left open by an older version: the launcher closes it before anything else.
+    (launcher.data_dir / "logs").mkdir(parents=True, mode=0o755)
+    launcher.data_dir.chmod(0o755)
+    (launcher.data_dir / "logs" / "sink.log").write_text("an older run\n")
+    (launcher.data_dir / "logs" / "sink.log").chmod(0o644)
     output = launcher.start()
     assert "seeded demo teams: inside-sales, japan" in output
     key_file = launcher.data_dir / "api_key"
@@ -378,6 +405,9 @@ def test_infra_only_starts_stops_and_keeps_data(launcher: Launcher) -> None:
     with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as smtp:
         smtp.send_message(message("through the sink"))
     assert read_messages(launcher.data_dir / "mail")[0]["subject"] == "through the sink"
+    # Temporal's and the store's SQLite files (with their -wal/-shm while open), logs, mail: owner only.
+    assert (launcher.data_dir / "temporal.db").exists() and (launcher.data_dir / "leadflow.db").exists()
+    assert exposed(launcher.data_dir) == []
 
     assert_stops_cleanly(launcher)
     assert "stopping sink" in launcher.output.split("stopping temporal")[0]  # reverse order
@@ -387,6 +417,7 @@ def test_infra_only_starts_stops_and_keeps_data(launcher: Launcher) -> None:
     assert "seeded demo teams" not in output  # the store kept its teams
     assert (launcher.data_dir / "temporal.db").exists()
     assert_stops_cleanly(launcher)
+    assert exposed(launcher.data_dir) == []
 
 
 @pytest.mark.integration
@@ -417,6 +448,10 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert stat.S_IMODE((launcher.data_dir / "api_key").stat().st_mode) == 0o600
         assert http_status("POST", f"{base}/v1/leads", {"email": "ann@example.com", "company": "Acme"}) == 401
         assert len(launcher.pids) == 5  # launcher, temporal, sink, worker, api
+        # While the stack runs, the SQLite files have their -wal/-shm siblings: owner only too.
+        names = {p.name for p in launcher.data_dir.iterdir()}
+        assert {"leadflow.db-wal", "leadflow.db-shm"} <= names, names
+        assert exposed(launcher.data_dir) == []
         first_key = launcher.api_key
         assert f'-H "X-API-Key: {first_key}"' in launcher.output
         assert_stops_cleanly(launcher)
@@ -424,5 +459,6 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         launcher.start()
         assert launcher.api_key == first_key
         assert_stops_cleanly(launcher)
+        assert exposed(launcher.data_dir) == []
     finally:
         launcher.kill_everything()
