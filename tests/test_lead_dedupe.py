@@ -6,6 +6,7 @@ continue-as-new after 40 history events here, shows the seen ids travelling to t
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from rules.model import EventsReceived, LeadUpserted, TrackedEvent
 from runtime import build_worker, workflow_runner
 from settings import Settings
 from tests.conftest import venv_binary
-from tests.test_lead_workflow import env, wait_view  # noqa: F401  (the time-skipping server fixture)
+from tests.test_lead_workflow import HISTORIES, env, wait_view  # noqa: F401  (env: the time-skipping server)
 from tests.test_rules_dedupe import COUNTING
 from workflows import search_attributes
 from workflows.lead import LeadWorkflow
@@ -112,7 +113,13 @@ async def test_seen_ids_travel_across_continue_as_new(
         view = await wait_view(latest, lambda v: v.score > score)
         assert view.score == score + 1
 
-        history = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
-        await Replayer(
+        # Both runs replay; the second starts from a state carrying the window (the shape replay must read).
+        replayer = Replayer(
             workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
-        ).replay_workflow(history)
+        )
+        await replayer.replay_workflow(await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history())
+        carried = await latest.fetch_history()
+        await replayer.replay_workflow(carried)
+        # LEADFLOW_RECORD_HISTORIES=1 keeps the second run for tests/test_replay.py.
+        if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+            (HISTORIES / "lead_dedupe_carried_v2.json").write_text(carried.to_json())
