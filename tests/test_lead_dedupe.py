@@ -15,10 +15,10 @@ import pytest
 import yaml
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client, WorkflowHandle
-from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
+from payload_converter import data_converter
 from rules.dedupe import WINDOW_DAYS
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
 from runtime import build_worker, workflow_runner
@@ -36,7 +36,7 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
     environment = await WorkflowEnvironment.start_local(
         dev_server_existing_path=venv_binary("temporal"),
         search_attributes=search_attributes.ALL,
-        data_converter=pydantic_data_converter,
+        data_converter=data_converter,
         dev_server_extra_args=["--dynamic-config-value", "limit.historyCount.suggestContinueAsNew=40"],
     )
     yield environment
@@ -114,9 +114,7 @@ async def test_seen_ids_travel_across_continue_as_new(
         assert view.score == score + 1
 
         # Both runs replay; the second starts from a state carrying the window (the shape replay must read).
-        replayer = Replayer(
-            workflows=[LeadWorkflow], data_converter=pydantic_data_converter, workflow_runner=workflow_runner()
-        )
+        replayer = Replayer(workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner())
         await replayer.replay_workflow(await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history())
         carried = await latest.fetch_history()
         await replayer.replay_workflow(carried)

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from temporalio.contrib.pydantic import pydantic_data_converter
 
+from payload_converter import data_converter
 from rules import decide, load_playbook_text
 from rules.dedupe import (
     DAY_CAPACITY,
@@ -70,11 +70,11 @@ def test_ids_of_an_old_state_are_still_seen() -> None:
     """A LeadState recorded before the window (``seen_event_ids: list[str]``) still deserialises and counts."""
     pb = load_playbook_text(COUNTING)
     old = new_lead()
-    payload = json.loads(pydantic_data_converter.payload_converter.to_payloads([old])[0].data)
+    payload = json.loads(data_converter.payload_converter.to_payloads([old])[0].data)
     del payload["seen_events"]
     payload["seen_event_ids"] = ["ev-a", "ev-b"]
-    raw = pydantic_data_converter.payload_converter.to_payloads([payload])
-    state = pydantic_data_converter.payload_converter.from_payloads(raw, [LeadState])[0]
+    raw = data_converter.payload_converter.to_payloads([payload])
+    state = data_converter.payload_converter.from_payloads(raw, [LeadState])[0]
     assert state.seen_event_ids == ["ev-a", "ev-b"]
     decide(state, EventsReceived([download("ev-a"), download("ev-c")]), T0, pb)
     assert state.score == 1 and state.seen_event_ids == []
@@ -101,7 +101,7 @@ def test_a_lead_with_100000_events_over_months_stays_under_the_bound() -> None:
         seen.first_time(f"steady-{i}", T0 + timedelta(minutes=3 * i))  # ~480 a day for ~208 days
     assert len(seen.days) == WINDOW_DAYS + 1
     assert seen.size_bytes() <= MAX_BYTES
-    payload = pydantic_data_converter.payload_converter.to_payloads([seen])[0]
+    payload = data_converter.payload_converter.to_payloads([seen])[0]
     assert len(payload.data) < 200_000
     # The last WINDOW_DAYS days are remembered exactly; the first day is forgotten.
     end = T0 + timedelta(minutes=3 * 99_999)
