@@ -134,3 +134,20 @@ def test_no_id_is_forgotten_inside_the_window(arrivals: list[tuple[int, int]]) -
             assert not new, f"id-{number} first seen {previous}, forgotten at {now}"
         if new:
             first_seen[number] = now
+
+
+def test_a_round_trip_through_a_payload_keeps_every_answer() -> None:
+    """What travels is the base64 text only (the decoded cache never), and it answers the same."""
+    seen = SeenEvents()
+    for i in range(EXACT_PER_DAY + 10):  # day one outgrows the exact form
+        seen.first_time(f"a-{i}", T0)
+    for i in range(20):
+        seen.first_time(f"b-{i}", T0 + timedelta(days=1))
+    raw = data_converter.payload_converter.to_payloads([seen])
+    assert b"_decoded" not in raw[0].data
+    back = data_converter.payload_converter.from_payloads(raw, [SeenEvents])[0]
+    assert back == seen and [bool(d.bloom) for d in back.days] == [True, False]
+    later = T0 + timedelta(days=2)
+    for event_id in ["a-0", f"a-{EXACT_PER_DAY + 9}", "b-19", "c-0", "c-1"]:
+        assert back.seen(event_id, later) == seen.seen(event_id, later)
+    assert back.seen("a-3", later) and not back.seen("c-0", later)
