@@ -141,13 +141,13 @@ def _contains(day: SeenDay, key: bytes) -> bool:
 
 
 def _add(day: SeenDay, key: bytes) -> None:
+    # Copy on write: a shallow copy of a day may share the cached set or bits, and must not see this key.
     day.count += 1
     if day.bloom:
-        bits = _bloom_bits(day)
+        bits = bytearray(_bloom_bits(day))
         _set_bits(bits, key)
     else:
-        keys = _exact_keys(day)
-        keys.add(key)
+        keys = _exact_keys(day) | {key}
         if len(keys) <= EXACT_PER_DAY:
             # Appended in arrival order (set order varies between processes; the state must not).
             day.hashes = base64.b64encode(base64.b64decode(day.hashes) + key).decode("ascii")

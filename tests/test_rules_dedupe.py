@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 from datetime import UTC, datetime, timedelta
 
@@ -151,3 +152,11 @@ def test_a_round_trip_through_a_payload_keeps_every_answer() -> None:
     for event_id in ["a-0", f"a-{EXACT_PER_DAY + 9}", "b-19", "c-0", "c-1"]:
         assert back.seen(event_id, later) == seen.seen(event_id, later)
     assert back.seen("a-3", later) and not back.seen("c-0", later)
+
+
+def test_a_copy_of_a_day_does_not_see_ids_added_to_the_original() -> None:
+    seen = SeenEvents()
+    seen.first_time("a", T0)
+    snapshot = SeenEvents([copy.copy(day) for day in seen.days])
+    seen.first_time("b", T0)
+    assert seen.seen("b", T0) and not snapshot.seen("b", T0) and snapshot.seen("a", T0)
