@@ -6,6 +6,7 @@ continue-as-new after 40 history events here, shows the seen ids travelling to t
 
 from __future__ import annotations
 
+import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
@@ -29,6 +30,8 @@ from tests.test_rules_dedupe import COUNTING
 from workflows import search_attributes
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadOptions, LeadStart, PlaybookBundle
+
+CAN_TEST_SECONDS = 240
 
 
 @pytest.fixture(scope="module")
@@ -92,32 +95,36 @@ async def test_a_repeated_id_is_counted_once_for_the_window_not_just_500_ids(
 async def test_seen_ids_travel_across_continue_as_new(
     dev_server: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
-    client = dev_server.client
-    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
-    async with build_worker(client, settings, sessions):
-        handle = await start_counting_lead(client, settings, search_attrs=True)
-        await handle.signal(LeadWorkflow.events, downloads(*[f"ev-{i}" for i in range(501)]))
-        await wait_view(handle, lambda v: v.score == 501)
-        first_run = (await handle.describe()).run_id
-        # One signal (and workflow task) per event, until the server suggests continue-as-new.
-        latest = client.get_workflow_handle(handle.id)
-        for i in range(60):
-            await latest.signal(LeadWorkflow.events, downloads(f"more-{i}"))
-            await wait_view(latest, lambda v, i=i: v.score == 502 + i)
-            if i >= 20 and (await latest.describe()).run_id != first_run:
-                break
-        assert (await latest.describe()).run_id != first_run, "the lead never continued as new"
-        score = (await latest.query(LeadWorkflow.view)).score
+    async with asyncio.timeout(CAN_TEST_SECONDS):  # a stuck run fails with a traceback, never hangs the suite
+        client = dev_server.client
+        settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+        async with build_worker(client, settings, sessions):
+            handle = await start_counting_lead(client, settings, search_attrs=True)
+            await handle.signal(LeadWorkflow.events, downloads(*[f"ev-{i}" for i in range(501)]))
+            await wait_view(handle, lambda v: v.score == 501)
+            first_run = (await handle.describe()).run_id
+            # One signal (and workflow task) per event, until the server suggests continue-as-new.
+            latest = client.get_workflow_handle(handle.id)
+            for i in range(60):
+                await latest.signal(LeadWorkflow.events, downloads(f"more-{i}"))
+                await wait_view(latest, lambda v, i=i: v.score == 502 + i)
+                if i >= 20 and (await latest.describe()).run_id != first_run:
+                    break
+            assert (await latest.describe()).run_id != first_run, "the lead never continued as new"
+            score = (await latest.query(LeadWorkflow.view)).score
 
-        await latest.signal(LeadWorkflow.events, downloads("ev-0", "more-0", f"more-{i}", "ev-after"))
-        view = await wait_view(latest, lambda v: v.score > score)
-        assert view.score == score + 1
+            await latest.signal(LeadWorkflow.events, downloads("ev-0", "more-0", f"more-{i}", "ev-after"))
+            view = await wait_view(latest, lambda v: v.score > score)
+            assert view.score == score + 1
 
-        # Both runs replay; the second starts from a state carrying the window (the shape replay must read).
-        replayer = Replayer(workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner())
-        await replayer.replay_workflow(await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history())
-        carried = await latest.fetch_history()
-        await replayer.replay_workflow(carried)
-        # LEADFLOW_RECORD_HISTORIES=1 keeps the second run for tests/test_replay.py.
-        if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-            (HISTORIES / "lead_dedupe_carried_v2.json").write_text(carried.to_json())
+            # Both runs replay; the second starts from a state carrying the window (the shape replay must read).
+            replayer = Replayer(
+                workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+            )
+            first = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
+            await replayer.replay_workflow(first)
+            carried = await latest.fetch_history()
+            await replayer.replay_workflow(carried)
+            # LEADFLOW_RECORD_HISTORIES=1 keeps the second run for tests/test_replay.py.
+            if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+                (HISTORIES / "lead_dedupe_carried_v2.json").write_text(carried.to_json())
