@@ -20,9 +20,10 @@ from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
 from payload_converter import data_converter
+from privacy.history import decoded_history
 from rules.dedupe import WINDOW_DAYS
 from rules.model import EventsReceived, LeadUpserted, TrackedEvent
-from runtime import build_worker, workflow_runner
+from runtime import build_worker, with_lead_codec, workflow_runner
 from settings import Settings
 from tests.conftest import venv_binary
 from tests.test_lead_workflow import HISTORIES, env, wait_view  # noqa: F401  (env: the time-skipping server)
@@ -71,8 +72,9 @@ async def test_a_repeated_id_is_counted_once_for_the_window_not_just_500_ids(
     sessions: async_sessionmaker[AsyncSession],
 ) -> None:
     settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
-    async with build_worker(env.client, settings, sessions):
-        handle = await start_counting_lead(env.client, settings, search_attrs=False)
+    client = with_lead_codec(env.client, settings, sessions)  # lead payloads are sealed per lead
+    async with build_worker(client, settings, sessions):
+        handle = await start_counting_lead(client, settings, search_attrs=False)
         await handle.signal(LeadWorkflow.events, downloads(*[f"ev-{i}" for i in range(501)]))
         await wait_view(handle, lambda v: v.score == 501)
         # The first id again, with a new one: once the new one counted, so would have the repeat.
@@ -96,8 +98,8 @@ async def test_seen_ids_travel_across_continue_as_new(
     dev_server: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession]
 ) -> None:
     async with asyncio.timeout(CAN_TEST_SECONDS):  # a stuck run fails with a traceback, never hangs the suite
-        client = dev_server.client
         settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+        client = with_lead_codec(dev_server.client, settings, sessions)
         async with build_worker(client, settings, sessions):
             handle = await start_counting_lead(client, settings, search_attrs=True)
             await handle.signal(LeadWorkflow.events, downloads(*[f"ev-{i}" for i in range(501)]))
@@ -121,9 +123,12 @@ async def test_seen_ids_travel_across_continue_as_new(
             replayer = Replayer(
                 workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
             )
+            # Recorded histories stay plain (they replay without a key): decoded before replaying and keeping.
+            codec = client.data_converter.payload_codec
+            assert codec is not None
             first = await client.get_workflow_handle(handle.id, run_id=first_run).fetch_history()
-            await replayer.replay_workflow(first)
-            carried = await latest.fetch_history()
+            await replayer.replay_workflow(await decoded_history(first, codec))
+            carried = await decoded_history(await latest.fetch_history(), codec)
             await replayer.replay_workflow(carried)
             # LEADFLOW_RECORD_HISTORIES=1 keeps the second run for tests/test_replay.py.
             if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
