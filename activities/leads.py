@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from sqlalchemy.exc import DataError, DBAPIError, StatementError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from rules.model import LeadSnapshot
 from store import repo
@@ -18,8 +20,18 @@ class LeadActivities:
 
     @activity.defn(name="project_lead")
     async def project_lead(self, snap: LeadSnapshot) -> None:
-        async with self.sessions() as session:
-            await repo.project_lead(session, snap)
+        try:
+            async with self.sessions() as session:
+                await repo.project_lead(session, snap)
+        except Exception as exc:
+            if permanent(exc):
+                # Retrying cannot change the snapshot: fail once, visibly, and let the lead move on.
+                raise ApplicationError(
+                    f"lead {snap.lead_id}: the snapshot cannot be stored: {_reason(exc)}",
+                    type="UnstorableSnapshot",
+                    non_retryable=True,
+                ) from exc
+            raise
 
     @activity.defn(name="assign_rep")
     async def assign_rep(self, job: AssignJob) -> AssignOutcome:
@@ -47,3 +59,20 @@ class LeadActivities:
             ),
             "assigned",
         )
+
+
+VALUE_ERRORS = (ValueError, TypeError, OverflowError)
+
+
+def permanent(exc: BaseException) -> bool:
+    """A store error that the same write will meet on every attempt: a value the database or a column type
+    refuses. Connection and lock errors (OperationalError) stay retryable."""
+    if isinstance(exc, (DataError, *VALUE_ERRORS)):
+        return True
+    # A bind processor's own error (UTCDateTime's guard) arrives wrapped in a StatementError, not a DBAPIError.
+    return isinstance(exc, StatementError) and not isinstance(exc, DBAPIError) and isinstance(exc.orig, VALUE_ERRORS)
+
+
+def _reason(exc: BaseException) -> str:
+    orig = getattr(exc, "orig", None)
+    return str(orig if isinstance(orig, BaseException) else exc).splitlines()[0][:300]

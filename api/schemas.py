@@ -1,7 +1,13 @@
-"""Request and response bodies. Strict: an unknown or malformed field is a 422 that names it."""
+"""Request and response bodies. Strict: an unknown or malformed field is a 422 that names it.
+
+Every bound here is also in the OpenAPI schema, so a client (or schemathesis) that follows the schema is
+never refused: times are ISO 8601 strings with a zone in the years 2000-2099 (the store and every timer
+stay representable), and no string can grow past what one Temporal signal carries (see api/limits.py).
+"""
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
@@ -10,6 +16,7 @@ from pydantic import (
     AfterValidator,
     AwareDatetime,
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     EmailStr,
     Field,
@@ -20,11 +27,36 @@ from pydantic import (
 from rules.addresses import address_problem, hostile_character, without_bidi_controls
 from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
+FIRST_YEAR, LAST_YEAR = 2000, 2099
+MAX_VALUE_CHARS = 2000
+
+
+TIME_PATTERN = r"^20[0-9]{2}-"
+TIME_RANGE = f"an ISO 8601 time with a time zone in the years {FIRST_YEAR}-{LAST_YEAR}"
+
+
+def _time_text(value: object) -> object:
+    # Only a string in the range: pydantic would otherwise take 2180 or "1700000000" as seconds since 1970.
+    # The year is checked as written (local time), as the schema's pattern says; either way UTC and every
+    # timer derived from it stay representable.
+    if not isinstance(value, str) or not re.match(TIME_PATTERN, value):
+        raise ValueError(f"must be {TIME_RANGE}")
+    return value
+
+
+Time = Annotated[
+    AwareDatetime,
+    BeforeValidator(_time_text),
+    Field(json_schema_extra={"pattern": TIME_PATTERN}, description=f"{TIME_RANGE}"),
+]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Scalar = str | int | float | bool | None
+Scalar = Annotated[str, StringConstraints(max_length=MAX_VALUE_CHARS)] | int | float | bool | None
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+# patternProperties alone would let any other key through in JSON Schema: say that the API refuses them.
+Fields = dict[FieldName, Scalar]
+CLOSED_KEYS: dict[str, Any] = {"additionalProperties": False}
 
 
 def _header_safe(value: str) -> str:
@@ -58,7 +90,7 @@ class ConsentIn(_In):
     source: Literal["form", "import", "api"] | None = Field(
         default=None, description="where it was given: form (default with a lead), import, api (default here)"
     )
-    at: AwareDatetime | None = Field(default=None, description="when it was given; default now")
+    at: Time | None = Field(default=None, description=f"when it was given ({TIME_RANGE}); default now")
     wording: LongText | None = Field(default=None, description="the consent text the person saw")
     form_id: Text | None = None
 
@@ -85,8 +117,11 @@ class LeadIn(_In):
     authority: Text | None = None
     need: Text | None = None
     timeline: Text | None = None
-    fields: dict[FieldName, Scalar] = Field(
-        default_factory=dict, max_length=50, description="custom fields the playbook declares"
+    fields: Fields = Field(
+        default_factory=dict,
+        max_length=50,
+        description=f"custom fields the playbook declares (text values up to {MAX_VALUE_CHARS} characters)",
+        json_schema_extra=CLOSED_KEYS,
     )
     consent: ConsentIn | None = Field(default=None, description="email consent given with this form or import")
 
@@ -110,12 +145,12 @@ class EventIn(_In):
     type: EventType = Field(
         description="page_view, download, email_open, email_click, form_submit, webinar_attended, ..."
     )
-    at: AwareDatetime | None = Field(
-        default=None, description="when it happened (ISO 8601 with time zone); default now"
+    at: Time | None = Field(
+        default=None, description=f"when it happened ({TIME_RANGE}); a time after now counts as now; default now"
     )
     url: LongText | None = None
     name: Text | None = None
-    properties: dict[FieldName, Scalar] = Field(default_factory=dict, max_length=50)
+    properties: Fields = Field(default_factory=dict, max_length=50, json_schema_extra=CLOSED_KEYS)
 
 
 class EventsIn(_In):
@@ -147,7 +182,9 @@ def refuse_unsendable(addresses: dict[tuple[str | int, ...], str], *, smtp_utf8:
 
 class TouchIn(_In):
     kind: TouchKind
-    at: AwareDatetime | None = None
+    at: Time | None = Field(
+        default=None, description=f"when it happened ({TIME_RANGE}), not before the lead; default now"
+    )
     rep_id: Text | None = None
     note: LongText | None = None
 
@@ -159,7 +196,7 @@ class RepBody(_In):
     active: bool = True
     capacity: int | None = Field(default=None, ge=0)
     weight: int = Field(default=1, ge=1, le=100)
-    away_until: AwareDatetime | None = None
+    away_until: Time | None = None
 
 
 class TeamBody(_In):

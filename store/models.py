@@ -42,6 +42,10 @@ NAMING_CONVENTION = {
 BigIntId = BigInteger().with_variant(Integer(), "sqlite")
 
 
+MIN_STORED = datetime(1, 1, 2, tzinfo=UTC)
+MAX_STORED = datetime(9999, 12, 30, tzinfo=UTC)
+
+
 class UTCDateTime(TypeDecorator[datetime]):
     """Timezone-aware UTC in, timezone-aware UTC out, on every backend.
 
@@ -62,7 +66,14 @@ class UTCDateTime(TypeDecorator[datetime]):
             return None
         if not isinstance(value, datetime):
             raise TypeError(f"UTCDateTime needs a datetime, got {type(value).__name__}")
-        value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            value = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00+14:00 has no UTC datetime: a clear, permanent error instead of OverflowError.
+            raise ValueError(f"the time {value.isoformat()} cannot be stored: it has no UTC equivalent") from None
+        # A day's margin: PostgreSQL answers in the session's time zone, which must not overflow on the way out.
+        if not MIN_STORED <= value <= MAX_STORED:
+            raise ValueError(f"the time {value.isoformat()} cannot be stored: too close to year 1 or 9999")
         return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
 
     def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:

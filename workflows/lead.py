@@ -54,6 +54,16 @@ EMAIL_RETRY = RetryPolicy(
     ],
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# A projection rides out a store outage of about two hours, then gives up visibly (projection_error in the
+# view): the next material change projects the whole lead again. Permanent errors fail at the first attempt.
+PROJECTION_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    maximum_interval=timedelta(minutes=1),
+    maximum_attempts=120,
+    non_retryable_error_types=["UnstorableSnapshot"],
+)
+# The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
+TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 
 
 @workflow.defn
@@ -74,6 +84,7 @@ class LeadWorkflow:
         self._timer_deadline: datetime | None = None
         self._timer_fired = False
         self._erase_requested = False
+        self._projection_error: str | None = None
 
     # ---------------------------------------------------------------- handlers
 
@@ -106,6 +117,11 @@ class LeadWorkflow:
             raise ApplicationError("the lead does not exist yet", type="UnknownLead")
         if touch.kind not in TOUCH_KINDS:
             raise ApplicationError(f"kind must be one of {', '.join(sorted(TOUCH_KINDS))}", type="InvalidTouch")
+        if touch.at < self._state.created_at - TOUCH_CLOCK_SKEW:
+            raise ApplicationError(
+                f"at: a touch cannot predate the lead (created {self._state.created_at.isoformat()})",
+                type="InvalidTouch",
+            )
 
     @workflow.signal
     def consent(self, change: ConsentRecorded) -> None:
@@ -148,6 +164,7 @@ class LeadWorkflow:
             consents=s.consents,
             nurture_holds=s.nurture_holds,
             rule_errors=s.rule_errors,
+            projection_error=self._projection_error,
         )
 
     # ---------------------------------------------------------------- main loop
@@ -331,9 +348,15 @@ class LeadWorkflow:
         task.add_done_callback(self._tasks.discard)
 
     async def _run_projection(self, snap: object) -> None:
-        await workflow.execute_activity(
-            "project_lead", snap, start_to_close_timeout=timedelta(seconds=30), retry_policy=STORE_RETRY
-        )
+        try:
+            await workflow.execute_activity(
+                "project_lead", snap, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY
+            )
+        except ActivityError as err:
+            # The live view stays right; only the read model misses this snapshot. Say so and move on.
+            reason = str(err.cause or err)
+            self._projection_error = f"{workflow.now().isoformat()}: {reason}"
+            workflow.logger.error("lead %s: projection failed: %s", self._state.lead_id, reason)
 
     def _upsert_search_attributes(self) -> None:
         s = self._state

@@ -71,6 +71,8 @@ class LeadView:
     nurture_holds: list[NurtureHold] = field(default_factory=list)
     # The latest rules that raised for this lead (skipped, the lead moved on); see rules.engine._holds.
     rule_errors: list[RuleError] = field(default_factory=list)
+    # Set when a read-model projection failed for good (the store misses that snapshot; this view is current).
+    projection_error: str | None = None
 
 
 @dataclass

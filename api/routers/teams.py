@@ -5,10 +5,10 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, status
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Authorized, Session
-from api.schemas import TeamBody
+from api.schemas import TIME_RANGE, TeamBody, Time
 from store import repo
 
 router = APIRouter(tags=["teams"], dependencies=[Authorized])
@@ -18,7 +18,7 @@ RepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
 class AvailabilityIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    away_until: AwareDatetime | None = Field(description="out of office until then (ISO 8601 with zone); null: back")
+    away_until: Time | None = Field(description=f"out of office until then ({TIME_RANGE}); null: back")
 
 
 @router.get("/v1/teams")
