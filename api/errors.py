@@ -47,16 +47,54 @@ async def _unavailable(_: Request, exc: Exception) -> JSONResponse:
     )
 
 
-async def _rpc(request: Request, exc: RPCError) -> JSONResponse:
+# Temporal answers that may go away on their own; anything else is told not to retry (no Retry-After).
+TRANSIENT = {
+    RPCStatusCode.UNAVAILABLE,
+    RPCStatusCode.DEADLINE_EXCEEDED,
+    RPCStatusCode.ABORTED,
+    RPCStatusCode.CANCELLED,
+    RPCStatusCode.UNKNOWN,
+    RPCStatusCode.INTERNAL,
+}
+TOO_LARGE_MARKERS = ("size exceeds limit", "larger than max", "message too large")
+
+
+def rpc_answer(exc: RPCError) -> JSONResponse:
+    """Temporal's refusal as an HTTP answer. Retry-After only where a retry can succeed."""
     if exc.status == RPCStatusCode.NOT_FOUND:
         return JSONResponse({"detail": "no such lead"}, status_code=status.HTTP_404_NOT_FOUND)
+    if any(marker in exc.message.lower() for marker in TOO_LARGE_MARKERS):
+        return JSONResponse(
+            {"detail": f"the request is too large for one Temporal signal ({exc.message}): send less per request"},
+            status_code=status.HTTP_413_CONTENT_TOO_LARGE,
+        )
     if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:
         return JSONResponse(
             {"detail": "too many requests, retry shortly"},
             status_code=status.HTTP_429_TOO_MANY_REQUESTS,
             headers=RETRY_AFTER,
         )
-    return await _unavailable(request, exc)
+    if exc.status == RPCStatusCode.INVALID_ARGUMENT:
+        return JSONResponse(
+            {"detail": f"Temporal refused the request as invalid: {exc.message}"},
+            status_code=status.HTTP_400_BAD_REQUEST,
+        )
+    log.warning("Temporal refused a call: %s %s", exc.status.name if exc.status else "?", exc.message)
+    if exc.status in TRANSIENT:
+        return JSONResponse(
+            {"detail": f"a backing service is unavailable, retry shortly ({type(exc).__name__})"},
+            status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+            headers=RETRY_AFTER,
+        )
+    # Permissions, namespace, configuration: retrying will not help until an operator acts.
+    return JSONResponse(
+        {"detail": f"Temporal refused the request ({exc.status.name if exc.status else 'unknown'}): {exc.message}"},
+        status_code=status.HTTP_503_SERVICE_UNAVAILABLE,
+    )
+
+
+async def _rpc(_: Request, exc: RPCError) -> JSONResponse:
+    return rpc_answer(exc)
 
 
 async def _erased(_: Request, exc: LeadErased) -> JSONResponse:

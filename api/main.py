@@ -12,6 +12,7 @@ from activities.rendering import EmailRenderer
 from api import errors
 from api.auth import ApiKeyMiddleware
 from api.deps import AppState
+from api.limits import BodyLimitMiddleware
 from api.routers import dashboard, events, followups, health, leads, playbooks, teams
 from jobs.scheduler import build_scheduler
 from runtime import load_active_playbook
@@ -47,6 +48,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         description="Lead-management automation: every lead is a durable Temporal workflow.",
         lifespan=lifespan,
     )
+    # The last added runs first: the key is checked before the body is read, the size before it is parsed.
+    app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware)
     errors.install(app)
     for module in (health, leads, events, followups, teams, playbooks, dashboard):

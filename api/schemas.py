@@ -21,6 +21,9 @@ from pydantic import (
     EmailStr,
     Field,
     StringConstraints,
+    ValidationError,
+    ValidatorFunctionWrapHandler,
+    WrapValidator,
     field_validator,
 )
 
@@ -51,7 +54,21 @@ Time = Annotated[
 ]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
-Scalar = Annotated[str, StringConstraints(max_length=MAX_VALUE_CHARS)] | int | float | bool | None
+SCALAR_RULE = f"must be text of at most {MAX_VALUE_CHARS} characters, a number, true, false or null"
+
+
+def _one_scalar_error(value: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+    # One message naming the field, instead of one error per member of the union.
+    try:
+        return handler(value)
+    except ValidationError:
+        raise ValueError(SCALAR_RULE) from None
+
+
+Scalar = Annotated[
+    Annotated[str, StringConstraints(max_length=MAX_VALUE_CHARS)] | int | float | bool | None,
+    WrapValidator(_one_scalar_error),
+]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
 # patternProperties alone would let any other key through in JSON Schema: say that the API refuses them.
