@@ -3,18 +3,73 @@
 from __future__ import annotations
 
 import logging
+import re
+from typing import Any
 
-from fastapi import FastAPI, Request, status
+from fastapi import FastAPI, HTTPException, Request, status
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
 from sqlalchemy.exc import OperationalError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import Overloaded, ServiceUnavailable
+from api.limits import MAX_BODY_BYTES
 from privacy.keys import LeadErased
 
 log = logging.getLogger("leadflow.api")
 RETRY_AFTER = {"Retry-After": "2"}
+
+
+class FieldError(BaseModel):
+    field: str = Field(description="dotted path of the field in the request, e.g. events.0.at")
+    message: str
+    type: str
+
+
+class PlaybookIssue(BaseModel):
+    line: int | None
+    path: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """Every error answer: ``detail`` says what went wrong and what to fix; some carry the particulars."""
+
+    detail: str
+    errors: list[FieldError] | None = Field(default=None, description="422 on a malformed request: each field")
+    issues: list[PlaybookIssue] | None = Field(default=None, description="422 on a bad playbook: each problem")
+
+
+class ApiError(HTTPException):
+    """An HTTP error whose body carries particulars beside ``detail`` (ErrorOut's other fields)."""
+
+    def __init__(self, status_code: int, detail: str, **particulars: Any) -> None:
+        super().__init__(status_code, detail)
+        self.particulars = particulars
+
+
+WHY = {
+    400: "the body is not JSON text, or Temporal refused the request as invalid",
+    401: "no API key, or not a valid one",
+    404: "no such resource",
+    410: "the lead was erased: the address is suppressed and the lead cannot be recreated",
+    413: f"the body is larger than {MAX_BODY_BYTES} bytes, or too large for one Temporal signal",
+    422: "a field is malformed or out of range: `detail` and `errors` name it",
+    429: "Temporal is rate limiting: retry after `Retry-After` seconds",
+    503: "Temporal or the database cannot be reached (retry after `Retry-After` seconds when present)",
+}
+
+
+def documented(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI ``responses`` for these error statuses, all with the one error body."""
+    return {code: {"model": ErrorOut, "description": WHY[code]} for code in codes}
+
+
+# Every /v1 route: the key, a malformed path or query, and a store or Temporal that may be down.
+V1_ERRORS = documented(401, 422, 503)
+BODY_ERRORS = documented(400, 413)
+TEMPORAL_ERRORS = documented(404, 410, 429)
 
 
 def _field(loc: tuple[object, ...]) -> str:
@@ -105,7 +160,29 @@ async def _erased(_: Request, exc: LeadErased) -> JSONResponse:
     )
 
 
+async def _method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
+    # Starlette names only the methods of the first route that matched the path; several routes may share
+    # it (GET and POST /v1/playbooks), and Allow must list them all: the spec knows every route.
+    allowed = sorted(
+        method.upper()
+        for path, ops in request.app.openapi()["paths"].items()
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)), request.url.path)
+        for method in ops
+    )
+    return JSONResponse(
+        {"detail": f"{request.method} is not allowed here"},
+        status_code=status.HTTP_405_METHOD_NOT_ALLOWED,
+        headers={"Allow": ", ".join(allowed)} if allowed else exc.headers,
+    )
+
+
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return JSONResponse({"detail": exc.detail, **exc.particulars}, status_code=exc.status_code, headers=exc.headers)
+
+
 def install(app: FastAPI) -> None:
+    app.add_exception_handler(ApiError, _api_error)  # type: ignore[arg-type]
+    app.add_exception_handler(status.HTTP_405_METHOD_NOT_ALLOWED, _method_not_allowed)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _validation)  # type: ignore[arg-type]
     app.add_exception_handler(Overloaded, _overloaded)
     app.add_exception_handler(ServiceUnavailable, _unavailable)

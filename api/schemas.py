@@ -20,9 +20,11 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    StrictBool,
     StringConstraints,
     ValidationError,
     ValidatorFunctionWrapHandler,
+    WithJsonSchema,
     WrapValidator,
     field_validator,
 )
@@ -52,6 +54,16 @@ Time = Annotated[
     BeforeValidator(_time_text),
     Field(json_schema_extra={"pattern": TIME_PATTERN}, description=f"{TIME_RANGE}"),
 ]
+
+
+def _json_integer(value: object) -> object:
+    # JSON Schema's integer: 79 and 79.0, never true or "79" (which pydantic's lax int would take).
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be an integer")
+    return value
+
+
+Integer = Annotated[int, BeforeValidator(_json_integer)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 SCALAR_RULE = f"must be text of at most {MAX_VALUE_CHARS} characters, a number, true, false or null"
@@ -71,6 +83,17 @@ Scalar = Annotated[
 ]
 EventType = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_.:-]{0,63}$")]
 FieldName = Annotated[str, StringConstraints(pattern=r"^[a-z][a-z0-9_]{0,63}$")]
+
+
+def _any_case(word: str) -> str:
+    return "".join(f"[{c}{c.upper()}]" for c in word)
+
+
+# What email-validator refuses beyond JSON Schema's "email" format, said in the schema: a dotted domain
+# whose last label is a name (not a number) and not a special-use one (.test, .local, ...).
+SPECIAL_USE = "|".join(_any_case(name) for name in ("arpa", "invalid", "local", "localhost", "onion", "test"))
+EMAIL_PATTERN = rf"^[^@]+@[^@]+\.(?!(?:{SPECIAL_USE})$)[A-Za-z][A-Za-z0-9-]*$"
+Email = Annotated[EmailStr, WithJsonSchema({"type": "string", "format": "email", "pattern": EMAIL_PATTERN})]
 # patternProperties alone would let any other key through in JSON Schema: say that the API refuses them.
 Fields = dict[FieldName, Scalar]
 CLOSED_KEYS: dict[str, Any] = {"additionalProperties": False}
@@ -117,12 +140,12 @@ class ConsentIn(_In):
 
 
 class LeadIn(_In):
-    email: EmailStr
+    email: Email
     first_name: HeaderText | None = None
     last_name: HeaderText | None = None
     company: HeaderText | None = None
     title: Text | None = None
-    company_size: int | None = Field(default=None, ge=0, le=10_000_000)
+    company_size: Integer | None = Field(default=None, ge=0, le=10_000_000)
     industry: Text | None = None
     country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166 alpha-2 code")
     phone: Text | None = None
@@ -175,7 +198,7 @@ class EventsIn(_In):
 
 
 class IdentifiedEventIn(EventIn):
-    email: EmailStr
+    email: Email
 
 
 class IdentifiedEventsIn(_In):
@@ -209,17 +232,17 @@ class TouchIn(_In):
 class RepBody(_In):
     id: Annotated[str, StringConstraints(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
     name: Text
-    email: EmailStr
-    active: bool = True
-    capacity: int | None = Field(default=None, ge=0)
-    weight: int = Field(default=1, ge=1, le=100)
+    email: Email
+    active: StrictBool = True
+    capacity: Integer | None = Field(default=None, ge=0, le=100_000)
+    weight: Integer = Field(default=1, ge=1, le=100)
     away_until: Time | None = None
 
 
 class TeamBody(_In):
     name: Text
     manager_name: Text | None = None
-    manager_email: EmailStr | None = None
+    manager_email: Email | None = None
     reps: list[RepBody] = Field(default_factory=list, max_length=500)
 
 

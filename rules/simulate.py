@@ -128,7 +128,7 @@ class Scenario(BaseModel):
     name: str = "scenario"
     description: str | None = None
     start: datetime = datetime(2026, 1, 5, 9, 0, tzinfo=UTC)
-    lead: dict[str, Any]
+    lead: dict[str, Any] = Field(json_schema_extra={"required": ["email"]})  # as _checks enforces
     events: list[SimEvent] = Field(default=[], max_length=5000)
     touches: list[SimTouch] = Field(default=[], max_length=1000)
     updates: list[SimUpdate] = Field(default=[], max_length=1000)

@@ -83,7 +83,7 @@ async def test_api_validates_and_simulates(settings: Settings, sessions: async_s
             "/v1/playbooks:validate", headers=AUTH, json={"playbook": draft.replace("team: japan", "team: mars")}
         )
         assert bad.status_code == 422
-        issue = bad.json()["detail"]["issues"][0]
+        issue = bad.json()["issues"][0]
         assert (
             'no team "mars"' in issue["message"] and issue["line"] == draft.splitlines().index("      team: japan") + 1
         )
@@ -124,7 +124,7 @@ async def test_publish_versions_list_get_and_diff(
         broken = client.post(
             "/v1/playbooks", json={"playbook": draft.replace("points: 40", "points: many")}, headers=AUTH
         )
-        assert broken.status_code == 422 and broken.json()["detail"]["issues"][0]["line"] is not None
+        assert broken.status_code == 422 and broken.json()["issues"][0]["line"] is not None
         second = client.post(
             "/v1/playbooks",
             headers=AUTH,

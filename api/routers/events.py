@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from fastapi import APIRouter, status
 
 from api.deps import Authorized, Session, State
+from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.lead_ids import lead_id_for, normalize_email
 from api.routers.leads import signal_events, tracked
 from api.schemas import EventsAccepted, IdentifiedEventIn, IdentifiedEventsIn, refuse_unsendable
@@ -16,10 +17,12 @@ from rules.model import EventsReceived
 from store import repo
 
 SIGNALS_IN_PARALLEL = 16
-router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorized], responses=V1_ERRORS)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+@router.post(
+    "", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted, responses=BODY_ERRORS | documented(410, 429)
+)
 async def post_events(body: IdentifiedEventsIn, state: State, session: Session) -> EventsAccepted:
     """Events of identified visitors. An email seen for the first time creates its lead (source: tracking)."""
     refuse_unsendable(

@@ -15,6 +15,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Authorized, Session, State
+from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn, refuse_unsendable
 from privacy.keys import LeadErased
@@ -27,7 +28,7 @@ from workflows.payloads import LeadStart, LeadView
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=15)
 ERASE_STOP_SECONDS = 30.0
-router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized], responses=V1_ERRORS)
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
 
 
@@ -63,7 +64,12 @@ async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *,
             await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=LeadAccepted)
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=LeadAccepted,
+    responses=BODY_ERRORS | documented(410, 429),
+)
 async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     refuse_unsendable({("email",): body.email}, smtp_utf8=state.settings.smtp_utf8)
@@ -82,7 +88,7 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
 
 
-@router.get("/{lead_id}", response_model=LeadView)
+@router.get("/{lead_id}", response_model=LeadView, responses=TEMPORAL_ERRORS)
 async def get_lead(lead_id: LeadId, state: State) -> LeadView:
     """The lead's live state from its workflow: stage, score, grade, owner, SLA."""
     try:
@@ -100,7 +106,7 @@ async def get_lead(lead_id: LeadId, state: State) -> LeadView:
     return view
 
 
-@router.get("/{lead_id}/timeline")
+@router.get("/{lead_id}/timeline", responses=documented(404))
 async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
     """What the read model holds about the lead: touchpoints, score history, emails."""
     lead = await repo.get_lead(session, lead_id)
@@ -115,7 +121,12 @@ async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
     }
 
 
-@router.post("/{lead_id}/events", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted)
+@router.post(
+    "/{lead_id}/events",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventsAccepted,
+    responses=BODY_ERRORS | TEMPORAL_ERRORS,
+)
 async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State, session: Session) -> EventsAccepted:
     """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events)."""
     now = datetime.now(UTC)
@@ -134,7 +145,7 @@ async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State, sessio
     return EventsAccepted(accepted=new, duplicates=len(events) - new, leads=[lead_id])
 
 
-@router.post("/{lead_id}/touches", response_model=LeadView)
+@router.post("/{lead_id}/touches", response_model=LeadView, responses=BODY_ERRORS | TEMPORAL_ERRORS)
 async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Session) -> LeadView:
     """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
     now = datetime.now(UTC)
@@ -159,7 +170,7 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Sessi
     return view
 
 
-@router.post("/{lead_id}/consent", response_model=LeadView)
+@router.post("/{lead_id}/consent", response_model=LeadView, responses=BODY_ERRORS | TEMPORAL_ERRORS)
 async def record_consent(lead_id: LeadId, body: ConsentIn, state: State) -> LeadView:
     """Record email consent (opt-in or opt-out); the answer shows the consent that now decides nurture."""
     change = ConsentRecorded(body.record("api", datetime.now(UTC)))
@@ -207,7 +218,7 @@ async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) ->
     return True, email
 
 
-@router.delete("/{lead_id}", response_model=ErasureOutcome)
+@router.delete("/{lead_id}", response_model=ErasureOutcome, responses=TEMPORAL_ERRORS)
 async def erase_lead(lead_id: LeadId, state: State, session: Session) -> ErasureOutcome:
     """Right to erasure: end the lead's workflow, destroy its data key (Temporal's histories of it become
     unreadable), suppress the address (as a keyed hash) and anonymise the store. Safe to repeat."""

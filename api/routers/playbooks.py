@@ -14,13 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.rendering import EmailRenderer
 from api.deps import Authorized, Session, State
+from api.errors import BODY_ERRORS, V1_ERRORS, ApiError, documented
 from rules.backtest import LeadHistory, backtest
 from rules.model import TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import BudgetExceeded, Deadline, Scenario, result_as_dict, simulate
 from store import playbooks, repo, reports
 
-router = APIRouter(tags=["playbooks"], dependencies=[Authorized])
+router = APIRouter(tags=["playbooks"], dependencies=[Authorized], responses=V1_ERRORS)
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a published version number")]
 MAX_PLAYBOOK_CHARS = 256 * 1024
 # Simulations and backtests run in a worker thread (the event loop keeps answering) and stop at this budget.
@@ -42,22 +43,24 @@ def _over_budget(what: str, seconds: float, hint: str) -> HTTPException:
 
 class DraftIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    playbook: str = Field(max_length=MAX_PLAYBOOK_CHARS, description="the playbook YAML")
+    playbook: str = Field(min_length=1, max_length=MAX_PLAYBOOK_CHARS, description="the playbook YAML")
 
 
 class SimulateIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
     playbook: str | None = Field(
-        default=None, max_length=MAX_PLAYBOOK_CHARS, description="a draft playbook (YAML); the active one when omitted"
+        default=None,
+        min_length=1,
+        max_length=MAX_PLAYBOOK_CHARS,
+        description="a draft playbook (YAML); the active one when omitted",
     )
     scenario: Scenario
 
 
 def issues_response(exc: PlaybookError) -> HTTPException:
     issues = [{"line": i.line, "path": i.path, "message": i.message} for i in exc.issues]
-    return HTTPException(
-        status.HTTP_422_UNPROCESSABLE_CONTENT, {"message": "the playbook has problems", "issues": issues}
-    )
+    first = f" (line {issues[0]['line']}: {issues[0]['message']})" if issues else ""
+    return ApiError(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the playbook has problems{first}", issues=issues)
 
 
 async def compile_draft(state: State, session: Session, text: str) -> CompiledPlaybook:
@@ -93,7 +96,7 @@ def _histories(rows: list[dict[str, Any]]) -> list[LeadHistory]:
     return out
 
 
-@router.post("/v1/playbooks:backtest")
+@router.post("/v1/playbooks:backtest", responses=BODY_ERRORS)
 async def backtest_playbook(body: BacktestIn, state: State, session: Session) -> dict[str, Any]:
     """Replay the stored histories of recent leads through the live playbook and the draft; report the
     difference (stages reached, routing, emails) before publishing."""
@@ -117,7 +120,7 @@ async def active_playbook(state: State) -> dict[str, Any]:
     return {"version": current.bundle.version, "hash": current.compiled.hash, "document": current.bundle.document}
 
 
-@router.post("/v1/playbooks", status_code=status.HTTP_201_CREATED)
+@router.post("/v1/playbooks", status_code=status.HTTP_201_CREATED, responses=BODY_ERRORS)
 async def publish_playbook(body: PublishIn, state: State, session: Session, response: Response) -> dict[str, Any]:
     """Validate and publish a draft as the next immutable version; new leads start on it at once."""
     pb = await compile_draft(state, session, body.playbook)
@@ -142,12 +145,12 @@ async def _version(session: Session, version: int) -> dict[str, Any]:
     return row
 
 
-@router.get("/v1/playbooks/{version}")
+@router.get("/v1/playbooks/{version}", responses=documented(404))
 async def get_playbook(version: Version, session: Session) -> dict[str, Any]:
     return await _version(session, version)
 
 
-@router.get("/v1/playbooks/{old}/diff/{new}")
+@router.get("/v1/playbooks/{old}/diff/{new}", responses=documented(404))
 async def diff_playbooks(old: Version, new: Version, session: Session) -> dict[str, Any]:
     """A unified diff of two published versions' YAML."""
     a, b = await _version(session, old), await _version(session, new)
@@ -160,7 +163,7 @@ async def diff_playbooks(old: Version, new: Version, session: Session) -> dict[s
     return {"from": old, "to": new, "diff": "".join(lines)}
 
 
-@router.post("/v1/playbooks:validate")
+@router.post("/v1/playbooks:validate", responses=BODY_ERRORS)
 async def validate_playbook(body: DraftIn, state: State, session: Session) -> dict[str, Any]:
     """Validate a draft as a whole: every problem at once, each with its YAML line."""
     pb = await compile_draft(state, session, body.playbook)
@@ -179,7 +182,7 @@ async def validate_playbook(body: DraftIn, state: State, session: Session) -> di
     }
 
 
-@router.post("/v1/playbooks:simulate")
+@router.post("/v1/playbooks:simulate", responses=BODY_ERRORS)
 async def simulate_playbook(body: SimulateIn, state: State, session: Session) -> dict[str, Any]:
     """Run the real decision loop on a virtual clock: the full trace, no Temporal, no side effect."""
     pb = (

@@ -8,10 +8,11 @@ from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import Authorized, Session
+from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.schemas import TIME_RANGE, TeamBody, Time
 from store import repo
 
-router = APIRouter(tags=["teams"], dependencies=[Authorized])
+router = APIRouter(tags=["teams"], dependencies=[Authorized], responses=V1_ERRORS)
 TeamKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 RepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -26,7 +27,7 @@ async def list_teams(session: Session) -> dict[str, Any]:
     return {"items": await repo.list_teams(session)}
 
 
-@router.put("/v1/teams/{team_key}")
+@router.put("/v1/teams/{team_key}", responses=BODY_ERRORS)
 async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[str, Any]:
     """Create or replace a team; reps left out become inactive (their history stays)."""
     reps = [repo.RepIn(r.id, r.name, str(r.email), r.active, r.capacity, r.weight, r.away_until) for r in body.reps]
@@ -40,7 +41,7 @@ async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[
     return next(t for t in teams if t["key"] == team_key)
 
 
-@router.put("/v1/reps/{rep_id}/availability")
+@router.put("/v1/reps/{rep_id}/availability", responses=BODY_ERRORS | documented(404))
 async def set_availability(rep_id: RepId, body: AvailabilityIn, session: Session) -> dict[str, Any]:
     """Out of office: the rep gets no new leads until ``away_until``; routing picks the next rep."""
     if not await repo.set_rep_availability(session, rep_id, body.away_until):
