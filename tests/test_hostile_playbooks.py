@@ -177,7 +177,7 @@ def test_hostile_playbook_answers_422_within_a_second(client: TestClient, name: 
     response = client.post("/v1/playbooks:validate", json={"playbook": HOSTILE[name]}, headers=AUTH)
     elapsed = time.process_time() - started
     assert response.status_code == 422, response.text
-    assert response.json()["detail"]["issues"][0]["message"]
+    assert response.json()["issues"][0]["message"]
     assert elapsed < 1.0, f"{name} took {elapsed:.2f} s of CPU"
 
 
