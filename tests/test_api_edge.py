@@ -207,7 +207,6 @@ async def _view(http: httpx.AsyncClient, lead: str) -> dict:  # type: ignore[typ
     raise AssertionError(f"{lead} never answered: {answer.text}")
 
 
-
 # ---------------------------------------------------------------- a projection that can never succeed
 
 

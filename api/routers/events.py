@@ -21,7 +21,10 @@ router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorize
 
 
 @router.post(
-    "", status_code=status.HTTP_202_ACCEPTED, response_model=EventsAccepted, responses=BODY_ERRORS | documented(410, 429)
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=EventsAccepted,
+    responses=BODY_ERRORS | documented(410, 429),
 )
 async def post_events(body: IdentifiedEventsIn, state: State, session: Session) -> EventsAccepted:
     """Events of identified visitors. An email seen for the first time creates its lead (source: tracking)."""
