@@ -18,6 +18,7 @@ from pydantic import (
 )
 
 from rules.addresses import address_problem, hostile_character, without_bidi_controls
+from rules.cleaning import clean_attributes
 from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
@@ -97,10 +98,10 @@ class LeadIn(_In):
 
     def attributes(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"utm", "fields", "consent"}, exclude_none=True)
-        data["email"] = data["email"].strip().lower()
         if self.utm:
             data |= {f"utm_{k}": v for k, v in self.utm.model_dump(exclude_none=True).items()}
-        return self.fields | data
+        # The normalisation every door shares (NFKC, email, company key, country, E.164 phone).
+        return clean_attributes(self.fields | data).attributes
 
 
 class EventIn(_In):
