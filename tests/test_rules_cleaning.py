@@ -32,7 +32,8 @@ def test_emails_are_trimmed_lowered_and_validated() -> None:
 @pytest.mark.parametrize(
     "names",
     [
-        ["株式会社リードフロー", "リードフロー株式会社", "リードフロー（株）", "(株)リードフロー", "㈱リードフロー", "ﾘｰﾄﾞﾌﾛｰ 株式会社"],
+        ["株式会社リードフロー", "リードフロー株式会社", "リードフロー（株）",
+         "(株)リードフロー", "㈱リードフロー", "ﾘｰﾄﾞﾌﾛｰ 株式会社"],
         ["Acme", "ACME Inc.", "Acme Co., Ltd.", "Acme Co.,Ltd", "acme corp", "Acme Corporation", "ＡＣＭＥ　ＩＮＣ"],
     ],
 )
@@ -63,7 +64,9 @@ def test_other_countries_by_english_and_japanese_name() -> None:
 
 
 def test_api_input_goes_through_the_same_cleaning() -> None:
-    body = LeadIn(email="Ann@Example.com", company="ＡＣＭＥ　Inc.", country="jp", phone="03-1234-5678", title=" ＣＥＯ ")
+    body = LeadIn(
+        email="Ann@Example.com", company="ＡＣＭＥ　Inc.", country="jp", phone="03-1234-5678", title=" ＣＥＯ "
+    )
     attributes = body.attributes()
     assert attributes == {"email": "ann@example.com", "company": "ACME Inc.", "company_key": "acme",
                           "country": "JP", "phone": "+81312345678", "title": "CEO"}  # fmt: skip
@@ -85,8 +88,8 @@ def test_japanese_and_english_headers_map_and_overrides_win() -> None:
 
 
 def test_a_row_is_split_sized_and_cleaned() -> None:
-    cleaned = row_attributes({"email": "ｂｏ＠ｅｘａｍｐｌｅ．ｏｒｇ", "full_name": "佐藤 花子", "company_size": "1,200名",
-                              "phone": "090-1234-5678", "country": "日本"})  # fmt: skip
+    cleaned = row_attributes({"email": "ｂｏ＠ｅｘａｍｐｌｅ．ｏｒｇ", "full_name": "佐藤 花子",
+                              "company_size": "1,200名", "phone": "090-1234-5678", "country": "日本"})  # fmt: skip
     assert cleaned.attributes == {"email": "bo@example.org", "last_name": "佐藤", "first_name": "花子",
                                   "company_size": 1200, "phone": "+819012345678", "country": "JP"}  # fmt: skip
     assert row_attributes({"email": "a@example.com", "full_name": "Ann Marie Lee"}).attributes["first_name"] == (
