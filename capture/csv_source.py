@@ -72,9 +72,9 @@ class CsvRows:
         except StopIteration:
             self.close()
             raise CsvError("the file is empty: the first line must name the columns") from None
-        except UnicodeDecodeError as exc:
+        except (UnicodeDecodeError, csv.Error) as exc:
             self.close()
-            raise CsvError(f"cannot read the file as {self.encoding}: {exc}") from None
+            raise CsvError(f"cannot read the header line as {self.encoding} CSV: {exc}") from None
 
     @property
     def bytes_read(self) -> int:

@@ -44,16 +44,33 @@ def normalize_email_text(email: str) -> str:
     return unicodedata.normalize("NFKC", email).strip().lower()
 
 
+# An unquoted ASCII local part (RFC 5322 dot-atom): the common case, checked without the full validator.
+_PLAIN_LOCAL = re.compile(r"^[a-z0-9!#$%&'*+/=?^_`{|}~-]+(?:\.[a-z0-9!#$%&'*+/=?^_`{|}~-]+)*$")
+
+
 def clean_email(raw: str) -> str:
     """A normalised, syntactically valid email (no DNS lookup), or CleaningError saying what is wrong."""
     email = normalize_email_text(raw).replace(" ", "")
     if not email:
         raise CleaningError("email is missing")
+    local, at, domain = email.rpartition("@")
+    if at and len(local) <= 64 and _PLAIN_LOCAL.match(local):
+        # The validator's domain checks (IDNA, special-use names) are the costly part: once per domain.
+        problem = _email_problem(f"x@{domain}")
+    else:  # quoted, internationalised or malformed: the full validator says why
+        problem = _email_problem(email)
+    if problem:
+        raise CleaningError(f"email {email!r} is not valid: {problem}")
+    return email
+
+
+@lru_cache(maxsize=4096)
+def _email_problem(email: str) -> str | None:
     try:
         validate_email(email, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise CleaningError(f"email {email!r} is not valid: {exc}") from None
-    return email
+        return str(exc)
+    return None
 
 
 # Legal-form words removed for matching only (the display name keeps them). Longest first.
@@ -70,6 +87,7 @@ def company_display(raw: str) -> str:
     return nfkc(raw)
 
 
+@lru_cache(maxsize=16384)
 def company_key(raw: str) -> str:
     """The name used to match companies: 株式会社リードフロー, リードフロー(株) and ﾘｰﾄﾞﾌﾛｰ 株式会社 give one key;
     so do "Acme Co., Ltd.", "ACME Inc." and "acme"."""
@@ -120,6 +138,7 @@ def _country_names() -> dict[str, str]:
     return names | {nfkc(alias).lower(): code for alias, code in _COUNTRY_ALIASES.items()}
 
 
+@lru_cache(maxsize=1024)
 def country_code(raw: str) -> str:
     """ISO 3166 alpha-2 from a code or an English or Japanese name: 日本, Japan, jp and ＪＰ give JP."""
     text = nfkc(raw).lower().rstrip(".")
