@@ -16,6 +16,12 @@ def test_a_full_width_email_is_the_same_lead_as_its_ascii_twin() -> None:
     assert lead_id_for("ｋｅｎ＠ｅｘａｍｐｌｅ．ｃｏｍ", "k") == lead_id_for(" Ken@Example.com ", "k")
 
 
+def test_the_issues_full_width_api_email_reaches_the_same_lead() -> None:
+    body = LeadIn(email="ｋｅｎ@example.com")  # issue 8: it became a second lead
+    assert body.attributes()["email"] == "ken@example.com"
+    assert lead_id_for(body.email, "k") == lead_id_for("ken@example.com", "k")
+
+
 def test_ascii_lead_ids_are_unchanged() -> None:
     # The id every existing lead already has (computed with the pre-NFKC rule: strip + lower).
     assert lead_id_for("Ann.Lee@Example.com", "k") == "lead-61c076494f281890668a904c22bcd121"
