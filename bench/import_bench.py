@@ -97,6 +97,7 @@ async def deliver(path: Path, rows: int, concurrency: int, workdir: Path) -> Non
     try:
         settings = Settings(
             data_dir=workdir, database_url=f"sqlite:///{workdir / 'bench.db'}", api_key="bench", id_key="bench",
+            master_key="bench",
             temporal_address=env.client.service_client.config.target_host, task_queue="import-bench",
         )  # fmt: skip
         await asyncio.to_thread(run_migrations, settings.resolved_database_url())

@@ -232,6 +232,7 @@ def test_cli_import_prints_a_json_summary_and_writes_the_report(import_stack: St
         "TEMPORAL_ADDRESS": settings.temporal_address,
         "LEADFLOW_TASK_QUEUE": settings.task_queue,
         "LEADFLOW_ID_KEY": settings.secret("id_key"),
+        "LEADFLOW_MASTER_KEY": settings.secret("master_key"),
         "LEADFLOW_PLAYBOOK_PATH": str(settings.playbook_path),
     }
     report = tmp_path / "report.csv"
