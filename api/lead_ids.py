@@ -6,11 +6,14 @@ from __future__ import annotations
 import hashlib
 import hmac
 
+from rules.cleaning import normalize_email_text
+
 LEAD_ID_PATTERN = r"^lead-[0-9a-f]{32}$"
 
 
 def normalize_email(email: str) -> str:
-    return email.strip().lower()
+    # NFKC first: a full-width address is its ASCII twin (ASCII emails keep their ids).
+    return normalize_email_text(email)
 
 
 def lead_id_for(email: str, key: str) -> str:

@@ -13,6 +13,8 @@ import json
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 MAX_BODY_BYTES = 1024 * 1024
+# Uploads streamed to disk, never into one signal, with a limit of their own (api/routers/imports.py).
+STREAMED_PATHS = frozenset({"/v1/imports"})
 
 
 async def _answer(send: Send, status: int, detail: str) -> None:
@@ -32,7 +34,7 @@ class BodyLimitMiddleware:
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or scope["path"] in STREAMED_PATHS:
             await self.app(scope, receive, send)
             return
         declared = next((v for k, v in scope["headers"] if k == b"content-length"), None)

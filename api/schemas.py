@@ -30,6 +30,7 @@ from pydantic import (
 )
 
 from rules.addresses import address_problem, hostile_character, without_bidi_controls
+from rules.cleaning import clean_attributes, normalize_email_text
 from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
 FIRST_YEAR, LAST_YEAR = 2000, 2099
@@ -94,6 +95,13 @@ def _any_case(word: str) -> str:
 SPECIAL_USE = "|".join(_any_case(name) for name in ("arpa", "invalid", "local", "localhost", "onion", "test"))
 EMAIL_PATTERN = rf"^[^@]+@[^@]+\.(?!(?:{SPECIAL_USE})$)[A-Za-z][A-Za-z0-9-]*$"
 Email = Annotated[EmailStr, WithJsonSchema({"type": "string", "format": "email", "pattern": EMAIL_PATTERN})]
+# A person's address as forms and imports send it: full-width letters and at sign (U+FF20) are
+# folded by NFKC before validation, so they reach the same lead as the ASCII spelling.
+def _folded_email(value: Any) -> Any:
+    return normalize_email_text(value) if isinstance(value, str) else value
+
+
+PersonEmail = Annotated[Email, BeforeValidator(_folded_email)]
 # patternProperties alone would let any other key through in JSON Schema: say that the API refuses them.
 Fields = dict[FieldName, Scalar]
 CLOSED_KEYS: dict[str, Any] = {"additionalProperties": False}
@@ -140,7 +148,7 @@ class ConsentIn(_In):
 
 
 class LeadIn(_In):
-    email: Email
+    email: PersonEmail
     first_name: HeaderText | None = None
     last_name: HeaderText | None = None
     company: HeaderText | None = None
@@ -172,10 +180,10 @@ class LeadIn(_In):
 
     def attributes(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"utm", "fields", "consent"}, exclude_none=True)
-        data["email"] = data["email"].strip().lower()
         if self.utm:
             data |= {f"utm_{k}": v for k, v in self.utm.model_dump(exclude_none=True).items()}
-        return self.fields | data
+        # The normalisation every door shares (NFKC, email, company key, country, E.164 phone).
+        return clean_attributes(self.fields | data).attributes
 
 
 class EventIn(_In):
@@ -198,7 +206,7 @@ class EventsIn(_In):
 
 
 class IdentifiedEventIn(EventIn):
-    email: Email
+    email: PersonEmail
 
 
 class IdentifiedEventsIn(_In):

@@ -287,3 +287,57 @@ class Suppression(Base):
     address_hash: Mapped[str] = mapped_column(unique=True)
     reason: Mapped[str]  # erased (unsubscribed, hard_bounce, complaint, manual: issue 7 item 3)
     created_at: Mapped[datetime]
+
+
+class ImportRun(Base):
+    """One CSV import: its options, where it stopped (resume point) and its counts."""
+
+    __tablename__ = "imports"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    filename: Mapped[str]
+    file_path: Mapped[str] = mapped_column(Text())
+    source: Mapped[str]
+    consent_basis: Mapped[str | None]
+    default_country: Mapped[str | None]
+    column_map: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
+    status: Mapped[str]  # pending | running | interrupted | failed | done
+    error: Mapped[str | None] = mapped_column(Text())
+    bytes_total: Mapped[int] = mapped_column(BigInteger(), default=0)
+    bytes_done: Mapped[int] = mapped_column(BigInteger(), default=0)
+    # Last CSV line whose rows are delivered and reported: a resumed run starts after it.
+    lines_done: Mapped[int] = mapped_column(Integer(), default=1)
+    rows_read: Mapped[int] = mapped_column(Integer(), default=0)
+    created: Mapped[int] = mapped_column(Integer(), default=0)
+    merged_existing: Mapped[int] = mapped_column(Integer(), default=0)
+    merged_duplicate: Mapped[int] = mapped_column(Integer(), default=0)
+    rejected: Mapped[int] = mapped_column(Integer(), default=0)
+    warnings: Mapped[int] = mapped_column(Integer(), default=0)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+
+
+class ImportLead(Base):
+    """Each lead an import touches, with the first line that named it: written before delivery, so a resumed
+    run classifies rows exactly as the interrupted one did (first occurrence, duplicate, existing lead)."""
+
+    __tablename__ = "import_leads"
+
+    import_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    first_line: Mapped[int] = mapped_column(Integer())
+    existed: Mapped[bool] = mapped_column(Boolean())
+
+
+class ImportIssue(Base):
+    """A report line: a rejected, merged or corrected row of an import."""
+
+    __tablename__ = "import_issues"
+
+    import_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    line: Mapped[int] = mapped_column(Integer(), primary_key=True)
+    outcome: Mapped[str]  # rejected | merged | cleaned
+    reason: Mapped[str] = mapped_column(Text())
+    email: Mapped[str | None]
+    lead_id: Mapped[str | None]

@@ -1,0 +1,112 @@
+
+"""From a CSV row to lead attributes: which column is which field, and what an imported lead carries.
+
+Business rules of the import, kept pure so the CLI, the API and the bench share them: the header names
+recognised in English and Japanese, how a full name is split, and which attributes an import may set
+(its source only on a lead it creates: an existing lead keeps the source it came from).
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from rules.cleaning import Cleaned, CleaningError, clean_attributes, nfkc
+
+# Normalised header (NFKC, lower case, no spaces, dashes, underscores or dots) -> lead field.
+HEADER_FIELDS: dict[str, tuple[str, ...]] = {
+    "email": ("email", "emailaddress", "mail", "mailaddress", "メールアドレス", "メール", "eメール", "電子メール"),
+    "first_name": ("firstname", "first", "givenname", "名", "下の名前"),
+    "last_name": ("lastname", "last", "surname", "familyname", "姓", "苗字", "名字"),
+    "full_name": ("name", "fullname", "contactname", "氏名", "名前", "お名前", "担当者名", "フルネーム"),
+    "company": ("company", "companyname", "organization", "organisation", "account", "accountname",
+                "会社名", "企業名", "会社", "法人名", "社名", "所属"),
+    "title": ("title", "jobtitle", "position", "role", "役職", "役職名", "肩書", "肩書き"),
+    "department": ("department", "dept", "部署", "部署名", "部門"),
+    "phone": ("phone", "phonenumber", "tel", "telephone", "mobile", "電話番号", "電話", "tel番号", "携帯電話"),
+    "country": ("country", "countrycode", "countryname", "国", "国名", "国地域", "国・地域"),
+    "company_size": ("companysize", "employees", "numberofemployees", "employeecount", "headcount",
+                     "従業員数", "社員数", "従業員規模"),
+    "industry": ("industry", "業種", "業界"),
+    "website": ("website", "url", "web", "homepage", "ホームページ", "ウェブサイト", "会社url"),
+}  # fmt: skip
+_BY_HEADER = {alias: name for name, aliases in HEADER_FIELDS.items() for alias in aliases}
+_HEADER_NOISE = re.compile(r"[\s\-_.・/()]+")
+FIELD_PATTERN = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
+_CJK = re.compile(r"[\u3040-\u30ff\u3400-\u9fff]")
+_NUMBER = re.compile(r"\d+")
+
+
+def header_key(header: str) -> str:
+    return _HEADER_NOISE.sub("", nfkc(header).lower())
+
+
+def map_columns(headers: Sequence[str], overrides: Mapping[str, str] | None = None) -> dict[int, str]:
+    """Column index -> field: overrides (`--map 'Column name=field'`) first, then the known header names.
+
+    An override naming a column that is not in the file, or a field that is not a plain name, is an error
+    (the user asked for something that would silently do nothing)."""
+    overrides = dict(overrides or {})
+    by_name = {header.strip(): index for index, header in enumerate(headers)}
+    mapping: dict[int, str] = {}
+    for column, field in overrides.items():
+        if column.strip() not in by_name:
+            raise CleaningError(f"--map {column}={field}: the file has no column {column!r} (it has {list(by_name)})")
+        if not FIELD_PATTERN.match(field):
+            raise CleaningError(f"--map {column}={field}: a field name is lower-case letters, digits and _")
+        mapping[by_name[column.strip()]] = field
+    taken = set(mapping.values())
+    for index, header in enumerate(headers):
+        field = _BY_HEADER.get(header_key(header))
+        if index not in mapping and field and field not in taken:
+            mapping[index] = field
+            taken.add(field)
+    if "email" not in mapping.values():
+        raise CleaningError(f"no email column among {list(headers)}: map one with --map 'your column=email'")
+    return mapping
+
+
+def _split_name(full: str) -> dict[str, str]:
+    parts = nfkc(full).split(" ")
+    if len(parts) < 2:
+        return {"last_name": parts[0]} if _CJK.search(full) else {"first_name": parts[0]}
+    if _CJK.search(full):  # 山田 太郎: family name first
+        return {"last_name": parts[0], "first_name": " ".join(parts[1:])}
+    return {"first_name": " ".join(parts[:-1]), "last_name": parts[-1]}
+
+
+def row_attributes(values: Mapping[str, str], *, default_country: str | None = None) -> Cleaned:
+    """One row's mapped values, cleaned (CleaningError when the row cannot become a lead)."""
+    raw: dict[str, Any] = {k: v for k, v in values.items() if k != "full_name"}
+    full = nfkc(values.get("full_name") or "")
+    if full:
+        for key, value in _split_name(full).items():
+            if not raw.get(key):  # a separate 姓/名 column wins over the split
+                raw[key] = value
+    size_warning = None
+    size = nfkc(str(raw.get("company_size") or "")).replace(",", "")
+    if size:
+        number = _NUMBER.search(size)
+        if number:
+            raw["company_size"] = int(number.group())
+        else:
+            raw.pop("company_size")
+            size_warning = f"company size {size!r} has no number; dropped"
+    cleaned = clean_attributes(raw, default_country=default_country)
+    if size_warning:
+        cleaned.warnings.append(size_warning)
+    return cleaned
+
+
+def import_attributes(
+    cleaned: Mapping[str, Any], *, source: str, consent_basis: str | None, import_id: str, creates_lead: bool
+) -> dict[str, Any]:
+    """What an imported row sets on its lead. `consent_basis` is a plain attribute for now (consent
+    records are built from it later); the import's source is set only on a lead the import creates."""
+    attributes = dict(cleaned) | {"last_import": import_id}
+    if creates_lead:
+        attributes["source"] = source
+    if consent_basis:
+        attributes["consent_basis"] = consent_basis
+    return attributes
