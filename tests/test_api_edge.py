@@ -139,6 +139,14 @@ def test_a_body_over_the_limit_is_413_naming_the_limit_before_it_is_parsed(offli
     assert streamed.status_code == 413
 
 
+def test_the_streamed_csv_upload_is_not_held_to_the_signal_body_limit(offline: TestClient) -> None:
+    """A CSV import streams to disk with a limit of its own: 2 MB reaches the importer's own checks."""
+    csv = b"name,company\n" + b"Ann,Acme\n" * 250_000
+    answer = offline.post("/v1/imports", content=csv, headers={**AUTH, "content-type": "text/csv"})
+    assert answer.status_code == 422, answer.text
+    assert "email" in answer.json()["detail"]
+
+
 def test_an_anonymous_oversized_body_still_gets_401(offline: TestClient) -> None:
     answer = offline.post("/v1/leads", content=b"x" * 2_000_000, headers={"content-type": "application/json"})
     assert answer.status_code == 401
