@@ -86,7 +86,7 @@ def workflow_runner() -> SandboxedWorkflowRunner:
 def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
     # A worker without the codec would fail on every sealed payload: give it one whatever the caller passed.
     client = with_lead_codec(client, settings, sessions)
-    emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir)))
+    emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir, settings.default_locale)))
     leads = LeadActivities(sessions)
     return Worker(
         client,

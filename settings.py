@@ -69,6 +69,26 @@ class Settings(BaseSettings):
     # Domain used in deterministic Message-IDs.
     message_id_domain: str = "leadflow.localhost"
 
+    # Sending to real people (README "Sending to real people"). Every nurture email's footer names the
+    # sender and its postal address (Japan's Act on Specified Electronic Mail, CAN-SPAM); an empty name
+    # falls back to mail_from's display name.
+    sender_name: str = ""
+    sender_postal_address: str = ""
+    # Where recipients reach the sender with questions or complaints (email, phone or URL; Japan requires one).
+    sender_contact: str = ""
+    # Where people reach this API from the internet: unsubscribe links are built on it. HTTPS in
+    # production (Gmail and Yahoo ignore a one-click List-Unsubscribe that is not https).
+    public_base_url: str = "http://127.0.0.1:8000"
+    # A mailbox also offered in List-Unsubscribe (mailto:); leadflow does not read it: whoever does must
+    # unsubscribe the sender (POST /v1/suppressions or the lead's consent endpoint).
+    unsubscribe_mailto: str | None = None
+    # HMAC key signing unsubscribe tokens; make run generates one under .data/ when unset. Rotate by moving
+    # the old key to unsubscribe_keys_previous (comma-separated): links in old mail keep working.
+    unsubscribe_key: SecretStr | None = None
+    unsubscribe_keys_previous: SecretStr | None = None
+    # Language of mail whose lead and playbook name none (rules/locale.py); en and ja are shipped.
+    default_locale: str = Field(default="en", pattern=r"^[a-z]{2}$")
+
     api_host: str = "127.0.0.1"
     api_port: int = 8000
     # Score-only changes reach the read model at most this often per lead (stage, owner and SLA
@@ -85,8 +105,13 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
 
+    def unsubscribe_keys(self) -> list[str]:
+        """The key that signs new unsubscribe links, then the previous ones still accepted."""
+        previous = self.unsubscribe_keys_previous.get_secret_value() if self.unsubscribe_keys_previous else ""
+        return [self.secret("unsubscribe_key"), *(k.strip() for k in previous.split(",") if k.strip())]
+
     def secret(self, name: str) -> str:
-        """api_key / id_key / master_key, falling back to the file make run writes under data_dir."""
+        """api_key / id_key / master_key / unsubscribe_key, falling back to the file make run writes under data_dir."""
         value: SecretStr | None = getattr(self, name)
         if value is not None and value.get_secret_value():
             return value.get_secret_value()

@@ -27,6 +27,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
 from activities.suppression import SUPPRESSED, refuse_if_suppressed
+from activities.unsubscribe import Unsubscribe, footer_context
 from rules.addresses import AddressProblem, MailAddress, header_text, sendable_address
 from rules.model import SendEmail
 from settings import Settings
@@ -86,9 +87,10 @@ class Mailer:
         try:
             wire = self._address(mail.to)
             to_addr = wire.addr_spec
-            rendered = await self._render(mail)
+            unsubscribe = self.unsubscribe_for(mail, lead_id)
+            rendered = await self._render(mail, unsubscribe)
             subject = rendered.subject
-            msg = self._message(mail, wire, rendered)
+            msg = self._message(mail, wire, rendered, unsubscribe)
         except _Permanent as exc:
             await self._fail(mail, lead_id, to_addr, subject, exc)
         try:
@@ -117,15 +119,15 @@ class Mailer:
         except AddressProblem as exc:
             raise _Permanent("InvalidAddress", f"cannot send to {address!r}: {exc}") from exc
 
-    async def _render(self, mail: SendEmail) -> RenderedEmail:
+    async def _render(self, mail: SendEmail, unsubscribe: Unsubscribe | None) -> RenderedEmail:
         try:
-            return await asyncio.wait_for(
-                asyncio.to_thread(self.renderer.render, mail.template, mail.context), RENDER_TIMEOUT_SECONDS
-            )
+            return await asyncio.wait_for(asyncio.to_thread(self.render, mail, unsubscribe), RENDER_TIMEOUT_SECONDS)
         except (TemplateProblem, TimeoutError) as exc:
             raise _Permanent("TemplateError", str(exc) or "render timed out") from exc
 
-    def _message(self, mail: SendEmail, wire: MailAddress, rendered: RenderedEmail) -> EmailMessage:
+    def _message(
+        self, mail: SendEmail, wire: MailAddress, rendered: RenderedEmail, unsubscribe: Unsubscribe | None
+    ) -> EmailMessage:
         try:
             msg = EmailMessage()
             msg["From"] = self.settings.mail_from
@@ -134,6 +136,8 @@ class Mailer:
             msg["Subject"] = header_text(rendered.subject)
             msg["Message-ID"] = message_id(mail.key, self.settings.message_id_domain)
             msg["X-Leadflow-Kind"] = header_text(mail.kind)
+            for name, value in (unsubscribe.headers() if unsubscribe else {}).items():
+                msg[name] = value
             msg.set_content(rendered.text)
             msg.add_alternative(rendered.html, subtype="html")
         except Exception as exc:  # the same input fails the same way on every attempt
@@ -160,6 +164,32 @@ class Mailer:
     ) -> NoReturn:
         await self._record(mail, lead_id, to_addr, subject, "failed", f"{exc.kind}: {exc.reason}")
         raise ApplicationError(exc.reason, type=exc.kind, non_retryable=True) from exc
+
+    def unsubscribe_for(self, mail: SendEmail, lead_id: str | None) -> Unsubscribe | None:
+        """Nurture mail carries the lead's unsubscribe link; operational mail (reps, managers) none."""
+        if not mail.nurture:
+            return None
+        if lead_id is None:
+            raise _Permanent("TemplateError", "nurture mail needs a lead id for its unsubscribe link")
+        return Unsubscribe.for_lead(self.settings, lead_id, mail.locale or self.renderer.default_locale)
+
+    def render(self, mail: SendEmail, unsubscribe: Unsubscribe | None) -> RenderedEmail:
+        """The mail as it will be sent; a nurture template whose parts lack the unsubscribe link is refused."""
+        context = {**mail.context, **footer_context(self.settings, unsubscribe)}
+        rendered = self.renderer.render(mail.template, context, mail.locale)
+        if unsubscribe is not None:
+            html_url = unsubscribe.url.replace("&", "&amp;")
+            missing = [
+                part
+                for part, body, url in (("text", rendered.text, unsubscribe.url), ("html", rendered.html, html_url))
+                if url not in body
+            ]
+            if missing:
+                raise TemplateProblem(
+                    f'nurture template "{mail.template}" has no unsubscribe link in its {" and ".join(missing)} '
+                    "part: extend the nurture layout (templates/email/_layouts/) or show {{ unsubscribe_url }}"
+                )
+        return rendered
 
     async def _record(
         self, mail: SendEmail, lead_id: str | None, to: str, subject: str, status: str, error: str | None

@@ -1,7 +1,11 @@
-"""Email templates: a sandboxed Jinja2 environment with bounded size and render time.
+"""Email templates: a sandboxed Jinja2 environment with bounded size and render time, layouts and locales.
 
-Each template is a folder under ``templates/email/<name>/`` holding ``subject.txt``, ``body.txt`` and
-``body.html``. StrictUndefined turns a misspelt variable into an error instead of an empty string.
+A template is a folder under ``templates/email/<name>/`` with one sub-folder per locale (``en/``, ``ja/``),
+each holding ``subject.txt``, ``body.txt`` and ``body.html``; a folder holding the three parts directly is
+a template with a single variant (how templates were laid out before locales). Parts extend the layouts in
+``templates/email/_layouts/`` and include partials from ``_partials/`` (folders starting with ``_`` are
+not templates). The variant is the mail's locale, else the default locale, else ``en``, else the folder's
+own parts. StrictUndefined turns a misspelt variable into an error instead of an empty string.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from rules.addresses import header_text
 MAX_TEMPLATE_BYTES = 64 * 1024
 MAX_OUTPUT_CHARS = 256 * 1024
 PARTS = ("subject.txt", "body.txt", "body.html")
+FALLBACK_LOCALE = "en"
 
 
 class TemplateProblem(Exception):
@@ -29,6 +34,8 @@ class RenderedEmail:
     subject: str
     text: str
     html: str
+    # The variant rendered ("" for a template without locale folders).
+    locale: str = ""
 
 
 class _BoundedLoader(FileSystemLoader):
@@ -39,9 +46,14 @@ class _BoundedLoader(FileSystemLoader):
         return source, filename, uptodate
 
 
+def _complete(folder: Path) -> bool:
+    return all((folder / part).is_file() for part in PARTS)
+
+
 class EmailRenderer:
-    def __init__(self, templates_dir: Path) -> None:
+    def __init__(self, templates_dir: Path, default_locale: str = FALLBACK_LOCALE) -> None:
         self.email_dir = templates_dir / "email"
+        self.default_locale = default_locale
         self.env = ImmutableSandboxedEnvironment(
             loader=_BoundedLoader(str(self.email_dir)),
             undefined=StrictUndefined,
@@ -50,18 +62,47 @@ class EmailRenderer:
         )
 
     def available(self) -> set[str]:
+        """Template names: folders (not ``_layouts``/``_partials``) with a complete variant."""
         if not self.email_dir.is_dir():
             return set()
-        return {p.name for p in self.email_dir.iterdir() if p.is_dir() and all((p / part).exists() for part in PARTS)}
+        return {
+            p.name
+            for p in self.email_dir.iterdir()
+            if p.is_dir() and not p.name.startswith("_") and self.locales(p.name) is not None
+        }
 
-    def render(self, name: str, context: dict[str, Any]) -> RenderedEmail:
-        if name not in self.available():
+    def locales(self, name: str) -> list[str] | None:
+        """The locales ``name`` is written in ([] when it has no locale folders), None when it is no template."""
+        folder = self.email_dir / name
+        if name.startswith(("_", ".")) or "/" in name or not folder.is_dir():
+            return None
+        found = sorted(p.name for p in folder.iterdir() if p.is_dir() and _complete(p))
+        if found:
+            return found
+        return [] if _complete(folder) else None
+
+    def variant(self, name: str, locale: str | None) -> str:
+        """The locale folder rendering ``name`` in ``locale`` uses ("" for the folder's own parts)."""
+        written = self.locales(name)
+        if written is None:
             raise TemplateProblem(f'no email template "{name}" in {self.email_dir}')
+        for wanted in (locale, self.default_locale, FALLBACK_LOCALE):
+            if wanted and wanted in written:
+                return wanted
+        if _complete(self.email_dir / name):
+            return ""
+        return written[0]
+
+    def render(self, name: str, context: dict[str, Any], locale: str | None = None) -> RenderedEmail:
+        variant = self.variant(name, locale)
+        folder = f"{name}/{variant}" if variant else name
+        # Layouts and partials see the locale actually rendered, whatever was asked for.
+        values = {**context, "locale": variant or locale or self.default_locale}
         try:
-            subject, text, html = (self.env.get_template(f"{name}/{part}").render(context) for part in PARTS)
+            subject, text, html = (self.env.get_template(f"{folder}/{part}").render(values) for part in PARTS)
         except TemplateError as exc:
-            raise TemplateProblem(f'template "{name}" failed to render: {exc}') from exc
+            raise TemplateProblem(f'template "{name}" ({variant or "default"}) failed to render: {exc}') from exc
         if max(len(text), len(html)) > MAX_OUTPUT_CHARS:
             raise TemplateProblem(f'template "{name}" rendered more than {MAX_OUTPUT_CHARS} characters')
         # A header never carries a line break or a control character (header injection).
-        return RenderedEmail(header_text(subject), text, html)
+        return RenderedEmail(header_text(subject), text, html, variant)

@@ -35,7 +35,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         )
         scheduler = None
         if s.scheduler_enabled:
-            scheduler = build_scheduler(s, Mailer(s, state.sessions, EmailRenderer(s.templates_dir)))
+            scheduler = build_scheduler(s, Mailer(s, state.sessions, EmailRenderer(s.templates_dir, s.default_locale)))
             scheduler.start()
         yield
         if scheduler is not None:

@@ -18,7 +18,9 @@ from rules import send_window
 from rules.clock import add_business_time, next_weekday_time, zone
 from rules.consent import nurture_blocked, record_consent
 from rules.expressions import RuleArgumentError, parse_duration
+from rules.locale import lead_locale
 from rules.model import (
+    NURTURE_KIND,
     AssignmentFailed,
     AssignRep,
     Command,
@@ -391,7 +393,8 @@ def _walk(
                 state.timers[timer] = retry_at
                 return
         elif step.type == "notify_rep" and step.template and state.owner:
-            out.append(_staff_email(state, "rep_notify", step.template, state.owner.rep_email, state.owner.rep_name))
+            owner = state.owner
+            out.append(_staff_email(state, "rep_notify", step.template, owner.rep_email, owner.rep_name, pb))
         elif step.type == "wait":
             if step.until:
                 tz = state.attributes.get("timezone")
@@ -511,7 +514,7 @@ def _send_nurture(
     if why is not None:
         _note_hold(state, NurtureHold(now, journey_id, step_id, template, "deferred", why, at))
         return at
-    if _email_lead(state, template, f"journey {journey_id} step {step_id}", out):
+    if _email_lead(state, template, f"journey {journey_id} step {step_id}", policy.locale, out):
         state.nurture_sent.append(now)
         del state.nurture_sent[: -send_window.MAX_SENT_KEPT]
     return None
@@ -522,13 +525,14 @@ def _note_hold(state: LeadState, hold: NurtureHold) -> None:
     del state.nurture_holds[:-NURTURE_HOLDS_KEPT]
 
 
-def _email_lead(state: LeadState, template: str, reason: str, out: list[Command]) -> bool:
+def _email_lead(state: LeadState, template: str, reason: str, default_locale: str | None, out: list[Command]) -> bool:
     to = state.attributes.get("email")
     if not isinstance(to, str) or not to:
         return False
     name = " ".join(str(state.attributes.get(k, "")) for k in ("first_name", "last_name")).strip() or None
     context = _lead_context(state) | {"reason": reason}
-    out.append(SendEmail(_next_email_key(state, "nurture"), "nurture", template, to, context, name))
+    locale = lead_locale(state.attributes, default_locale)
+    out.append(SendEmail(_next_email_key(state, NURTURE_KIND), NURTURE_KIND, template, to, context, name, locale))
     return True
 
 
@@ -565,7 +569,8 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
     state.timers[TIMER_SLA_DUE] = due
     if state.followup.remind_at:
         state.timers[TIMER_SLA_REMIND] = state.followup.remind_at
-    out.append(_staff_email(state, "rep_new_lead", pb.model.notifications.rep_new_lead, inp.rep_email, inp.rep_name))
+    notifications = pb.model.notifications
+    out.append(_staff_email(state, "rep_new_lead", notifications.rep_new_lead, inp.rep_email, inp.rep_name, pb))
 
 
 def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: CompiledPlaybook) -> datetime:
@@ -592,7 +597,10 @@ def _sla_policy(state: LeadState, now: datetime, pb: CompiledPlaybook):  # type:
     return pb.sla[-1][0]
 
 
-def _staff_email(state: LeadState, kind: str, template: str, to: str, to_name: str | None) -> SendEmail:
+def _staff_email(
+    state: LeadState, kind: str, template: str, to: str, to_name: str | None, pb: CompiledPlaybook
+) -> SendEmail:
+    """Operational mail to a rep or manager: in the playbook's locale (the team's, not the lead's)."""
     owner, followup = state.owner, state.followup
     context = _lead_context(state) | {
         "owner": {"name": owner.rep_name, "email": owner.rep_email, "team": owner.team} if owner else None,
@@ -600,7 +608,7 @@ def _staff_email(state: LeadState, kind: str, template: str, to: str, to_name: s
         "policy": followup.policy_id if followup else None,
         "reasons": [f"{c.rule_id} ({c.points:+g})" for c in state.score_changes[-5:]],
     }
-    return SendEmail(_next_email_key(state, kind), kind, template, to, context, to_name)
+    return SendEmail(_next_email_key(state, kind), kind, template, to, context, to_name, pb.model.email.locale)
 
 
 def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
@@ -627,7 +635,9 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
     elif name == TIMER_SLA_REMIND:
         followup.reminded_at = now
         out.append(
-            _staff_email(state, "sla_reminder", pb.model.notifications.sla_reminder, owner.rep_email, owner.rep_name)
+            _staff_email(
+                state, "sla_reminder", pb.model.notifications.sla_reminder, owner.rep_email, owner.rep_name, pb
+            )
         )
     elif name == TIMER_SLA_DUE:
         followup.status = "overdue"
@@ -641,6 +651,7 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
                     pb.model.notifications.sla_escalation,
                     owner.manager_email,
                     owner.manager_name,
+                    pb,
                 )
             )
         if policy and policy.reassign_after and state.followup_seq <= policy.max_reassignments:

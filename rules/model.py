@@ -115,6 +115,11 @@ Input = LeadUpserted | EventsReceived | TimerFired | TouchLogged | RepAssigned |
 # ---------------------------------------------------------------- commands
 
 
+# The kind of the marketing mail a journey sends to a lead. Every other kind (rep and manager
+# notifications, digests) is operational mail: no unsubscribe, never held by the email policy.
+NURTURE_KIND = "nurture"
+
+
 @dataclass
 class SendEmail:
     """Render ``template`` with ``context`` and send it to ``to``; ``key`` makes the send idempotent."""
@@ -125,6 +130,12 @@ class SendEmail:
     to: str
     context: dict[str, Any]
     to_name: str | None = None
+    # The template variant's language (rules/locale.py); None: the sender's default.
+    locale: str | None = None
+
+    @property
+    def nurture(self) -> bool:
+        return self.kind == NURTURE_KIND
 
 
 @dataclass

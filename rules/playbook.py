@@ -17,6 +17,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
+from rules.locale import LOCALE_PATTERN
 
 Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -301,6 +302,9 @@ class EmailPolicy(_Strict):
     # At most this many nurture emails per lead in any 24 hours / any 7 days.
     max_per_day: int | None = Field(default=None, ge=1, le=MAX_NURTURE_CAP)
     max_per_week: int | None = Field(default=None, ge=1, le=MAX_NURTURE_CAP)
+    # Language of nurture mail to leads with no `locale` field and no country in rules/locale.py, and of
+    # rep and manager notifications (ja, en). Unset: the sender's LEADFLOW_DEFAULT_LOCALE.
+    locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)
 
     @field_validator("timezone")
     @classmethod

@@ -30,6 +30,7 @@ from store.db import make_engine, make_sessionmaker, normalize_url, run_migratio
 TEST_API_KEY = "test-admin-key"
 TEST_ID_KEY = "test-id-key"
 TEST_MASTER_KEY = "test-master-key"
+TEST_UNSUBSCRIBE_KEY = "test-unsubscribe-key"
 
 
 def venv_binary(name: str) -> str:
@@ -128,6 +129,7 @@ def settings(tmp_path: Path, smtp: tuple[Inbox, int], database_url: str) -> Sett
         # Unique per test: lead (workflow) ids never collide across tests sharing one Temporal server.
         id_key=f"{TEST_ID_KEY}-{secrets.token_hex(4)}",
         master_key=TEST_MASTER_KEY,
+        unsubscribe_key=TEST_UNSUBSCRIBE_KEY,
         templates_dir=ROOT / "templates",
         playbook_path=ROOT / "playbooks" / "default.yaml",
         projection_delay_seconds=1,

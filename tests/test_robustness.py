@@ -70,6 +70,7 @@ def offline_settings(data: Path, **overrides: Any) -> Settings:
         database_url=url,
         api_key=TEST_API_KEY,
         id_key="k",
+        unsubscribe_key="u",
         temporal_address="127.0.0.1:9",
         scheduler_enabled=False,
         templates_dir=ROOT / "templates",
