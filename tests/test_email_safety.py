@@ -36,6 +36,7 @@ from workflows.payloads import EmailJob, LeadOptions, LeadStart
 LEAD = "lead-" + "0" * 32
 # Every header the Mailer writes; anything else in a received message was injected.
 HEADERS = {"From", "To", "Subject", "Message-ID", "X-Leadflow-Kind", "Content-Type", "MIME-Version"}
+HEADERS |= {"List-Unsubscribe", "List-Unsubscribe-Post"}  # nurture mail's RFC 8058 unsubscribe
 
 
 def welcome(to: str, name: str | None, key: str = f"{LEAD}:nurture:1", **lead: str) -> SendEmail:
