@@ -22,7 +22,7 @@ from settings import Settings
 
 _DOMAIN = b"leadflow-unsubscribe\x00v1\x00"
 MAC_BYTES = 16
-TOKEN_PATTERN = re.compile(r"^(lead-[0-9a-f]{32})\.([A-Za-z0-9_-]{22})$")
+TOKEN_PATTERN = re.compile(r"(lead-[0-9a-f]{32})\.([A-Za-z0-9_-]{22})")
 UNSUBSCRIBE_PATH = "/unsubscribe/"
 ONE_CLICK = "List-Unsubscribe=One-Click"
 
@@ -38,7 +38,7 @@ def unsubscribe_token(lead_id: str, key: str) -> str:
 
 def lead_of_token(token: str, keys: list[str]) -> str | None:
     """The lead a token unsubscribes, or None when no accepted key signed it (forged, altered, truncated)."""
-    match = TOKEN_PATTERN.match(token)
+    match = TOKEN_PATTERN.fullmatch(token)
     if match is None:
         return None
     lead_id, given = match.groups()

@@ -39,6 +39,8 @@ class AppState:
     playbook: ActivePlaybook
     api_key: str
     id_key: str
+    # Unsubscribe tokens verify against the current key, then the previous ones (rotation).
+    unsubscribe_keys: list[str] = field(default_factory=list)
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _inflight: asyncio.Semaphore | None = None
