@@ -9,18 +9,16 @@ from __future__ import annotations
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.exceptions import ApplicationError
 
-from privacy.addresses import address_hash
-from store import privacy
+from store import suppressions
 
 SUPPRESSED = "Suppressed"
 
 
 async def refuse_if_suppressed(sessions: async_sessionmaker[AsyncSession], address: str, hash_key: str) -> None:
-    """Raise a non-retryable ``Suppressed`` ApplicationError when ``address`` is on the suppression list."""
+    """Raise a non-retryable ``Suppressed`` ApplicationError when ``address`` or its domain is suppressed."""
     async with sessions() as session:
-        reason = await privacy.suppression_reason(session, address_hash(address, hash_key))
-    if reason is not None:
+        entry = await suppressions.matching(session, suppressions.hashes_for(address, hash_key))
+    if entry is not None:
         # The message names the reason, never the address: it ends up in the workflow's history.
-        raise ApplicationError(
-            f"the recipient is on the suppression list ({reason})", type=SUPPRESSED, non_retryable=True
-        )
+        what = "the recipient's domain is" if entry.scope == "domain" else "the recipient is"
+        raise ApplicationError(f"{what} on the suppression list ({entry.reason})", type=SUPPRESSED, non_retryable=True)

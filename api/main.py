@@ -13,7 +13,19 @@ from api import errors
 from api.auth import ApiKeyMiddleware
 from api.deps import AppState
 from api.limits import BodyLimitMiddleware
-from api.routers import dashboard, events, followups, health, imports, leads, playbooks, teams, templates, unsubscribe
+from api.routers import (
+    dashboard,
+    events,
+    followups,
+    health,
+    imports,
+    leads,
+    playbooks,
+    suppressions,
+    teams,
+    templates,
+    unsubscribe,
+)
 from jobs.scheduler import build_scheduler
 from runtime import load_active_playbook
 from settings import Settings, get_settings
@@ -53,7 +65,19 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware)
     errors.install(app)
-    for module in (health, leads, events, imports, followups, teams, playbooks, templates, dashboard, unsubscribe):
+    for module in (
+        health,
+        leads,
+        events,
+        imports,
+        followups,
+        teams,
+        playbooks,
+        templates,
+        suppressions,
+        dashboard,
+        unsubscribe,
+    ):
         app.include_router(module.router)
     return app
 

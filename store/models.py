@@ -279,14 +279,23 @@ class LeadKey(Base):
 
 
 class Suppression(Base):
-    """Addresses no email may go to, as a keyed hash (an erased person's address is not kept in clear)."""
+    """Addresses and domains no email may go to (store/suppressions.py).
+
+    Matched by ``address_hash`` (a keyed hash of the address, or of ``@domain``). ``address`` holds the plain
+    address or domain where an operator must read it (unsubscribed, hard_bounce, complaint, manual) and is
+    NULL for an erased person, who stays on the list as the hash alone.
+    """
 
     __tablename__ = "suppressions"
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
     address_hash: Mapped[str] = mapped_column(unique=True)
-    reason: Mapped[str]  # erased (unsubscribed, hard_bounce, complaint, manual: issue 7 item 3)
-    created_at: Mapped[datetime]
+    reason: Mapped[str] = mapped_column(index=True)  # unsubscribed, hard_bounce, complaint, manual, erased
+    created_at: Mapped[datetime] = mapped_column(index=True)
+    scope: Mapped[str] = mapped_column(default="address", server_default="address")  # address or domain
+    address: Mapped[str | None]
+    note: Mapped[str | None]
+    lead_id: Mapped[str | None]
 
 
 class ImportRun(Base):

@@ -125,19 +125,19 @@ async def rewrap_lead_key(
 
 
 async def suppress(session: AsyncSession, address_hash: str, reason: str, now: datetime) -> None:
-    """Put an address (as its keyed hash) on the suppression list; a second call keeps the first reason."""
+    """Put an address (as its keyed hash) on the suppression list; a second call keeps the first reason.
+
+    Erasure is the exception: it overwrites an earlier entry (an unsubscribe keeps the plain address for
+    operators), so nothing readable about the person stays on the list.
+    """
+    insert = _insert(session, Suppression).values(address_hash=address_hash, reason=reason, created_at=now)
+    erased = {"reason": reason, "address": None, "note": None, "lead_id": None, "scope": "address"}
     async with _writing(session):
         await session.execute(
-            _insert(session, Suppression)
-            .values(address_hash=address_hash, reason=reason, created_at=now)
-            .on_conflict_do_nothing(index_elements=["address_hash"])
+            insert.on_conflict_do_update(index_elements=["address_hash"], set_=erased)
+            if reason == "erased"
+            else insert.on_conflict_do_nothing(index_elements=["address_hash"])
         )
-
-
-async def suppression_reason(session: AsyncSession, address_hash: str) -> str | None:
-    """Why this address may not be mailed, or None when it may."""
-    stmt = select(Suppression.reason).where(Suppression.address_hash == address_hash)
-    return (await session.execute(stmt)).scalar_one_or_none()
 
 
 # ---------------------------------------------------------------- anonymising

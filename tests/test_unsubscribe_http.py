@@ -87,6 +87,9 @@ async def test_one_click_unsubscribe_stops_nurture_and_rep_mail_still_flows(
     view = await eventually(http, f"/v1/leads/{ann['lead_id']}", lambda v: v["consent"] == "opted_out")
     record = view["consents"][-1]
     assert (record["source"], record["status"]) == ("unsubscribe_link", "opted_out") and "RFC 8058" in record["wording"]
+    # The address is on the suppression list too, readable for operators; Bo's is not.
+    listed = (await http.get("/v1/suppressions?reason=unsubscribed", headers=AUTH)).json()
+    assert [(e["address"], e["lead_id"]) for e in listed["items"]] == [("ann@example.com", ann["lead_id"])]
 
     # The journey's case study comes due: skipped for Ann, sent to Bo.
     await inbox.wait_for(lambda m: "bo@example.com" in m["X-Envelope-To"] and "pipeline" in m["Subject"], 30)

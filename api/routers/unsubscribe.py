@@ -2,8 +2,8 @@
 
 ``GET`` shows a confirmation page and changes nothing, since mail scanners follow links; ``POST`` with
 RFC 8058's body ``List-Unsubscribe=One-Click`` (a mail client's one-click, or the page's button)
-unsubscribes at once: the lead's workflow gets an opt-out consent record (source ``unsubscribe_link``),
-which stops its journeys' sends.
+unsubscribes at once: the address goes on the suppression list (reason ``unsubscribed``) and the lead's
+workflow gets an opt-out consent record (source ``unsubscribe_link``), which stops its journeys' sends.
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from activities.unsubscribe import ONE_CLICK, Sender, lead_of_token
 from api.deps import AppState, State
 from rules.model import ConsentRecord, ConsentRecorded
 from settings import ROOT
+from store import repo, suppressions
 from workflows.lead import LeadWorkflow
 
 log = logging.getLogger("leadflow.api.unsubscribe")
@@ -85,8 +86,17 @@ async def unsubscribe(token: str, request: Request, state: State, lang: Lang = N
 
 
 async def record_unsubscribe(state: AppState, lead_id: str, wording: str) -> None:
-    """The opt-out reaches the lead's workflow, which records it and stops nurture (a signal: quick)."""
-    change = ConsentRecorded(ConsentRecord("opted_out", "unsubscribe_link", datetime.now(UTC), wording=wording))
+    """Suppress the lead's address (no send goes out from now on, even one already under way), then tell
+    the lead's workflow, which records the opt-out and skips its journeys' sends (a signal: quick)."""
+    now = datetime.now(UTC)
+    async with state.sessions() as session:
+        lead = await repo.get_lead(session, lead_id)
+        if lead is not None and lead.get("email"):
+            await suppressions.add(
+                session, value=lead["email"], scope="address", reason="unsubscribed", key=state.id_key, now=now,
+                note=wording, lead_id=lead_id,
+            )  # fmt: skip
+    change = ConsentRecorded(ConsentRecord("opted_out", "unsubscribe_link", now, wording=wording))
     try:
         async with state.temporal_call() as client:
             await client.get_workflow_handle(lead_id).signal(LeadWorkflow.consent, change)
