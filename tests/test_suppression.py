@@ -60,6 +60,7 @@ async def test_a_domain_suppressed_while_a_journey_waits_gets_no_more_mail(
         assert len(inbox.to(LEAD)) == 1
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_erasing_an_unsubscribed_person_leaves_only_the_hash(sessions: async_sessionmaker[AsyncSession]) -> None:
     async with sessions() as session:
         entry, created = await suppressions.add(
