@@ -92,9 +92,11 @@ async def add(
                 lead_id=lead_id,
             )
             .on_conflict_do_nothing(index_elements=["address_hash"])
+            .returning(Suppression.id)
         )
+        created = result.scalar_one_or_none() is not None  # rowcount is not reliable here on every driver
     row = (await session.execute(select(Suppression).where(Suppression.address_hash == hashed))).scalar_one()
-    return _entry(row), result.rowcount == 1
+    return _entry(row), created
 
 
 async def matching(session: AsyncSession, hashes: list[str]) -> SuppressionEntry | None:
