@@ -54,6 +54,7 @@ class EmailRenderer:
     def __init__(self, templates_dir: Path, default_locale: str = FALLBACK_LOCALE) -> None:
         self.email_dir = templates_dir / "email"
         self.default_locale = default_locale
+        self._locales: dict[str, list[str] | None] = {}
         self.env = ImmutableSandboxedEnvironment(
             loader=_BoundedLoader(str(self.email_dir)),
             undefined=StrictUndefined,
@@ -72,7 +73,16 @@ class EmailRenderer:
         }
 
     def locales(self, name: str) -> list[str] | None:
-        """The locales ``name`` is written in ([] when it has no locale folders), None when it is no template."""
+        """The locales ``name`` is written in ([] when it has no locale folders), None when it is no template.
+
+        Read once per name: like the compiled templates (auto_reload off), the layout on disk is taken as
+        fixed for the life of the process.
+        """
+        if name not in self._locales:
+            self._locales[name] = self._scan(name)
+        return self._locales[name]
+
+    def _scan(self, name: str) -> list[str] | None:
         folder = self.email_dir / name
         if name.startswith(("_", ".")) or "/" in name or not folder.is_dir():
             return None
