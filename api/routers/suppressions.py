@@ -19,11 +19,13 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from api.deps import Authorized, Session, State
+from api.errors import BODY_ERRORS, V1_ERRORS, ErrorOut, documented
 from rules.addresses import address_problem
 from store import suppressions
 from store.suppressions import SuppressionEntry, SuppressionReason, SuppressionScope, normalize_domain
 
-router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=[Authorized], responses=V1_ERRORS)
+ERASED_CONFLICT = {409: {"model": ErrorOut, "description": "an erased person's entry cannot be lifted"}}
 # A domain in A-labels (normalize_domain turns bücher.example into xn--bcher-kva.example first).
 DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 CSV_COLUMNS = ("id", "scope", "address", "reason", "note", "lead_id", "created_at")
@@ -83,7 +85,12 @@ async def list_suppressions(
     return SuppressionPage(items=items, total=total, limit=limit, offset=offset)
 
 
-@router.post("", response_model=SuppressionEntry, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "",
+    response_model=SuppressionEntry,
+    status_code=status.HTTP_201_CREATED,
+    responses=BODY_ERRORS | {200: {"model": SuppressionEntry, "description": "already on the list"}},
+)
 async def add_suppression(body: SuppressionIn, state: State, session: Session) -> Any:
     """Suppress an address or a whole domain at once (every send checks the list). An address or domain
     already on the list answers 200 with its entry, reason unchanged."""
@@ -102,7 +109,7 @@ async def add_suppression(body: SuppressionIn, state: State, session: Session) -
     return entry if created else JSONResponse(jsonable_encoder(entry), status.HTTP_200_OK)
 
 
-@router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404) | ERASED_CONFLICT)
 async def remove_suppression(entry_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: Session) -> Response:
     """Lift an entry: mail to that address or domain may go again (consent still decides nurture)."""
     entry = await suppressions.get(session, entry_id)

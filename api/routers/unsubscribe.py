@@ -26,7 +26,8 @@ from store import repo, suppressions
 from workflows.lead import LeadWorkflow
 
 log = logging.getLogger("leadflow.api.unsubscribe")
-router = APIRouter(prefix="/unsubscribe", tags=["unsubscribe"])
+# Pages for people and mail clients, like the dashboard: documented in README, not in the API's spec.
+router = APIRouter(prefix="/unsubscribe", tags=["unsubscribe"], include_in_schema=False)
 pages = Jinja2Templates(directory=ROOT / "templates" / "pages")
 PAGE_LOCALES = ("en", "ja")
 MAX_BODY_BYTES = 8 * 1024
