@@ -268,3 +268,11 @@ async def _until(handle: WorkflowHandle, predicate) -> LeadView:  # type: ignore
             return view
         await asyncio.sleep(0.05)
     raise AssertionError(f"the lead never matched: {view}")
+
+
+def test_a_page_offset_beyond_any_database_integer_is_422_not_500(offline: TestClient) -> None:
+    """Found by schemathesis: an offset past 64 bits reached the database and answered 500."""
+    for path in ("/v1/suppressions", "/v1/followups"):
+        answer = offline.get(path, params={"offset": "5946646146002061856079872"}, headers=AUTH)
+        assert answer.status_code == 422, (path, answer.text)
+        assert "offset" in answer.text

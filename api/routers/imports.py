@@ -17,6 +17,7 @@ from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
 from api.deps import AppState, Authorized, Session, State
+from api.errors import V1_ERRORS, documented
 from api.routers.leads import lead_start
 from capture.csv_source import CsvError, CsvRows
 from capture.delivery import LeadDelivery
@@ -28,7 +29,7 @@ from store import imports
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 DELIVERY_CONCURRENCY = 8
 REPORT_PAGE = 1000
-router = APIRouter(prefix="/v1/imports", tags=["imports"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/imports", tags=["imports"], dependencies=[Authorized], responses=V1_ERRORS)
 ImportId = Annotated[str, PathParam(pattern=r"^imp-[0-9a-f]{24}$", description="as returned by POST /v1/imports")]
 # Imports this process is running, so a resume request never starts a second runner beside the first.
 _running: dict[str, asyncio.Task[Any]] = {}
@@ -100,7 +101,7 @@ def _check_columns(path: Path, column_map: dict[str, str]) -> None:
         rows.close()
 
 
-@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportAccepted)
+@router.post("", status_code=status.HTTP_202_ACCEPTED, response_model=ImportAccepted, responses=documented(413))
 async def start_import(
     request: Request,
     state: State,
@@ -141,7 +142,7 @@ async def start_import(
     )
 
 
-@router.get("/{import_id}")
+@router.get("/{import_id}", responses=documented(404))
 async def get_import(import_id: ImportId, session: Session) -> dict[str, Any]:
     """Progress and counts: rows read, leads created, merged (duplicate in the file / existing lead), rejected."""
     job = await imports.get_import(session, import_id)
@@ -153,7 +154,12 @@ async def get_import(import_id: ImportId, session: Session) -> dict[str, Any]:
     return job
 
 
-@router.post("/{import_id}/resume", status_code=status.HTTP_202_ACCEPTED, response_model=ImportAccepted)
+@router.post(
+    "/{import_id}/resume",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ImportAccepted,
+    responses=documented(404),
+)
 async def resume_import(import_id: ImportId, state: State, session: Session) -> ImportAccepted:
     """Continue an interrupted or failed import after its last finished chunk."""
     job = await imports.get_import(session, import_id)
@@ -169,7 +175,7 @@ async def resume_import(import_id: ImportId, state: State, session: Session) -> 
     )
 
 
-@router.get("/{import_id}/report.csv", response_class=StreamingResponse)
+@router.get("/{import_id}/report.csv", response_class=StreamingResponse, responses=documented(404))
 async def import_report(import_id: ImportId, state: State, session: Session) -> StreamingResponse:
     """Every rejected, merged or corrected row: line, outcome, reason, email, lead id (CSV, streamed)."""
     if await imports.get_import(session, import_id) is None:

@@ -76,7 +76,7 @@ async def list_suppressions(
     scope: Scope = None,
     q: Contains = None,
     limit: int = Query(default=100, ge=1, le=1000),
-    offset: int = Query(default=0, ge=0),
+    offset: int = Query(default=0, ge=0, le=1_000_000_000),
 ) -> SuppressionPage:
     """Newest first. Erased people show as entries without an address (a keyed hash only)."""
     items, total = await suppressions.list_entries(
