@@ -13,7 +13,7 @@ from api import errors
 from api.auth import ApiKeyMiddleware
 from api.deps import AppState
 from api.limits import BodyLimitMiddleware
-from api.routers import dashboard, events, followups, health, imports, leads, playbooks, teams
+from api.routers import costs, dashboard, events, followups, health, imports, leads, playbooks, reports, teams
 from jobs.scheduler import build_scheduler
 from runtime import load_active_playbook
 from settings import Settings, get_settings
@@ -52,7 +52,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware)
     errors.install(app)
-    for module in (health, leads, events, imports, followups, teams, playbooks, dashboard):
+    for module in (health, leads, events, imports, followups, teams, playbooks, dashboard, costs, reports):
         app.include_router(module.router)
     return app
 

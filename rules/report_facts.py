@@ -52,6 +52,12 @@ def month(label: str) -> Period:
     return Period(_midnight(first), _midnight(_next_month(first)), first.strftime("%Y-%m"))
 
 
+def month_before(period: Period) -> Period:
+    """The calendar month before the one ``period`` starts in."""
+    last_day = period.start.date().replace(day=1) - timedelta(days=1)
+    return month(last_day.strftime("%Y-%m"))
+
+
 def span(start: date, end: date) -> Period:
     """From ``start`` to ``end``, both inclusive."""
     if end < start:
@@ -169,6 +175,7 @@ class CostFacts:
     end: date  # inclusive
     amount: Decimal
     currency: str
+    note: str | None = None
 
     def within(self, period: Period) -> Fraction:
         """The share of this cost that falls inside ``period``, prorated by day."""
