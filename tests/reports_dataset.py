@@ -24,10 +24,10 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rules.report_facts import CostFacts
-from store import costs
+from store import costs, repo
 from store.db import make_engine, make_sessionmaker, run_migrations
 from store.models import FollowUpRow, Lead, StageChangeRow, Touchpoint
-from tests.conftest import PG_ENV, postgres_database
+from tests.conftest import DEMO_TEAMS, PG_ENV, postgres_database
 
 STAGES = ["new", "mql", "sql", "opportunity", "customer"]
 SOURCES = {
@@ -283,6 +283,9 @@ async def planned_store(
         await asyncio.to_thread(run_migrations, url)
         engine = make_engine(url)
         sessions = make_sessionmaker(engine)
+        async with sessions() as session:
+            for team in DEMO_TEAMS:
+                await repo.upsert_team(session, team)
         await write(sessions, plan)
         yield plan, sessions
         await engine.dispose()
