@@ -125,6 +125,8 @@ def test_costs_csv_upload_lists_every_bad_line_and_stores_nothing(empty: TestCli
     assert [i["campaign"] for i in empty.get("/v1/costs", headers=AUTH).json()["items"]] == ["", "spring"]
     unknown = empty.put("/v1/costs.csv", content=b"source,price\nx,1\n", headers=AUTH)
     assert unknown.status_code == 422 and "amount" in unknown.json()["detail"]
+    huge = empty.put("/v1/costs.csv", content=b"source,amount,currency\n" + b"x" * 200_000 + b",1,USD\n", headers=AUTH)
+    assert huge.status_code == 422 and "not a readable CSV" in huge.json()["detail"]
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,10 @@ async def put_costs_csv(request: Request, session: Session) -> Any:
         text = body.decode("utf-8-sig")
     except UnicodeDecodeError:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the CSV must be UTF-8") from None
-    parsed, errors = _parse_csv(text)
+    try:
+        parsed, errors = _parse_csv(text)
+    except csv.Error as exc:  # a field over the csv module's limit, a NUL byte, ...
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"not a readable CSV: {exc}") from None
     if errors:
         summary = "; ".join(f"line {e['line']}: {e['message']}" for e in errors[:3])
         return JSONResponse(
