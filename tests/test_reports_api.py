@@ -232,7 +232,7 @@ def test_kpi_endpoints_answer_json_and_csv(planned: tuple[Plan, TestClient]) -> 
         ("/v1/reports/sources?from=2000-01-01&to=2026-01-01", "at most"),
         ("/v1/reports/attribution?model=w_shaped", "model must be one of"),
         ("/v1/reports/attribution?conversion=nirvana", "funnel stage"),
-        ("/v1/reports/velocity?stage=nirvana", "stage must be one of"),
+        ("/v1/reports/velocity?stage=nirvana", "stage must be a funnel stage"),
         ("/v1/reports/sources?currency=usd", "currency"),
         ("/v1/reports/funnel?format=xlsx", "format"),
     ],
