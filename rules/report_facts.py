@@ -124,10 +124,17 @@ class LeadFacts:
     won_amount: Decimal | None = None
     won_currency: str | None = None
     first_touch_at: datetime | None = None
+    # reached() per funnel: every report asks it once per period and stage.
+    _reached: dict[FunnelStages, dict[str, datetime]] = field(default_factory=dict, repr=False, compare=False)
 
     def reached(self, funnel: FunnelStages) -> dict[str, datetime]:
         """When the lead first reached each funnel stage. A skipped stage counts as reached when a
         later one was (new -> sql passes mql); a won deal means the customer stage."""
+        if funnel not in self._reached:
+            self._reached[funnel] = self._first_reached(funnel)
+        return self._reached[funnel]
+
+    def _first_reached(self, funnel: FunnelStages) -> dict[str, datetime]:
         entries = list(self.path)
         if self.won_at is not None:
             entries.append((self.won_at, funnel.customer))

@@ -30,6 +30,11 @@ async def lead_facts(session: AsyncSession, start: datetime, end: datetime) -> l
     and first touch. A lead's source is its original source (the raw ``source`` for leads projected
     before sources were tracked), else "unknown"."""
     moved = select(StageChangeRow.lead_id).where(StageChangeRow.at >= start, StageChangeRow.at < end)
+    concerned = or_(
+        (Lead.created_at >= start) & (Lead.created_at < end),
+        (Lead.won_at >= start) & (Lead.won_at < end),
+        Lead.id.in_(moved),
+    )
     source = func.coalesce(Lead.original_source, Lead.source)
     stmt = select(
         Lead.id,
@@ -41,13 +46,7 @@ async def lead_facts(session: AsyncSession, start: datetime, end: datetime) -> l
         Lead.won_at,
         Lead.won_amount,
         Lead.won_currency,
-    ).where(
-        or_(
-            (Lead.created_at >= start) & (Lead.created_at < end),
-            (Lead.won_at >= start) & (Lead.won_at < end),
-            Lead.id.in_(moved),
-        )
-    )
+    ).where(concerned)
     facts: dict[str, LeadFacts] = {}
     for lead_id, created_at, lead_source, category, campaign, stage, won_at, amount, currency in (
         await session.execute(stmt)
@@ -64,26 +63,28 @@ async def lead_facts(session: AsyncSession, start: datetime, end: datetime) -> l
             amount,
             currency,
         )
-    ids = list(facts)
-    changes: dict[str, list[tuple[int, datetime, str, str]]] = {lead_id: [] for lead_id in ids}
-    for chunk in _chunks(ids):
-        rows = await session.execute(
-            select(
-                StageChangeRow.lead_id,
-                StageChangeRow.seq,
-                StageChangeRow.at,
-                StageChangeRow.from_stage,
-                StageChangeRow.to_stage,
-            ).where(StageChangeRow.lead_id.in_(chunk))
-        )
-        for lead_id, seq, at, from_stage, to_stage in rows.all():
+    # The same leads as a subquery: one round trip each for their stage changes and first touches.
+    chosen = select(Lead.id).where(concerned)
+    changes: dict[str, list[tuple[int, datetime, str, str]]] = {lead_id: [] for lead_id in facts}
+    rows = await session.execute(
+        select(
+            StageChangeRow.lead_id,
+            StageChangeRow.seq,
+            StageChangeRow.at,
+            StageChangeRow.from_stage,
+            StageChangeRow.to_stage,
+        ).where(StageChangeRow.lead_id.in_(chosen))
+    )
+    for lead_id, seq, at, from_stage, to_stage in rows.all():
+        if lead_id in changes:  # a lead created between the two queries is left for the next report
             changes[lead_id].append((seq, at, from_stage, to_stage))
-        first_touches = await session.execute(
-            select(Touchpoint.lead_id, func.min(Touchpoint.occurred_at))
-            .where(Touchpoint.lead_id.in_(chunk))
-            .group_by(Touchpoint.lead_id)
-        )
-        for lead_id, first_at in first_touches.all():
+    first_touches = await session.execute(
+        select(Touchpoint.lead_id, func.min(Touchpoint.occurred_at))
+        .where(Touchpoint.lead_id.in_(chosen))
+        .group_by(Touchpoint.lead_id)
+    )
+    for lead_id, first_at in first_touches.all():
+        if lead_id in facts:
             facts[lead_id].first_touch_at = first_at
     for lead_id, lead in facts.items():
         ordered = sorted(changes[lead_id])
