@@ -10,6 +10,7 @@ from __future__ import annotations
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -88,6 +89,8 @@ class Settings(BaseSettings):
     report_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
     lifetime_value: Decimal | None = Field(default=None, ge=0)
     contract_months: int = Field(default=12, ge=1, le=600)
+    # The 70-20-10 mix report: source -> core | growth | experiment (JSON; ?core=&growth=&experiment= add to it).
+    source_tiers: dict[str, Literal["core", "growth", "experiment"]] = Field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"

@@ -41,6 +41,8 @@ def add_parser(sub: Any) -> None:
     parser.add_argument("--currency", help="default: LEADFLOW_REPORT_CURRENCY")
     parser.add_argument("--ltv", type=Decimal, help="lifetime value per customer")
     parser.add_argument("--contract-months", type=int)
+    for tier in ("core", "growth", "experiment"):
+        parser.add_argument(f"--{tier}", default="", help=f"mix: comma-separated {tier} sources")
     parser.add_argument("--format", choices=["csv", "json"], default="csv")
 
 
@@ -86,6 +88,11 @@ async def _report(args: argparse.Namespace, settings: Settings) -> Any:
                 return await reports_run.stage_times(session, funnel, periods)
             if args.name == "velocity":
                 return await reports_run.velocity(session, funnel, periods, args.stage)
+            if args.name == "mix":
+                tiers: dict[str, str] = dict(settings.source_tiers)
+                for tier in ("core", "growth", "experiment"):
+                    tiers.update({name.strip(): tier for name in getattr(args, tier).split(",") if name.strip()})
+                return await reports_run.mix(session, periods, tiers, currency)
             if args.name == "sla":
                 return await reports_run.sla(session, periods, datetime.now(UTC))
             return await reports_run.health(session, funnel, periods)

@@ -4,7 +4,7 @@ a figure means the same wherever it is read."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -17,12 +17,13 @@ from rules.report_money import (
     MoneyOptions,
     TouchGroupBy,
     attribution_report,
+    budget_mix,
     source_report,
     touches_by_lead,
 )
 from store import reports_facts
 
-REPORTS = ("sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health")
+REPORTS = ("sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health", "mix")
 
 
 def _bounds(periods: Sequence[Period]) -> tuple[datetime, datetime]:
@@ -60,6 +61,14 @@ async def attribution(
         {**_fields(p), **attribution_report(leads, touches, funnel, p, model, conversion, by, currency)}
         for p in periods
     ]
+
+
+async def mix(
+    session: AsyncSession, periods: Sequence[Period], tiers: Mapping[str, str], currency: str
+) -> list[dict[str, Any]]:
+    leads = await _leads(session, periods)
+    costs = await reports_facts.cost_facts(session, *_bounds(periods))
+    return [{**_fields(p), "rows": budget_mix(leads, costs, p, tiers, currency)} for p in periods]
 
 
 async def funnel(session: AsyncSession, stages: FunnelStages, periods: Sequence[Period]) -> list[dict[str, Any]]:

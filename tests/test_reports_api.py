@@ -219,6 +219,10 @@ def test_kpi_endpoints_answer_json_and_csv(planned: tuple[Plan, TestClient]) -> 
     health = rows_of(client.get("/v1/reports/source-health.csv", params=q1, headers=AUTH).text)
     assert ["tracking is broken" in r["warnings"] for r in health] == [False, True, False]
     assert ["concentration risk" in r["warnings"] for r in health] == [False, False, True]
+    mix = client.get("/v1/reports/mix.csv", params={**q1, "core": "google_ads,organic_search"}, headers=AUTH)
+    march = [r for r in rows_of(mix.text) if r["period"] == "2026-03"]
+    assert [r["tier"] for r in march] == ["core", "growth", "experiment", "unclassified"]
+    assert march[0]["sources"] == "google_ads, organic_search" and float(march[0]["lead_share"]) > 0.5
     velocity = client.get("/v1/reports/velocity", params=q1, headers=AUTH).json()
     assert [r["period"] for r in velocity["rows"]] == list(MONTHS) and velocity["params"]["stage"] == "mql"
 

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rules.attribution import MODELS
 from rules.report_facts import FunnelStages, month, span
-from rules.report_money import TOTAL, MoneyOptions, attribution_report, source_report, touches_by_lead
+from rules.report_money import TOTAL, MoneyOptions, attribution_report, budget_mix, source_report, touches_by_lead
 from store import reports_facts
 from tests.reports_dataset import MONTHS, SOURCES, STAGES, Plan, in_month, planned_store, reached_at
 
@@ -237,3 +237,40 @@ async def test_touches_after_the_conversion_and_without_a_source_earn_nothing(pl
             last_sources[max(before, key=lambda t: t.at).source if before else lead.source or "unknown"] += 1
     credited = {row["group"]: row["conversions"] for row in report["rows"] if row["conversions"]}
     assert credited == {k: Decimal(v) for k, v in last_sources.items()}
+
+
+# ---------------------------------------------------------------- 70-20-10
+
+TIERS = {
+    "google_ads": "core",
+    "organic_search": "core",
+    "referral": "core",
+    "webinar": "growth",
+    "linkedin_ads": "growth",
+    "newsletter": "experiment",
+    "podcast": "experiment",
+}
+
+
+@pytest.mark.parametrize("label", list(MONTHS))
+async def test_budget_mix_against_the_70_20_10_targets(planned_store: Loaded, label: str) -> None:
+    plan, sessions = planned_store
+    period = month(label)
+    async with sessions() as session:
+        leads = await reports_facts.lead_facts(session, period.start, period.end)
+        costs = await reports_facts.cost_facts(session, period.start, period.end)
+    rows = {row["tier"]: row for row in budget_mix(leads, costs, period, TIERS, "USD")}
+    counts: dict[str, int] = defaultdict(int)
+    for lead in plan.leads:
+        if lead.month == label:
+            counts[TIERS.get(lead.source or "unknown", "unclassified")] += 1
+    spend = {tier: sum((cents(w["cost"]) for s, w in expected_sources(plan, label, "source").items()
+                        if TIERS.get(s, "unclassified") == tier), Decimal(0)) for tier in rows}  # fmt: skip
+    assert list(rows) == ["core", "growth", "experiment", "unclassified"]
+    for tier, row in rows.items():
+        assert row["leads"] == counts[tier] and row["cost"] == spend[tier], tier
+        assert row["lead_share"] == round(counts[tier] / 100, 4)
+    assert rows["core"]["target_share"] == 0.7 and rows["unclassified"]["target_share"] is None
+    assert rows["core"]["lead_gap"] == round(counts["core"] / 100 - 0.7, 4)
+    assert rows["unclassified"]["cost"] == Decimal("0.00")  # twitter and unknown cost nothing
+    assert sum(r["cost"] for r in rows.values()) == sum(spend.values())

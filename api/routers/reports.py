@@ -160,3 +160,29 @@ async def source_health(
     broken); one source above 50 % of the pipeline (concentration risk)."""
     answer = await reports_run.health(session, await _funnel(state), periods.periods(today()))
     return _answer(request, format, "source-health", answer)
+
+
+SourceList = Annotated[str | None, Query(max_length=2000, description="comma-separated sources")]
+
+
+@router.get("/v1/reports/mix")
+@router.get("/v1/reports/mix.csv")
+async def mix(
+    request: Request,
+    state: State,
+    session: Session,
+    periods: Periods,
+    core: SourceList = None,
+    growth: SourceList = None,
+    experiment: SourceList = None,
+    currency: Currency = None,
+    format: Format = "json",
+) -> Any:
+    """Seed 004's 70-20-10 rule: leads and spend per tier (core, growth, experiment; from
+    LEADFLOW_SOURCE_TIERS and these parameters) as shares beside the targets."""
+    tiers: dict[str, str] = dict(state.settings.source_tiers)
+    for tier, listed in (("core", core), ("growth", growth), ("experiment", experiment)):
+        tiers.update({name.strip(): tier for name in (listed or "").split(",") if name.strip()})
+    report_currency = currency or state.settings.report_currency
+    answer = await reports_run.mix(session, periods.periods(today()), tiers, report_currency)
+    return _answer(request, format, "mix", answer, tiers=tiers, currency=report_currency)
