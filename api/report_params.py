@@ -28,14 +28,15 @@ class PeriodQuery:
     interval: Literal["all", "month"]
 
     def periods(self, today: date) -> list[Period]:
-        """The periods asked for; the current month when nothing is said."""
+        """The periods asked for: no start means the 1st of the end's month, no end means today (this
+        month so far when nothing is said)."""
         try:
             if self.month is not None:
                 if self.start is not None or self.end is not None:
                     raise ValueError("give month, or from and to, not both")
                 return [month(self.month)]
-            start = self.start or today.replace(day=1)
-            end = self.end or today
+            end = self.end or max(today, self.start or today)
+            start = self.start or end.replace(day=1)
             whole = span(start, end)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -49,7 +50,7 @@ def period_query(
         str | None, Query(pattern=r"^\d{4}-\d{2}$", description="one calendar month, YYYY-MM (instead of from/to)")
     ] = None,
     start: Annotated[
-        date | None, Query(alias="from", description="first day, YYYY-MM-DD (default: 1st of this month)")
+        date | None, Query(alias="from", description="first day, YYYY-MM-DD (default: the 1st of to's month)")
     ] = None,
     end: Annotated[date | None, Query(alias="to", description="last day, inclusive (default: today)")] = None,
     interval: Annotated[

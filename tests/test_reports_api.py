@@ -223,6 +223,8 @@ def test_kpi_endpoints_answer_json_and_csv(planned: tuple[Plan, TestClient]) -> 
     march = [r for r in rows_of(mix.text) if r["period"] == "2026-03"]
     assert [r["tier"] for r in march] == ["core", "growth", "experiment", "unclassified"]
     assert march[0]["sources"] == "google_ads, organic_search" and float(march[0]["lead_share"]) > 0.5
+    only_end = client.get("/v1/reports/funnel", params={"to": "2026-02-10"}, headers=AUTH).json()["periods"]
+    assert [(p["from"], p["to"]) for p in only_end] == [("2026-02-01", "2026-02-10")]
     velocity = client.get("/v1/reports/velocity", params=q1, headers=AUTH).json()
     assert [r["period"] for r in velocity["rows"]] == list(MONTHS) and velocity["params"]["stage"] == "mql"
 
