@@ -15,6 +15,7 @@ are the ones HubSpot and Google Analytics offer:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from decimal import Decimal
@@ -24,6 +25,7 @@ from typing import Literal, get_args
 Model = Literal["first_touch", "last_touch", "linear", "time_decay", "u_shaped"]
 MODELS: tuple[str, ...] = get_args(Model)
 TIME_DECAY_HALF_LIFE = timedelta(days=7)
+DECAY_UNITS = 10**12
 
 ONE = Fraction(1)
 
@@ -41,13 +43,16 @@ def _linear(times: Sequence[datetime], _at: datetime) -> list[Fraction]:
 
 
 def _time_decay(times: Sequence[datetime], at: datetime) -> list[Fraction]:
-    # Float weights made exact before normalising: the shares are w/sum(w) over Fractions, so they sum to 1.
     half_life = TIME_DECAY_HALF_LIFE.total_seconds()
-    weights = [Fraction(2.0 ** (-max((at - t).total_seconds(), 0.0) / half_life)) for t in times]
-    total = sum(weights, Fraction(0))
+    weights = [2.0 ** (-max((at - t).total_seconds(), 0.0) / half_life) for t in times]
+    total = math.fsum(weights)
     if total == 0:  # every touch underflowed (centuries apart): fall back to equal shares
         return _linear(times, at)
-    return [w / total for w in weights]
+    # Shares in units of 10^-12, the largest absorbing the rounding so they sum to exactly 1. Bounded
+    # denominators keep sums over thousands of conversions fast (raw float Fractions grow without bound).
+    units = [round(w / total * DECAY_UNITS) for w in weights]
+    units[units.index(max(units))] += DECAY_UNITS - sum(units)
+    return [Fraction(u, DECAY_UNITS) for u in units]
 
 
 def _u_shaped(times: Sequence[datetime], _at: datetime) -> list[Fraction]:
