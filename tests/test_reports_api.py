@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import csv
 import io
+import os
 from collections.abc import Iterator
+from contextlib import ExitStack
 from decimal import Decimal
 from pathlib import Path
 
@@ -16,7 +18,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from settings import ROOT, Settings
 from store.db import make_engine, make_sessionmaker, run_migrations
-from tests.conftest import TEST_API_KEY
+from tests.conftest import PG_ENV, TEST_API_KEY, postgres_database
 from tests.reports_dataset import MONTHS, Plan, generate, write
 from tests.test_reports_money import cents, expected_sources
 
@@ -53,11 +55,23 @@ def empty(database_url: str, tmp_path: Path) -> Iterator[TestClient]:
     yield from _client(database_url, tmp_path, None)
 
 
-@pytest.fixture
-def planned(database_url: str, tmp_path: Path) -> Iterator[tuple[Plan, TestClient]]:
-    plan = generate()
-    for client in _client(database_url, tmp_path, plan):
-        yield plan, client
+@pytest.fixture(scope="module", params=BACKENDS)
+def planned(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Plan, TestClient]]:
+    """One app over the generated population per backend, shared by the read-only report tests."""
+    data = tmp_path_factory.mktemp("reports-api")
+    with ExitStack() as stack:
+        if request.param == "sqlite":
+            url = f"sqlite:///{data / 'leadflow.db'}"
+        else:
+            base = os.environ.get(PG_ENV)
+            if not base:
+                pytest.skip(f"{PG_ENV} is not set (e.g. postgresql://postgres@127.0.0.1:5432/test)")
+            url = stack.enter_context(postgres_database(base))
+        plan = generate()
+        for client in _client(url, data, plan):
+            yield plan, client
 
 
 def rows_of(answer_text: str) -> list[dict[str, str]]:
@@ -157,7 +171,6 @@ def test_bad_costs_get_a_422_that_says_what_to_fix(empty: TestClient, cost: dict
 # ---------------------------------------------------------------- reports
 
 
-@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 def test_sources_report_json_and_csv(planned: tuple[Plan, TestClient]) -> None:
     plan, client = planned
     answer = client.get("/v1/reports/sources", params={"month": "2026-01"}, headers=AUTH)
@@ -187,7 +200,6 @@ def test_sources_report_json_and_csv(planned: tuple[Plan, TestClient]) -> None:
     assert client.get("/v1/reports/sources?month=2026-01&format=csv", headers=AUTH).text.startswith("period,group,")
 
 
-@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 def test_attribution_report_per_model(planned: tuple[Plan, TestClient]) -> None:
     _, client = planned
     for model in ("first_touch", "last_touch", "linear", "time_decay", "u_shaped"):
@@ -207,7 +219,6 @@ def test_attribution_report_per_model(planned: tuple[Plan, TestClient]) -> None:
     )
 
 
-@pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
 def test_kpi_endpoints_answer_json_and_csv(planned: tuple[Plan, TestClient]) -> None:
     _, client = planned
     q1 = {"from": "2026-01-01", "to": "2026-03-31", "interval": "month"}
