@@ -184,6 +184,10 @@ class CostFacts:
     currency: str
     note: str | None = None
 
+    def overlaps(self, period: Period) -> bool:
+        start, end = _midnight(self.start), _midnight(self.end + timedelta(days=1))
+        return start < period.end and period.start < end
+
     def within(self, period: Period) -> Fraction:
         """The share of this cost that falls inside ``period``, prorated by day."""
         start, end = _midnight(self.start), _midnight(self.end + timedelta(days=1))

@@ -5,7 +5,8 @@ Definitions (README "Reports" says the same):
   ``basis="activity"``: each count is the leads that reached that stage within the period.
 - a lead belongs to its original source (first touch) and that source's category;
 - cost is what ``source_costs`` says for the period, prorated by day where a cost row straddles it;
-  CPL = cost / leads, cost per SQL = cost / SQLs, CAC = cost / customers;
+  CPL = cost / leads, cost per SQL = cost / SQLs, CAC = cost / customers, each null for a row no cost
+  row covers (unknown is not free: seed 004 asks to estimate even organic channels);
 - revenue is the won amount in the report's currency (other currencies are counted, never converted);
 - LTV is the configured lifetime value, else the average won amount of the row's customers;
   payback months = CAC / (average won amount / contract months).
@@ -67,11 +68,14 @@ class _Tally:
     revenue: Fraction = Fraction(0)
     other_currency: int = 0
     cost: Fraction = Fraction(0)
+    # A cost row covers this group in the period: without one, cost-based figures are unknown, not zero.
+    costed: bool = False
 
 
 def _row(group: str, tally: _Tally, options: MoneyOptions) -> dict[str, Any]:
     average_deal = tally.revenue / tally.paid_customers if tally.paid_customers else None
-    cac = tally.cost / tally.customers if tally.customers and tally.cost else None
+    cost = tally.cost if tally.costed else None
+    cac = cost / tally.customers if cost is not None and tally.customers else None
     ltv = Fraction(options.ltv) if options.ltv is not None else average_deal
     monthly = average_deal / options.contract_months if average_deal else None
     return {
@@ -87,15 +91,15 @@ def _row(group: str, tally: _Tally, options: MoneyOptions) -> dict[str, Any]:
         "win_rate": ratio(tally.customers, tally.opportunities),
         "lead_to_customer": ratio(tally.customers, tally.leads),
         "cost": money(tally.cost),
-        "cpl": money(tally.cost / tally.leads) if tally.leads else None,
-        "cost_per_sql": money(tally.cost / tally.sql) if tally.sql else None,
+        "cpl": money(cost / tally.leads) if cost is not None and tally.leads else None,
+        "cost_per_sql": money(cost / tally.sql) if cost is not None and tally.sql else None,
         "cac": money(cac),
         "revenue": money(tally.revenue),
         "average_deal": money(average_deal),
         "ltv": money(ltv),
         "ltv_cac": ratio(ltv, cac),
         "payback_months": ratio(cac, monthly),
-        "roi": ratio(tally.revenue - tally.cost, tally.cost),
+        "roi": ratio(tally.revenue - cost, cost) if cost is not None else None,
         "won_in_other_currency": tally.other_currency,
     }
 
@@ -134,10 +138,11 @@ def source_report(
     for cost in costs:
         if cost.currency != options.currency:
             continue
-        share = cost.within(period)
-        if share:
-            tallies[_cost_key(cost, group_by, category_of)].cost += share
-            total.cost += share
+        if cost.overlaps(period):
+            share = cost.within(period)
+            for tally in (tallies[_cost_key(cost, group_by, category_of)], total):
+                tally.cost += share
+                tally.costed = True
     ordered = sorted(tallies.items(), key=lambda item: (-item[1].leads, -item[1].cost, item[0]))
     return [_row(group, tally, options) for group, tally in ordered] + [_row(TOTAL, total, options)]
 

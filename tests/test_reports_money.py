@@ -42,6 +42,7 @@ def expected_sources(plan: Plan, label: str, by: str) -> dict[str, dict[str, Any
             "paid": 0,
             "revenue": Fraction(0),
             "cost": Fraction(0),
+            "costed": False,
         }
     )
     for lead in plan.leads:
@@ -67,10 +68,12 @@ def expected_sources(plan: Plan, label: str, by: str) -> dict[str, dict[str, Any
             continue
         key = cost.source if by == "source" else (cost.category or SOURCES[cost.source])
         groups[key]["cost"] += Fraction(cost.amount) * overlap / ((cost.end - cost.start).days + 1)
+        groups[key]["costed"] = True
     for g in groups.values():
-        g["cpl"] = cents(g["cost"] / g["leads"]) if g["leads"] else None
-        g["cost_per_sql"] = cents(g["cost"] / g["sql"]) if g["sql"] else None
-        cac = g["cost"] / g["customers"] if g["customers"] and g["cost"] else None
+        # No cost row for the source: cost-based figures are unknown (null), not zero.
+        g["cpl"] = cents(g["cost"] / g["leads"]) if g["costed"] and g["leads"] else None
+        g["cost_per_sql"] = cents(g["cost"] / g["sql"]) if g["costed"] and g["sql"] else None
+        cac = g["cost"] / g["customers"] if g["costed"] and g["customers"] else None
         deal = g["revenue"] / g["paid"] if g["paid"] else None
         g["cac"], g["average_deal"] = cents(cac), cents(deal)
         g["ltv_cac"] = rate(deal, cac)
