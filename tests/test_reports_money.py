@@ -43,6 +43,7 @@ def expected_sources(plan: Plan, label: str, by: str) -> dict[str, dict[str, Any
             "revenue": Fraction(0),
             "cost": Fraction(0),
             "costed": False,
+            "other_currency": 0,
         }
     )
     for lead in plan.leads:
@@ -60,6 +61,8 @@ def expected_sources(plan: Plan, label: str, by: str) -> dict[str, dict[str, Any
         if lead.furthest == "customer" and lead.currency == "USD":
             g["paid"] += 1
             g["revenue"] += Fraction(lead.won_amount)
+        elif lead.furthest == "customer":
+            g["other_currency"] += 1
     first, days = MONTHS[label]
     last = first + timedelta(days=days - 1)
     for cost in plan.costs:
@@ -105,6 +108,7 @@ async def test_source_report_matches_the_plan(planned_store: Loaded, label: str,
         assert (got["cpl"], got["cost_per_sql"], got["cac"]) == (want["cpl"], want["cost_per_sql"], want["cac"]), group
         assert got["ltv"] == want["average_deal"] and got["ltv_cac"] == want["ltv_cac"], group
         assert got["payback_months"] == want["payback_months"], group
+        assert got["won_in_other_currency"] == want["other_currency"], group
         assert got["mql_to_sql"] == rate(want["sql"], want["mql"]), group
         assert got["win_rate"] == rate(want["customers"], want["opportunities"]), group
     total = rows[TOTAL]
