@@ -56,7 +56,7 @@ async def attribution(
     currency: str,
 ) -> list[dict[str, Any]]:
     leads = await _leads(session, periods)
-    touches = touches_by_lead(await reports_facts.touch_facts(session, [lead.lead_id for lead in leads]))
+    touches = touches_by_lead(await reports_facts.touch_facts(session, *_bounds(periods)))
     return [
         {**_fields(p), **attribution_report(leads, touches, funnel, p, model, conversion, by, currency)}
         for p in periods

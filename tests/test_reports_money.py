@@ -206,7 +206,7 @@ async def test_attribution_models_match_the_plan(planned_store: Loaded, model: s
     q1 = span(date(2026, 1, 1), date(2026, 3, 31))
     async with sessions() as session:
         leads = await reports_facts.lead_facts(session, q1.start, q1.end)
-        touches = touches_by_lead(await reports_facts.touch_facts(session, [lead.lead_id for lead in leads]))
+        touches = touches_by_lead(await reports_facts.touch_facts(session, q1.start, q1.end))
     for label in MONTHS:
         report = attribution_report(leads, touches, FUNNEL, month(label), model, stage, "source", "USD")
         count, conversions, revenue, total = expected_attribution(plan, label, model, stage)
@@ -227,7 +227,7 @@ async def test_touches_after_the_conversion_and_without_a_source_earn_nothing(pl
     q1 = span(date(2026, 1, 1), date(2026, 3, 31))
     async with sessions() as session:
         leads = await reports_facts.lead_facts(session, q1.start, q1.end)
-        touches = touches_by_lead(await reports_facts.touch_facts(session, [lead.lead_id for lead in leads]))
+        touches = touches_by_lead(await reports_facts.touch_facts(session, q1.start, q1.end))
     late = [
         lead
         for lead in plan.leads
