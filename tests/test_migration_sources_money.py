@@ -1,4 +1,4 @@
-"""Migration 0005 (sources and money) goes down to 0004 and back up on SQLite and PostgreSQL."""
+"""Migration 0006 (sources and money) goes down to 0005 and back up on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ def _columns(url: str, table: str) -> set[str]:
 
 
 @pytest.mark.parametrize("database_url", BACKENDS, indirect=True)
-def test_down_to_0004_and_up_again(database_url: str) -> None:
+def test_down_to_0005_and_up_again(database_url: str) -> None:
     run_migrations(database_url)
     assert {"original_source", "won_amount", "won_at", "lost_reason"} <= _columns(database_url, "leads")
     assert {"channel", "source", "medium", "campaign", "content", "term"} <= _columns(database_url, "touchpoints")
-    command.downgrade(alembic_config(database_url), "0004")
+    command.downgrade(alembic_config(database_url), "0005")
     assert _columns(database_url, "source_costs") == set()
     assert "won_amount" not in _columns(database_url, "leads") and "medium" not in _columns(database_url, "touchpoints")
     run_migrations(database_url)
