@@ -17,7 +17,9 @@ from fastapi.responses import Response
 from rules.report_facts import Period, month, months_between, span
 
 _FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-MAX_DAYS = 3700  # ten years and a bit: enough for any dashboard, bounded for the store
+MAX_DAYS = 3700
+# Calendar arithmetic (the month before, the day after) must stay inside what datetime holds.
+MIN_YEAR, MAX_YEAR = 1900, 9998  # ten years and a bit: enough for any dashboard, bounded for the store
 
 
 @dataclass(frozen=True)
@@ -37,6 +39,8 @@ class PeriodQuery:
                 return [month(self.month)]
             end = self.end or max(today, self.start or today)
             start = self.start or end.replace(day=1)
+            if start.year < MIN_YEAR or end.year > MAX_YEAR:
+                raise ValueError(f"reports cover the years {MIN_YEAR} to {MAX_YEAR}")
             whole = span(start, end)
         except ValueError as exc:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None

@@ -49,13 +49,13 @@ def month(label: str) -> Period:
         first = datetime.strptime(label, "%Y-%m").date()
     except ValueError:
         raise ValueError(f"month {label!r} is not YYYY-MM") from None
-    return Period(_midnight(first), _midnight(_next_month(first)), first.strftime("%Y-%m"))
+    return Period(_midnight(first), _midnight(_next_month(first)), f"{first.year:04d}-{first.month:02d}")
 
 
 def month_before(period: Period) -> Period:
     """The calendar month before the one ``period`` starts in."""
     last_day = period.start.date().replace(day=1) - timedelta(days=1)
-    return month(last_day.strftime("%Y-%m"))
+    return month(f"{last_day.year:04d}-{last_day.month:02d}")
 
 
 def span(start: date, end: date) -> Period:
@@ -69,7 +69,7 @@ def months_between(start: date, end: date) -> list[Period]:
     """Every calendar month touching [start, end], as whole months."""
     periods, first = [], start.replace(day=1)
     while first <= end:
-        periods.append(month(first.strftime("%Y-%m")))
+        periods.append(month(f"{first.year:04d}-{first.month:02d}"))
         first = _next_month(first)
     return periods
 
