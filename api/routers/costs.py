@@ -17,12 +17,16 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
 from api.deps import Authorized, Session
+from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.limits import MAX_BODY_BYTES
 from api.report_params import csv_response
 from rules.report_facts import CostFacts, month
 from store import costs
 
-router = APIRouter(tags=["costs"], dependencies=[Authorized])
+router = APIRouter(tags=["costs"], dependencies=[Authorized], responses=V1_ERRORS)
+AS_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
 
 # Costs never reach Temporal, but every body passes the API's one limit (api/limits.py) first.
 MAX_CSV_BYTES = MAX_BODY_BYTES
@@ -87,7 +91,7 @@ def _out(cost_id: int, cost: CostFacts) -> dict[str, Any]:
     }
 
 
-@router.put("/v1/costs")
+@router.put("/v1/costs", responses=BODY_ERRORS)
 async def put_costs(body: CostsIn, session: Session) -> dict[str, Any]:
     """Create or replace cost rows (all or nothing)."""
     stored = await costs.put_costs(session, [c.facts() for c in body.costs])
@@ -128,6 +132,7 @@ def _parse_csv(text: str) -> tuple[list[CostFacts], list[dict[str, Any]]]:
 
 @router.put(
     "/v1/costs.csv",
+    responses=BODY_ERRORS,
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
 )
 async def put_costs_csv(request: Request, session: Session) -> Any:
@@ -153,8 +158,8 @@ async def put_costs_csv(request: Request, session: Session) -> Any:
     return {"stored": await costs.put_costs(session, parsed)}
 
 
-@router.get("/v1/costs")
-@router.get("/v1/costs.csv")
+@router.get("/v1/costs", responses=AS_CSV)
+@router.get("/v1/costs.csv", responses=AS_CSV)
 async def list_costs(
     request: Request,
     session: Session,
@@ -169,7 +174,7 @@ async def list_costs(
     return {"items": items}
 
 
-@router.delete("/v1/costs/{cost_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/v1/costs/{cost_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
 async def delete_cost(cost_id: Annotated[int, Path(ge=1, le=2**62)], session: Session) -> Response:
     if not await costs.delete_cost(session, cost_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no cost {cost_id}")

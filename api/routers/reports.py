@@ -14,13 +14,18 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
 from api.deps import Authorized, Session, State
+from api.errors import V1_ERRORS
 from api.report_params import PeriodQuery, csv_response, period_query, today, wants_csv
 from rules.attribution import MODELS
 from rules.report_facts import FunnelStages
 from rules.report_money import MoneyOptions
 from store import reports_run
 
-router = APIRouter(tags=["reports"], dependencies=[Authorized])
+router = APIRouter(tags=["reports"], dependencies=[Authorized], responses=V1_ERRORS)
+# Every report also answers CSV (?format=csv or the .csv path).
+AS_CSV: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
+}
 Periods = Annotated[PeriodQuery, Depends(period_query)]
 Format = Annotated[Literal["json", "csv"], Query(description="csv: the same rows as a CSV file")]
 Currency = Annotated[str | None, Query(pattern=r"^[A-Z]{3}$", description="default: LEADFLOW_REPORT_CURRENCY")]
@@ -45,8 +50,8 @@ def _answer(request: Request, format: str, name: str, periods: list[dict[str, An
     return {"report": name, "params": params, "periods": periods}
 
 
-@router.get("/v1/reports/sources")
-@router.get("/v1/reports/sources.csv")
+@router.get("/v1/reports/sources", responses=AS_CSV)
+@router.get("/v1/reports/sources.csv", responses=AS_CSV)
 async def sources(
     request: Request,
     state: State,
@@ -77,8 +82,8 @@ async def sources(
     return _answer(request, format, "sources", answer, **params, contract_months=options.contract_months)
 
 
-@router.get("/v1/reports/attribution")
-@router.get("/v1/reports/attribution.csv")
+@router.get("/v1/reports/attribution", responses=AS_CSV)
+@router.get("/v1/reports/attribution.csv", responses=AS_CSV)
 async def attribution(
     request: Request,
     state: State,
@@ -102,8 +107,8 @@ async def attribution(
     return _answer(request, format, "attribution", answer, model=model, by=by, currency=report_currency)
 
 
-@router.get("/v1/reports/funnel")
-@router.get("/v1/reports/funnel.csv")
+@router.get("/v1/reports/funnel", responses=AS_CSV)
+@router.get("/v1/reports/funnel.csv", responses=AS_CSV)
 async def funnel(request: Request, state: State, session: Session, periods: Periods, format: Format = "json") -> Any:
     """Of the leads created in each period: how many reached each stage, and the conversion from the stage
     before (MQL->SQL, SQL->opportunity, win rate)."""
@@ -111,8 +116,8 @@ async def funnel(request: Request, state: State, session: Session, periods: Peri
     return _answer(request, format, "funnel", answer)
 
 
-@router.get("/v1/reports/time-in-stage")
-@router.get("/v1/reports/time-in-stage.csv")
+@router.get("/v1/reports/time-in-stage", responses=AS_CSV)
+@router.get("/v1/reports/time-in-stage.csv", responses=AS_CSV)
 async def stage_times(
     request: Request, state: State, session: Session, periods: Periods, format: Format = "json"
 ) -> Any:
@@ -122,8 +127,8 @@ async def stage_times(
     return _answer(request, format, "time-in-stage", answer)
 
 
-@router.get("/v1/reports/velocity")
-@router.get("/v1/reports/velocity.csv")
+@router.get("/v1/reports/velocity", responses=AS_CSV)
+@router.get("/v1/reports/velocity.csv", responses=AS_CSV)
 async def velocity(
     request: Request,
     state: State,
@@ -142,8 +147,8 @@ async def velocity(
     return {"report": "velocity", "params": {"stage": stage or funnel.mql}, "rows": rows}
 
 
-@router.get("/v1/reports/sla")
-@router.get("/v1/reports/sla.csv")
+@router.get("/v1/reports/sla", responses=AS_CSV)
+@router.get("/v1/reports/sla.csv", responses=AS_CSV)
 async def sla(request: Request, session: Session, periods: Periods, format: Format = "json") -> Any:
     """Follow-ups started in each period by team and rep: met on time, breached, open, the rates, and the
     response time to first touch (average and median hours)."""
@@ -151,8 +156,8 @@ async def sla(request: Request, session: Session, periods: Periods, format: Form
     return _answer(request, format, "sla", answer)
 
 
-@router.get("/v1/reports/source-health")
-@router.get("/v1/reports/source-health.csv")
+@router.get("/v1/reports/source-health", responses=AS_CSV)
+@router.get("/v1/reports/source-health.csv", responses=AS_CSV)
 async def source_health(
     request: Request, state: State, session: Session, periods: Periods, format: Format = "json"
 ) -> Any:
@@ -165,8 +170,8 @@ async def source_health(
 SourceList = Annotated[str | None, Query(max_length=2000, description="comma-separated sources")]
 
 
-@router.get("/v1/reports/mix")
-@router.get("/v1/reports/mix.csv")
+@router.get("/v1/reports/mix", responses=AS_CSV)
+@router.get("/v1/reports/mix.csv", responses=AS_CSV)
 async def mix(
     request: Request,
     state: State,
