@@ -7,8 +7,10 @@ Names use the ``LEADFLOW_`` prefix, except the conventions shared with other too
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +103,14 @@ class Settings(BaseSettings):
     # Backpressure: Temporal calls one API process keeps in flight; past this, requests get 503 + Retry-After
     # at once instead of queueing without bound (the dev server is the bottleneck on small machines).
     max_inflight_temporal_calls: int = 256
+    # Reports (GET /v1/reports/...): money figures in this currency (costs and deals in others are
+    # counted apart, never converted); lifetime value per customer for LTV:CAC (unset: the average won
+    # amount); months a won amount pays for, for the payback period. Each can be overridden per report.
+    report_currency: str = Field(default="USD", pattern=r"^[A-Z]{3}$")
+    lifetime_value: Decimal | None = Field(default=None, ge=0)
+    contract_months: int = Field(default=12, ge=1, le=600)
+    # The 70-20-10 mix report: source -> core | growth | experiment (JSON; ?core=&growth=&experiment= add to it).
+    source_tiers: dict[str, Literal["core", "growth", "experiment"]] = Field(default_factory=dict)
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"

@@ -14,6 +14,7 @@ from api.auth import ApiKeyMiddleware
 from api.deps import AppState
 from api.limits import BodyLimitMiddleware
 from api.routers import (
+    costs,
     dashboard,
     events,
     followups,
@@ -21,6 +22,7 @@ from api.routers import (
     imports,
     leads,
     playbooks,
+    reports,
     suppressions,
     teams,
     templates,
@@ -75,6 +77,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         playbooks,
         templates,
         suppressions,
+        costs,
+        reports,
         dashboard,
         unsubscribe,
     ):

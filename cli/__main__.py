@@ -4,6 +4,7 @@ leadflow validate playbooks/default.yaml
 leadflow simulate playbooks/examples/seed_story.yaml [--playbook draft.yaml] [--json]
 leadflow rewrap-keys   (master key rotation: LEADFLOW_MASTER_KEY new, LEADFLOW_MASTER_KEY_PREVIOUS old)
 leadflow import leads.csv [--source expo-2026] [--consent-basis consent] [--map 'E-mail=email'] [--json]
+leadflow report sources --month 2026-01 [--by category] [--format json]   (see leadflow report -h)
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import yaml
 from pydantic import ValidationError
 
 from activities.rendering import EmailRenderer
-from cli import import_command
+from cli import import_command, report
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import Scenario, SimulationResult, result_as_dict, simulate
 from settings import ROOT
@@ -77,11 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     sim.add_argument("--json", action="store_true", help="print the trace as JSON")
     sub.add_parser("rewrap-keys", help="re-wrap every lead's data key with the current master key")
     import_command.add_parser(sub)
+    report.add_parser(sub)
     args = parser.parse_args(argv)
     if args.command == "rewrap-keys":
         return asyncio.run(rewrap_keys())
     if args.command == "import":
         return import_command.run_import(args)
+    if args.command == "report":
+        return report.run(args)
     try:
         pb = load(args.playbook)
     except PlaybookError as exc:

@@ -5,13 +5,15 @@ Any change here needs a new migration in store/migrations/versions (tests compar
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import (
     JSON,
     BigInteger,
     Boolean,
+    Date,
     DateTime,
     Dialect,
     Float,
@@ -20,6 +22,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     MetaData,
+    Numeric,
     String,
     Text,
     UniqueConstraint,
@@ -82,6 +85,10 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
 
+# Exact money: 18 digits with 4 decimals covers yen totals and cent-level currencies alike.
+Money = Numeric(18, 4)
+
+
 class Base(DeclarativeBase):
     metadata = MetaData(naming_convention=NAMING_CONVENTION)
     type_annotation_map = {
@@ -120,6 +127,16 @@ class Lead(Base):
     playbook_version: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+    # Sources as data (issue 8 item 5): the first touch's canonical source (never overwritten), the
+    # latest touch's, and the source map's category (organic, paid, social, email, referral, event, direct).
+    original_source: Mapped[str | None] = mapped_column(index=True)
+    latest_source: Mapped[str | None]
+    source_category: Mapped[str | None]
+    # Money (item 6): set when the lead is won (deal amount in won_currency) or lost.
+    won_amount: Mapped[Decimal | None] = mapped_column(Money)
+    won_currency: Mapped[str | None] = mapped_column(String(3))
+    won_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    lost_reason: Mapped[str | None] = mapped_column(Text())
 
 
 class Touchpoint(Base):
@@ -137,6 +154,13 @@ class Touchpoint(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    # One marketing touch as one unit (UTM, referrer or click id folded by the source map), for attribution.
+    channel: Mapped[str | None]
+    source: Mapped[str | None]
+    medium: Mapped[str | None]
+    campaign: Mapped[str | None]
+    content: Mapped[str | None]
+    term: Mapped[str | None]
 
 
 class ScoreChangeRow(Base):
@@ -350,3 +374,26 @@ class ImportIssue(Base):
     reason: Mapped[str] = mapped_column(Text())
     email: Mapped[str | None]
     lead_id: Mapped[str | None]
+
+
+class SourceCost(Base):
+    """What a source (or one of its campaigns) cost over a period; written only by the API (PUT /v1/costs).
+
+    ``campaign`` is '' for the whole source, so the unique key needs no NULL semantics (which differ
+    between SQLite and PostgreSQL). Periods are whole days, both ends inclusive.
+    """
+
+    __tablename__ = "source_costs"
+    __table_args__ = (UniqueConstraint("source", "campaign", "period_start", "period_end", "currency"),)
+
+    id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
+    source: Mapped[str] = mapped_column(index=True)
+    campaign: Mapped[str] = mapped_column(default="")
+    # Category for sources no lead came from yet (reports otherwise take the leads' category).
+    category: Mapped[str | None]
+    period_start: Mapped[date] = mapped_column(Date(), index=True)
+    period_end: Mapped[date] = mapped_column(Date())
+    amount: Mapped[Decimal] = mapped_column(Money)
+    currency: Mapped[str] = mapped_column(String(3))
+    note: Mapped[str | None] = mapped_column(Text())
+    updated_at: Mapped[datetime]
