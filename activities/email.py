@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.link_tracking import tracked_email
 from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
 from activities.suppression import SUPPRESSED, refuse_if_suppressed
 from activities.unsubscribe import Unsubscribe, footer_context
@@ -88,7 +89,7 @@ class Mailer:
             wire = self._address(mail.to)
             to_addr = wire.addr_spec
             unsubscribe = self.unsubscribe_for(mail, lead_id)
-            rendered = await self._render(mail, unsubscribe)
+            rendered = tracked_email(await self._render(mail, unsubscribe), mail, self.settings)
             subject = rendered.subject
             msg = self._message(mail, wire, rendered, unsubscribe)
         except _Permanent as exc:
@@ -207,6 +208,7 @@ class Mailer:
                 status=status,
                 error=error,
                 now=datetime.now(UTC),
+                variant=mail.variant,
             )
 
 

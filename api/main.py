@@ -24,6 +24,7 @@ from api.routers import (
     suppressions,
     teams,
     templates,
+    tracking,
     unsubscribe,
 )
 from jobs.scheduler import build_scheduler
@@ -77,6 +78,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         suppressions,
         dashboard,
         unsubscribe,
+        tracking,
     ):
         app.include_router(module.router)
     return app
