@@ -40,7 +40,10 @@ def test_links_are_signed_redirects_and_the_rest_is_left_alone() -> None:
     tracked = [h for h in links if h.startswith(BASE + "/t/c/")]
     assert len(tracked) == 2
     targets = [verify(h.removeprefix(BASE + "/t/c/"), KEY) for h in tracked]
-    assert [t[1] for t in targets if t] == ["https://example.com/pricing?plan=team&ref=mail", "https://example.com/demo"]
+    assert [t[1] for t in targets if t] == [
+        "https://example.com/pricing?plan=team&ref=mail",
+        "https://example.com/demo",
+    ]
     assert all(t is not None and t[0] == SEND for t in targets)
     # mailto, anchors, opted-out links and leadflow's own links keep their target.
     assert {"mailto:sales@example.com", "#top", "https://example.com/private"} <= set(links)
