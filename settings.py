@@ -61,6 +61,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_tls: bool = False
+    # A CA bundle (PEM) to trust for a relay with a private or self-signed certificate; unset: the system's.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = 10.0
     # Unicode before the @ (用户@example.com) needs a relay with SMTPUTF8: true accepts such addresses and
     # sends them with SMTPUTF8; false (the default) refuses them at the API with a 422.
