@@ -15,6 +15,8 @@ from api.deps import AppState
 from api.limits import BodyLimitMiddleware
 from api.routers import (
     dashboard,
+    email_events,
+    email_report,
     events,
     followups,
     health,
@@ -79,6 +81,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         dashboard,
         unsubscribe,
         tracking,
+        email_report,
+        email_events,
     ):
         app.include_router(module.router)
     return app

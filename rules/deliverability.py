@@ -19,12 +19,11 @@ from rules.model import ConsentRecord, EmailFeedback, LeadState
 
 SOFT_BOUNCES_TO_HARD = 3
 FEEDBACK_KEPT = 20  # reports shown in the live view
-# Report types that show mail reached the mailbox: they end a run of soft bounces.
-DELIVERY_SIGNS = frozenset({"delivered", "email_open", "email_click"})
 
 
 def soft_bounces_in_a_row(recent_types: Sequence[str]) -> int:
-    """How many soft bounces end ``recent_types`` (an address's reports, oldest first)."""
+    """How many soft bounces end ``recent_types`` (an address's reports, oldest first): anything else, a
+    delivery report or an open or click of the lead's mail above all, ends a run."""
     count = 0
     for kind in reversed(recent_types):
         if kind != "soft_bounce":
@@ -43,9 +42,12 @@ def suppression_reason(kind: str) -> str:
 
 
 def record_feedback(state: LeadState, feedback: EmailFeedback, now: datetime) -> None:
-    """Keep the report as evidence; a complaint is also an opt-out."""
+    """Keep the report as evidence; a complaint is also an opt-out. A report resent (the relay retried its
+    webhook) is kept once."""
     if feedback.at > now:
         feedback = replace(feedback, at=now)
+    if feedback in state.email_feedback:
+        return
     state.email_feedback.append(feedback)
     del state.email_feedback[:-FEEDBACK_KEPT]
     if feedback.kind == "complaint":
@@ -58,3 +60,18 @@ def undeliverable(state: LeadState) -> str | None:
     if bounce is None:
         return None
     return f"the address hard-bounced ({bounce.reason}, {bounce.at.isoformat()})"
+
+
+def verdict(kind: str, recent_types: Sequence[str]) -> str | None:
+    """What a new report (already part of ``recent_types``) means: "hard_bounce", "complaint" or None."""
+    if kind in ("hard_bounce", "complaint"):
+        return kind
+    if kind == "soft_bounce" and soft_bounces_are_hard(recent_types):
+        return "hard_bounce"
+    return None
+
+
+def verdict_reason(kind: str, reason: str | None) -> str:
+    if kind == "soft_bounce":
+        return f"{SOFT_BOUNCES_TO_HARD} soft bounces in a row (last: {reason or 'no reason given'})"
+    return reason or kind.replace("_", " ")

@@ -34,3 +34,22 @@ def engagement_event_id(kind: str, send_key: str, at: datetime, window_seconds: 
 def variant_label(variants: dict[str, str]) -> str | None:
     """The A/B variants a journey's lead is in, as reports group them: "split=variant", comma-joined."""
     return ",".join(f"{split}={goto}" for split, goto in sorted(variants.items())) or None
+
+
+REPORT_COUNTS = ("sends", "unique_opens", "unique_clicks", "unsubscribes", "hard_bounces", "soft_bounces", "complaints")
+
+
+def report_rows(counts: dict[tuple[str, str | None], dict[str, int]]) -> list[dict[str, object]]:
+    """The email report: counts per template and variant, with rates over sends (opens include the mail
+    clients that fetch every image, Apple Mail Privacy Protection among them: clicks are the firmer sign)."""
+    rows: list[dict[str, object]] = []
+    for (template, variant), found in sorted(counts.items(), key=lambda item: (item[0][0], item[0][1] or "")):
+        row: dict[str, object] = {"template": template, "variant": variant}
+        row |= {name: found.get(name, 0) for name in REPORT_COUNTS}
+        sends = found.get("sends", 0)
+        for name in ("unique_opens", "unique_clicks", "unsubscribes", "hard_bounces", "complaints"):
+            row[f"{name.removeprefix('unique_').rstrip('s')}_rate"] = (
+                round(found.get(name, 0) / sends, 4) if sends else None
+            )
+        rows.append(row)
+    return rows
