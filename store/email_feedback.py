@@ -48,10 +48,9 @@ async def add_feedback(session: AsyncSession, row: dict[str, Any]) -> bool | Non
     """Keep a report: None when it is new, else whether the first copy suppressed the address (a relay
     resending its webhook: the caller repeats what that copy did, since it may not have finished)."""
     async with _writing(session):
-        result = await session.execute(
-            _insert(session, EmailFeedbackRow).values(row).on_conflict_do_nothing(index_elements=["id"])
-        )
-    if result.rowcount == 1:
+        stmt = _insert(session, EmailFeedbackRow).values(row).on_conflict_do_nothing(index_elements=["id"])
+        new = (await session.execute(stmt.returning(EmailFeedbackRow.id))).first() is not None
+    if new:
         return None
     stmt = select(EmailFeedbackRow.suppressed).where(EmailFeedbackRow.id == row["id"])
     return bool((await session.execute(stmt)).scalar_one())

@@ -76,3 +76,11 @@ def hrefs(html: str) -> list[str]:
 def pixel_src(html: str) -> str | None:
     found = re.search(r'<img src="([^"]*/t/o/[^"]*)"', html)
     return found.group(1) if found else None
+
+
+async def suppression_of(sessions: Any, settings: Any, address: str) -> str | None:
+    """Why the suppression list holds ``address`` (None: it may be mailed)."""
+    from store.suppression_link import address_key, suppression_reason
+
+    async with sessions() as session:
+        return await suppression_reason(session, address_key(address, settings.secret("id_key")))
