@@ -14,9 +14,13 @@ import pytest
 import yaml
 from pydantic import SecretStr
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.exceptions import ApplicationError
 
+from activities.email import Mailer
+from activities.rendering import EmailRenderer
 from api.lead_ids import lead_id_for
 from api.webhook_auth import sign
+from rules.model import SendEmail
 from settings import ROOT, Settings
 from store import email_feedback
 from tests.conftest import Inbox
@@ -155,6 +159,12 @@ async def test_three_soft_bounces_in_a_row_become_a_hard_one(
     third = await post(http, *signed(report("soft", 6)))
     assert third.json() == {"accepted": 1, "duplicates": 0, "suppressed": 1, "unmatched": 0}
     assert await suppression_of(sessions, settings, "di@example.com") == "hard_bounce"
+    # The send activity's last check refuses any mail to it from now on, whoever asks.
+    mailer = Mailer(settings, sessions, EmailRenderer(settings.templates_dir))
+    later = SendEmail(f"{lead}:nurture:99", "nurture", "welcome", "di@example.com", {"lead": {}, "reason": "t"})
+    with pytest.raises(ApplicationError) as refused:
+        await mailer.send(later, lead)
+    assert refused.value.type == "Suppressed" and len(inbox.to("di@example.com")) == 1
     view = await eventually(http, f"/v1/leads/{lead}", lambda v: v["email_feedback"])
     assert view["email_feedback"][0]["kind"] == "hard_bounce"
     assert view["email_feedback"][0]["reason"].startswith("3 soft bounces in a row")

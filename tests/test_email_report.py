@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.main import create_app
 from rules.model import TrackedEvent
 from settings import Settings
-from store import email_feedback, repo
+from store import email_feedback, privacy, repo
 from tests.conftest import TEST_API_KEY
 
 T0 = datetime(2026, 3, 2, 9, tzinfo=UTC)
@@ -60,7 +60,14 @@ async def test_the_report_counts_each_send_once_per_template_and_variant(
             [
                 touch("o1", "email_open", f"{ANN}:nurture:1", T0 + hour),  # prefetch
                 touch("o2", "email_open", f"{ANN}:nurture:1", T0 + 5 * hour),  # the person
-                touch("c1", "email_click", f"{ANN}:nurture:1", T0 + 5 * hour),
+                TrackedEvent(
+                    "c1",
+                    "email_click",
+                    T0 + 5 * hour,
+                    "https://example.com/p",
+                    "welcome",
+                    {"send_key": f"{ANN}:nurture:1", "link": "https://example.com/p"},
+                ),
                 touch("o3", "email_open", f"{ANN}:nurture:2", T0 + timedelta(days=3, hours=1)),
                 # Unsubscribed after the case study: it counts against the case study, not the welcome.
                 TrackedEvent("u1", "unsubscribe", T0 + timedelta(days=4)),
@@ -73,6 +80,7 @@ async def test_the_report_counts_each_send_once_per_template_and_variant(
             ("f2", f"{BEN}:nurture:1", "soft_bounce"),
         ):
             row = {"id": report_id, "address_hash": report_id, "type": kind, "email_key": key, "lead_id": key[:37]}
+            row["reason"] = f"550 5.1.1 <{report_id}@example.com>: user unknown"
             assert await email_feedback.add_feedback(s, row | {"occurred_at": T0, "received_at": T0}) is None
 
     app_settings = settings.model_copy(update={"temporal_address": "127.0.0.1:9", "scheduler_enabled": False})
@@ -110,3 +118,13 @@ async def test_the_report_counts_each_send_once_per_template_and_variant(
         assert bad.status_code == 422 and "since must be before until" in bad.text
         assert client.get("/v1/reports/emails", params={"since": "yesterday"}, headers=auth).status_code == 422
         assert client.get("/v1/reports/emails").status_code == 401
+
+        # Erasing a person keeps what the report counts (the send an open concerns), not the link or the reason.
+        async with sessions() as s:
+            await privacy.anonymise_lead(s, ANN)
+            await privacy.anonymise_lead(s, CY)
+            touches = await repo.list_touchpoints(s, ANN)
+            (feedback,) = await email_feedback.list_feedback(s, CY)
+        assert all(t["url"] is None and set(t["properties"]) <= {"send_key", "template", "variant"} for t in touches)
+        assert feedback["reason"] is None
+        assert client.get("/v1/reports/emails", headers=auth).json()["rows"] == body["rows"]

@@ -80,7 +80,8 @@ def pixel_src(html: str) -> str | None:
 
 async def suppression_of(sessions: Any, settings: Any, address: str) -> str | None:
     """Why the suppression list holds ``address`` (None: it may be mailed)."""
-    from store.suppression_link import address_key, suppression_reason
+    from privacy.addresses import address_hash
+    from store.privacy import suppression_reason
 
     async with sessions() as session:
-        return await suppression_reason(session, address_key(address, settings.secret("id_key")))
+        return await suppression_reason(session, address_hash(address, settings.secret("id_key")))

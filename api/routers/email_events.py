@@ -31,10 +31,11 @@ from temporalio.service import RPCError, RPCStatusCode
 from api.deps import AppState, State
 from api.lead_ids import lead_id_for
 from api.webhook_auth import refusal
+from privacy.addresses import address_hash
 from rules.deliverability import suppression_reason, verdict, verdict_reason
 from rules.model import EmailFeedback
 from store import email_feedback as feedback_store
-from store.suppression_link import address_key, suppress_address
+from store import privacy
 from workflows.lead import LeadWorkflow
 
 router = APIRouter(tags=["email events"])
@@ -158,7 +159,7 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
             continue
         lead_id = lead_id_for(address, id_key)
         own = send if send is not None and send.lead_id == lead_id else None  # the lead's mail, not a rep's
-        hashed, at = address_key(address, id_key), min(event.at or now, now)
+        hashed, at = address_hash(address, id_key), min(event.at or now, now)
         row = {
             "id": _report_id(event, kind, hashed, at),
             "address_hash": hashed,
@@ -182,7 +183,7 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
             if ends is None:
                 continue
             if seen is None:
-                await suppress_address(session, hashed, suppression_reason(ends), now)
+                await privacy.suppress(session, hashed, suppression_reason(ends), now)
                 await feedback_store.mark_suppressed(session, row["id"])
                 counts.suppressed += 1
         feedback = EmailFeedback(
