@@ -13,7 +13,7 @@ import hashlib
 import json
 import time
 from datetime import UTC, datetime
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import (
@@ -132,6 +132,23 @@ async def _tell_lead(state: AppState, lead_id: str, feedback: EmailFeedback) -> 
         # No such lead (a rep's address) or an erased one: the suppression is all there is to do.
 
 
+def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
+    """The body's JSON schema with its ``$defs`` inlined: OpenAPI resolves ``$ref`` from the document root."""
+    defs = schema.pop("$defs", {})
+
+    def walk(node: Any) -> Any:
+        if isinstance(node, dict):
+            ref = node.get("$ref", "")
+            if ref.startswith("#/$defs/"):
+                return walk(defs[ref.removeprefix("#/$defs/")])
+            return {key: walk(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [walk(item) for item in node]
+        return node
+
+    return walk(schema)
+
+
 @router.post(
     "/v1/email-events",
     status_code=status.HTTP_202_ACCEPTED,
@@ -139,7 +156,7 @@ async def _tell_lead(state: AppState, lead_id: str, feedback: EmailFeedback) -> 
     openapi_extra={
         "requestBody": {
             "required": True,
-            "content": {"application/json": {"schema": EmailEventsIn.model_json_schema()}},
+            "content": {"application/json": {"schema": _inlined(EmailEventsIn.model_json_schema())}},
         }
     },
 )
@@ -158,6 +175,8 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
             counts.unmatched += 1
             continue
         lead_id = lead_id_for(address, id_key)
+        if send is not None and send.kind == "nurture" and send.lead_id and send.to_addr == address.lower():
+            lead_id = send.lead_id  # the address as sent (an IDN domain in A-labels) is the lead's own
         own = send if send is not None and send.lead_id == lead_id else None  # the lead's mail, not a rep's
         hashed, at = address_hash(address, id_key), min(event.at or now, now)
         row = {

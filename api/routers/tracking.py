@@ -64,7 +64,8 @@ async def _record(state: AppState, send: TrackedSend, kind: str, link: str | Non
         log.exception("%s for %s not recorded", kind, send.send_key)
 
 
-@router.api_route("/c/{token}", methods=["GET", "HEAD"], include_in_schema=True, response_model=None)
+@router.get("/c/{token}", response_model=None, status_code=status.HTTP_302_FOUND)
+@router.head("/c/{token}", response_model=None, include_in_schema=False)
 async def click(token: str, request: Request, state: State) -> Response:
     """A tracked link: 302 to the signed target (404 for anything leadflow did not sign as it is)."""
     verified = verify(token, tracking_key(state.id_key))
@@ -78,7 +79,8 @@ async def click(token: str, request: Request, state: State) -> Response:
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_TRACE)
 
 
-@router.api_route("/o/{name}", methods=["GET", "HEAD"], response_model=None)
+@router.get("/o/{name}", response_model=None)
+@router.head("/o/{name}", response_model=None, include_in_schema=False)
 async def open_pixel(name: str, request: Request, state: State) -> Response:
     """The open pixel (``<token>.gif``): a 1x1 transparent GIF."""
     verified = verify(name.removesuffix(".gif"), tracking_key(state.id_key)) if name.endswith(".gif") else None
