@@ -17,7 +17,7 @@ from datetime import UTC, datetime
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request, Response, status
-from fastapi.responses import RedirectResponse
+from fastapi.responses import JSONResponse, RedirectResponse
 from temporalio.service import RPCError
 
 from activities.tracking_tokens import TrackedSend, tracking_key, verify
@@ -37,7 +37,8 @@ NO_TRACE = {"Cache-Control": "no-store, private", "Referrer-Policy": "no-referre
 
 
 def _not_found() -> Response:
-    return Response("not found\n", status.HTTP_404_NOT_FOUND, media_type="text/plain", headers=NO_TRACE)
+    # The same answer for every refusal: which check failed would help a forger.
+    return JSONResponse({"detail": "not found"}, status.HTTP_404_NOT_FOUND, headers=NO_TRACE)
 
 
 async def _record(state: AppState, send: TrackedSend, kind: str, link: str | None) -> None:
