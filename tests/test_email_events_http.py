@@ -60,7 +60,10 @@ async def welcomed(http: httpx.AsyncClient, inbox: Inbox, address: str) -> tuple
     created = await http.post("/v1/leads", json={"email": address, "first_name": "Bo"}, headers=AUTH)
     assert created.status_code == 202, created.text
     (msg,) = await inbox.wait_for(lambda m: address in m["X-Envelope-To"])
-    return created.json()["lead_id"], msg
+    lead = created.json()["lead_id"]
+    # The ledger records the send just after the relay's 250: a report can only be matched from then on.
+    await eventually(http, f"/v1/leads/{lead}/timeline", lambda t: t["emails"] and t["emails"][0]["status"] == "sent")
+    return lead, msg
 
 
 async def test_a_signed_hard_bounce_suppresses_the_address_and_stops_the_waiting_journey(
