@@ -17,7 +17,6 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     ConfigDict,
     EmailStr,
@@ -29,7 +28,10 @@ from pydantic import (
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState, State
+from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.lead_ids import lead_id_for
+from api.limits import MAX_BODY_BYTES
+from api.schemas import TIME_RANGE, Time
 from api.webhook_auth import refusal
 from privacy.addresses import address_hash
 from rules.deliverability import suppression_reason, verdict, verdict_reason
@@ -39,7 +41,6 @@ from store import privacy
 from workflows.lead import LeadWorkflow
 
 router = APIRouter(tags=["email events"])
-MAX_BODY_BYTES = 1024 * 1024
 KINDS = {"hard": "hard_bounce", "soft": "soft_bounce", "complaint": "complaint", "delivered": "delivered"}
 
 
@@ -55,7 +56,7 @@ class EmailEventIn(BaseModel):
     reason: Annotated[str, StringConstraints(max_length=2000)] | None = Field(
         default=None, description="the relay's diagnostic, e.g. 550 5.1.1 user unknown"
     )
-    at: AwareDatetime | None = Field(default=None, description="when it happened (ISO 8601 with zone); default now")
+    at: Time | None = Field(default=None, description=f"when it happened ({TIME_RANGE}); default now")
     id: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="the relay's event id: a report resent with the same id counts once"
     )
@@ -153,6 +154,7 @@ def _inlined(schema: dict[str, Any]) -> dict[str, Any]:
     "/v1/email-events",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EmailEventsAccepted,
+    responses=V1_ERRORS | BODY_ERRORS | documented(429),
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -8,25 +8,24 @@ import io
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, Query
 from fastapi.responses import Response
-from pydantic import AwareDatetime
 
 from api.deps import Authorized, Session
+from api.errors import V1_ERRORS
+from api.schemas import TIME_RANGE, Time
 from rules.engagement import REPORT_COUNTS, report_rows
 from store.email_report import email_counts
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[Authorized])
-Since = Annotated[AwareDatetime | None, Query(description="sends at or after this time (ISO 8601 with zone)")]
-Until = Annotated[AwareDatetime | None, Query(description="sends before this time (ISO 8601 with zone)")]
+router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[Authorized], responses=V1_ERRORS)
+Since = Annotated[Time | None, Query(description=f"sends at or after this time ({TIME_RANGE})")]
+Until = Annotated[Time | None, Query(description=f"sends before this time ({TIME_RANGE}); none when not after since")]
 Kind = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="email kind (nurture, rep_new_lead...)")]
 COLUMNS = ["template", "variant", *REPORT_COUNTS, "open_rate", "click_rate", "unsubscribe_rate", "hard_bounce_rate",
            "complaint_rate"]  # fmt: skip
 
 
 async def _rows(session: Session, kind: str, since: datetime | None, until: datetime | None) -> list[dict[str, Any]]:
-    if since is not None and until is not None and since >= until:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "since must be before until")
     return report_rows(await email_counts(session, kind=kind, since=since, until=until))
 
 

@@ -22,6 +22,7 @@ from temporalio.service import RPCError
 
 from activities.tracking_tokens import TrackedSend, tracking_key, verify
 from api.deps import AppState, ServiceUnavailable, State
+from api.errors import documented
 from api.routers.leads import signal_events
 from rules.engagement import CLICK, OPEN, engagement_event_id
 from rules.model import EventsReceived, TrackedEvent
@@ -65,7 +66,12 @@ async def _record(state: AppState, send: TrackedSend, kind: str, link: str | Non
         log.exception("%s for %s not recorded", kind, send.send_key)
 
 
-@router.get("/c/{token}", response_model=None, status_code=status.HTTP_302_FOUND)
+@router.get(
+    "/c/{token}",
+    response_model=None,
+    status_code=status.HTTP_302_FOUND,
+    responses={302: {"description": "to the signed target (Location)"}} | documented(404),
+)
 @router.head("/c/{token}", response_model=None, include_in_schema=False)
 async def click(token: str, request: Request, state: State) -> Response:
     """A tracked link: 302 to the signed target (404 for anything leadflow did not sign as it is)."""
@@ -80,7 +86,11 @@ async def click(token: str, request: Request, state: State) -> Response:
     return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_TRACE)
 
 
-@router.get("/o/{name}", response_model=None)
+@router.get(
+    "/o/{name}",
+    response_model=None,
+    responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 transparent GIF"}} | documented(404),
+)
 @router.head("/o/{name}", response_model=None, include_in_schema=False)
 async def open_pixel(name: str, request: Request, state: State) -> Response:
     """The open pixel (``<token>.gif``): a 1x1 transparent GIF."""
