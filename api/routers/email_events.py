@@ -37,7 +37,7 @@ from privacy.addresses import address_hash
 from rules.deliverability import suppression_reason, verdict, verdict_reason
 from rules.model import EmailFeedback
 from store import email_feedback as feedback_store
-from store import privacy
+from store import suppressions
 from workflows.lead import LeadWorkflow
 
 router = APIRouter(tags=["email events"])
@@ -204,7 +204,16 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
             if ends is None:
                 continue
             if seen is None:
-                await privacy.suppress(session, hashed, suppression_reason(ends), now)
+                await suppressions.add(
+                    session,
+                    value=address,
+                    scope="address",
+                    reason=suppression_reason(ends),  # type: ignore[arg-type]  # hard_bounce or complaint
+                    key=id_key,
+                    now=now,
+                    note=verdict_reason(kind, event.reason)[:500],
+                    lead_id=lead_id if own is not None or send is None else None,
+                )
                 await feedback_store.mark_suppressed(session, row["id"])
                 counts.suppressed += 1
         feedback = EmailFeedback(

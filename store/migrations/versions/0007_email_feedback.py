@@ -1,7 +1,7 @@
 """email_feedback (bounce and complaint reports), emails.variant and the lookups the email report needs.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from store.models import UTCDateTime
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None
 
