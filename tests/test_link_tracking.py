@@ -122,7 +122,16 @@ async def test_the_send_activity_tracks_what_the_command_and_the_settings_allow(
     )
     mailer = Mailer(settings, sessions, EmailRenderer(settings.templates_dir))
     lead = "lead-" + "c" * 32
-    mail = SendEmail(f"{lead}:nurture:1", "nurture", "offer", "cy@example.com", {"lead": {}}, None, "s=a", True, clicks)
+    mail = SendEmail(
+        f"{lead}:nurture:1",
+        "nurture",
+        "offer",
+        "cy@example.com",
+        {"lead": {}},
+        variant="s=a",
+        track_opens=True,
+        track_clicks=clicks,
+    )
     assert await mailer.send(mail, lead) == "sent"
     staff = SendEmail(f"{lead}:rep_notify:2", "rep_notify", "offer", "rep@example.com", {"lead": {}})
     assert await mailer.send(staff, lead) == "sent"
