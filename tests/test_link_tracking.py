@@ -35,7 +35,7 @@ SEND = TrackedSend("lead-" + "a" * 32 + ":nurture:1", "offer", "split=b")
 
 
 def test_links_are_signed_redirects_and_the_rest_is_left_alone() -> None:
-    body = rewrite_links(OFFER_HTML, SEND, KEY, BASE)
+    body = rewrite_links(OFFER_HTML.replace("{{ unsubscribe_url }}", BASE + "/unsubscribe/t"), SEND, KEY, BASE)
     links = [html.unescape(h) for h in hrefs(body)]
     tracked = [h for h in links if h.startswith(BASE + "/t/c/")]
     assert len(tracked) == 2
@@ -46,7 +46,7 @@ def test_links_are_signed_redirects_and_the_rest_is_left_alone() -> None:
     ]
     assert all(t is not None and t[0] == SEND for t in targets)
     # mailto, anchors, opted-out links and leadflow's own links keep their target.
-    assert {"mailto:sales@example.com", "#top", "https://example.com/private"} <= set(links)
+    assert {"mailto:sales@example.com", "#top", "https://example.com/private", BASE + "/unsubscribe/t"} <= set(links)
     own = f'<a href="{BASE}/unsubscribe/x">stop</a>'
     assert rewrite_links(own, SEND, KEY, BASE) == own
 

@@ -19,6 +19,7 @@ OFFER_HTML = """<html><body>
 <a class="cta" href='https://example.com/demo'>book a demo</a>.</p>
 <p><a href="mailto:sales@example.com">Write to us</a> <a href="#top">top</a>
 <a data-leadflow-notrack href="https://example.com/private">untracked</a></p>
+<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>
 </body></html>
 """
 
@@ -30,7 +31,7 @@ def templates_with_offer(tmp: Path) -> Path:
     offer = target / "email" / "offer"
     offer.mkdir()
     (offer / "subject.txt").write_text("Our offer")
-    (offer / "body.txt").write_text("Hello, see https://example.com/pricing\n")
+    (offer / "body.txt").write_text("Hello, see https://example.com/pricing\nUnsubscribe: {{ unsubscribe_url }}\n")
     (offer / "body.html").write_text(OFFER_HTML)
     return target
 
