@@ -81,8 +81,8 @@ def pixel_src(html: str) -> str | None:
 
 async def suppression_of(sessions: Any, settings: Any, address: str) -> str | None:
     """Why the suppression list holds ``address`` (None: it may be mailed)."""
-    from privacy.addresses import address_hash
-    from store.privacy import suppression_reason
+    from store import suppressions
 
     async with sessions() as session:
-        return await suppression_reason(session, address_hash(address, settings.secret("id_key")))
+        entry = await suppressions.matching(session, suppressions.hashes_for(address, settings.secret("id_key")))
+    return entry.reason if entry is not None else None
