@@ -63,6 +63,8 @@ class Settings(BaseSettings):
     smtp_password: SecretStr | None = None
     smtp_starttls: bool = False
     smtp_tls: bool = False
+    # A CA bundle (PEM) to trust for a relay with a private or self-signed certificate; unset: the system's.
+    smtp_ca_file: Path | None = None
     smtp_timeout_seconds: float = 10.0
     # Unicode before the @ (用户@example.com) needs a relay with SMTPUTF8: true accepts such addresses and
     # sends them with SMTPUTF8; false (the default) refuses them at the API with a 422.
@@ -90,6 +92,17 @@ class Settings(BaseSettings):
     unsubscribe_keys_previous: SecretStr | None = None
     # Language of mail whose lead and playbook name none (rules/locale.py); en and ja are shipped.
     default_locale: str = Field(default="en", pattern=r"^[a-z]{2}$")
+    # Engagement tracking in nurture mail (README "Engagement tracking"): false turns it off everywhere,
+    # whatever the playbook's email.tracking says.
+    track_opens: bool = True
+    track_clicks: bool = True
+    # Opens (and clicks on one link) of one send within this window count once: mail-client prefetchers
+    # (Apple Mail Privacy Protection, image proxies) and link scanners fetch within seconds of delivery.
+    tracking_dedupe_seconds: int = Field(default=3600, ge=1)
+    # POST /v1/email-events: the relay signs with this secret (X-Leadflow-Signature) instead of sending
+    # the API key; signatures older or newer than the tolerance are refused (replay window).
+    webhook_secret: SecretStr | None = None
+    webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
     api_host: str = "127.0.0.1"
     api_port: int = 8000
@@ -121,7 +134,7 @@ class Settings(BaseSettings):
         return [self.secret("unsubscribe_key"), *(k.strip() for k in previous.split(",") if k.strip())]
 
     def secret(self, name: str) -> str:
-        """api_key / id_key / master_key / unsubscribe_key, falling back to the file make run writes under data_dir."""
+        """api_key / id_key / master_key / unsubscribe_key / webhook_secret: else the file make run writes."""
         value: SecretStr | None = getattr(self, name)
         if value is not None and value.get_secret_value():
             return value.get_secret_value()

@@ -6,14 +6,16 @@ write) is recognisable downstream.
 
 Every attempt that does not end in "sent" leaves its reason in the ledger (``error`` = "<Type>: why"):
 a permanent problem (bad address, template, header, 5xx, no SMTPUTF8) as status "failed" and a
-non-retryable ApplicationError of that type; relay trouble (4xx, down, timeout) as status "sending" and an
-error Temporal retries, so the mail goes out once the relay is back.
+non-retryable ApplicationError of that type; relay trouble (4xx, down, timeout, an untrusted TLS
+certificate, refused SMTP credentials) as status "sending" and an error Temporal retries, so the mail
+goes out once the relay (or its setting) is fixed.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import ssl
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -25,6 +27,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from activities.link_tracking import tracked_email
 from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
 from activities.suppression import SUPPRESSED, refuse_if_suppressed
 from activities.unsubscribe import Unsubscribe, footer_context
@@ -54,6 +57,10 @@ class _Permanent(Exception):
 
 def _smtp_failure(exc: Exception, wire: MailAddress) -> _Permanent | None:
     """The permanent failure ``exc`` stands for, or None when it is relay trouble worth retrying."""
+    if isinstance(exc, ssl.SSLError | aiosmtplib.SMTPAuthenticationError):
+        # An untrusted certificate or refused credentials: the operator's setting to fix, and the mail
+        # must still go out after that (SSLCertVerificationError is also a ValueError: check it first).
+        return None
     if isinstance(exc, aiosmtplib.SMTPNotSupported) and wire.smtputf8:
         return _Permanent("SmtpUtf8Unsupported", f"the relay does not offer SMTPUTF8 for {wire.addr_spec}: {exc}")
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
@@ -88,7 +95,7 @@ class Mailer:
             wire = self._address(mail.to)
             to_addr = wire.addr_spec
             unsubscribe = self.unsubscribe_for(mail, lead_id)
-            rendered = await self._render(mail, unsubscribe)
+            rendered = tracked_email(await self._render(mail, unsubscribe), mail, self.settings)
             subject = rendered.subject
             msg = self._message(mail, wire, rendered, unsubscribe)
         except _Permanent as exc:
@@ -156,6 +163,7 @@ class Mailer:
             password=s.smtp_password.get_secret_value() if s.smtp_password else None,
             start_tls=s.smtp_starttls,
             use_tls=s.smtp_tls,
+            cert_bundle=str(s.smtp_ca_file) if s.smtp_ca_file else None,
             timeout=s.smtp_timeout_seconds,
         )
 
@@ -207,6 +215,7 @@ class Mailer:
                 status=status,
                 error=error,
                 now=datetime.now(UTC),
+                variant=mail.variant,
             )
 
 

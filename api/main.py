@@ -16,6 +16,8 @@ from api.limits import BodyLimitMiddleware
 from api.routers import (
     costs,
     dashboard,
+    email_events,
+    email_report,
     events,
     followups,
     health,
@@ -26,6 +28,7 @@ from api.routers import (
     suppressions,
     teams,
     templates,
+    tracking,
     unsubscribe,
 )
 from jobs.scheduler import build_scheduler
@@ -81,6 +84,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         reports,
         dashboard,
         unsubscribe,
+        tracking,
+        email_report,
+        email_events,
     ):
         app.include_router(module.router)
     return app

@@ -47,7 +47,7 @@ T = TypeVar("T")
 
 STOP_TIMEOUT = 15.0  # per child; the worker finishes in-flight activities on SIGTERM
 READY_TIMEOUT = 60.0
-SECRET_NAMES = ("api_key", "id_key", "master_key", "unsubscribe_key")
+SECRET_NAMES = ("api_key", "id_key", "master_key", "unsubscribe_key", "webhook_secret")
 # Owner-only for everything the stack creates (files 0600, dirs 0700): the store and Temporal's SQLite
 # files with their -wal/-shm, logs and mail hold personal data. Children inherit the umask.
 PRIVATE_UMASK = 0o077

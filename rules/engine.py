@@ -17,6 +17,8 @@ from typing import Any
 from rules import send_window
 from rules.clock import add_business_time, next_weekday_time, zone
 from rules.consent import nurture_blocked, record_consent
+from rules.deliverability import record_feedback, undeliverable
+from rules.engagement import tracking_for, variant_label
 from rules.expressions import RuleArgumentError, parse_duration
 from rules.locale import lead_locale
 from rules.model import (
@@ -25,6 +27,7 @@ from rules.model import (
     AssignRep,
     Command,
     ConsentRecorded,
+    EmailFeedback,
     EventsReceived,
     FollowUp,
     Input,
@@ -80,6 +83,8 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
         _upsert(state, inp, now, pb)
     elif isinstance(inp, ConsentRecorded):
         record_consent(state, inp.record, now)
+    elif isinstance(inp, EmailFeedback):
+        record_feedback(state, inp, now)
     elif isinstance(inp, EventsReceived):
         if inp.attributes:
             _upsert(state, LeadUpserted(inp.attributes), now, pb)
@@ -505,7 +510,7 @@ def _send_nurture(
 ) -> datetime | None:
     """Send a journey's email now, skip it (consent), or return when to try again (send window, caps)."""
     policy = pb.model.email
-    blocked = nurture_blocked(state.consents, policy.require_opt_in)
+    blocked = undeliverable(state) or nurture_blocked(state.consents, policy.require_opt_in)
     if blocked is not None:
         _note_hold(state, NurtureHold(now, journey_id, step_id, template, "skipped", blocked))
         return None
@@ -514,7 +519,10 @@ def _send_nurture(
     if why is not None:
         _note_hold(state, NurtureHold(now, journey_id, step_id, template, "deferred", why, at))
         return at
-    if _email_lead(state, template, f"journey {journey_id} step {step_id}", policy.locale, out):
+    run = state.journeys.get(journey_id)
+    tracking = tracking_for(policy, template)
+    variant = variant_label(run.variants) if run else None
+    if _email_lead(state, template, f"journey {journey_id} step {step_id}", policy.locale, out, variant, tracking):
         state.nurture_sent.append(now)
         del state.nurture_sent[: -send_window.MAX_SENT_KEPT]
     return None
@@ -525,14 +533,24 @@ def _note_hold(state: LeadState, hold: NurtureHold) -> None:
     del state.nurture_holds[:-NURTURE_HOLDS_KEPT]
 
 
-def _email_lead(state: LeadState, template: str, reason: str, default_locale: str | None, out: list[Command]) -> bool:
+def _email_lead(
+    state: LeadState,
+    template: str,
+    reason: str,
+    default_locale: str | None,
+    out: list[Command],
+    variant: str | None = None,
+    tracking: tuple[bool, bool] = (False, False),
+) -> bool:
     to = state.attributes.get("email")
     if not isinstance(to, str) or not to:
         return False
     name = " ".join(str(state.attributes.get(k, "")) for k in ("first_name", "last_name")).strip() or None
     context = _lead_context(state) | {"reason": reason}
     locale = lead_locale(state.attributes, default_locale)
-    out.append(SendEmail(_next_email_key(state, NURTURE_KIND), NURTURE_KIND, template, to, context, name, locale))
+    key = _next_email_key(state, NURTURE_KIND)
+    opens, clicks = tracking
+    out.append(SendEmail(key, NURTURE_KIND, template, to, context, name, locale, variant, opens, clicks))
     return True
 
 

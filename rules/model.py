@@ -17,6 +17,8 @@ TouchKind = Literal["call", "email", "meeting", "linkedin", "sms", "other"]
 TOUCH_KINDS: tuple[str, ...] = get_args(TouchKind)
 ConsentStatus = Literal["opted_in", "opted_out", "unknown"]
 ConsentSource = Literal["form", "import", "api", "unsubscribe_link", "complaint"]
+# What a relay reports back about mail to the lead's own address that ends nurture to it.
+FeedbackKind = Literal["hard_bounce", "complaint"]
 CONSENT_STATUSES: tuple[str, ...] = get_args(ConsentStatus)
 CONSENT_SOURCES: tuple[str, ...] = get_args(ConsentSource)
 
@@ -109,7 +111,28 @@ class AssignmentFailed:
     reason: str
 
 
-Input = LeadUpserted | EventsReceived | TimerFired | TouchLogged | RepAssigned | AssignmentFailed | ConsentRecorded
+@dataclass
+class EmailFeedback:
+    """A relay's report on mail to the lead's address: a hard bounce (or soft ones in a row) or a complaint."""
+
+    kind: FeedbackKind
+    at: datetime
+    reason: str
+    # The send it concerns, when the relay's message id matched one in the email ledger.
+    send_key: str | None = None
+    template: str | None = None
+
+
+Input = (
+    LeadUpserted
+    | EventsReceived
+    | TimerFired
+    | TouchLogged
+    | RepAssigned
+    | AssignmentFailed
+    | ConsentRecorded
+    | EmailFeedback
+)
 
 
 # ---------------------------------------------------------------- commands
@@ -132,6 +155,11 @@ class SendEmail:
     to_name: str | None = None
     # The template variant's language (rules/locale.py); None: the sender's default.
     locale: str | None = None
+    # The A/B variants the lead is in when a journey sends ("split=variant", comma-joined), for reports.
+    variant: str | None = None
+    # Engagement tracking the playbook asks for (rules/engagement.py); operational mail is never tracked.
+    track_opens: bool = False
+    track_clicks: bool = False
 
     @property
     def nurture(self) -> bool:
@@ -286,6 +314,8 @@ class LeadState:
     nurture_holds: list[NurtureHold] = field(default_factory=list)
     # The latest rules that raised at run time (bounded), for the live view and the simulator trace.
     rule_errors: list[RuleError] = field(default_factory=list)
+    # Bounces and complaints reported for the lead's address, oldest first (bounded; rules/deliverability.py).
+    email_feedback: list[EmailFeedback] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- read-model projection

@@ -290,6 +290,23 @@ class QuietHours(_Strict):
         return self
 
 
+class TemplateTracking(_Strict):
+    """One template's tracking switches; unset ones follow the playbook's."""
+
+    opens: bool | None = None
+    clicks: bool | None = None
+
+
+class Tracking(_Strict):
+    """Engagement tracking in nurture mail: an open pixel and tracked links (README, "Engagement tracking").
+    LEADFLOW_TRACK_OPENS / LEADFLOW_TRACK_CLICKS turn either off for the whole installation."""
+
+    opens: bool = True
+    clicks: bool = True
+    # Per template, e.g. {welcome: {opens: false}}.
+    templates: dict[str, TemplateTracking] = {}
+
+
 class EmailPolicy(_Strict):
     """When nurture email may go to a lead. Rep and manager notifications are operational: never held."""
 
@@ -305,6 +322,7 @@ class EmailPolicy(_Strict):
     # Language of nurture mail to leads with no `locale` field and no country in rules/locale.py, and of
     # rep and manager notifications (ja, en). Unset: the sender's LEADFLOW_DEFAULT_LOCALE.
     locale: str | None = Field(default=None, pattern=LOCALE_PATTERN)
+    tracking: Tracking = Tracking()
 
     @field_validator("timezone")
     @classmethod
@@ -631,6 +649,8 @@ def _check_references(
     used_templates: list[tuple[Path, str]] = [
         (("notifications", name), value) for name, value in pb.notifications.model_dump().items()
     ]
+    # A misspelt template under email.tracking would silently leave the real one tracked.
+    used_templates += [(("email", "tracking", "templates", name), name) for name in pb.email.tracking.templates]
     journey_ids: set[str] = set()
     for i, journey in enumerate(pb.journeys):
         if journey.id in journey_ids:

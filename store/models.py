@@ -148,7 +148,8 @@ class Touchpoint(Base):
     event_id: Mapped[str] = mapped_column(unique=True)
     # No foreign key: the API records events before the workflow has projected the lead.
     lead_id: Mapped[str] = mapped_column(index=True)
-    type: Mapped[str]
+    # Indexed for the email report (opens and clicks).
+    type: Mapped[str] = mapped_column(index=True)
     url: Mapped[str | None] = mapped_column(Text())
     name: Mapped[str | None]
     properties: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
@@ -264,7 +265,10 @@ class EmailRow(Base):
     template: Mapped[str]
     to_addr: Mapped[str]
     subject: Mapped[str | None] = mapped_column(Text())
-    message_id: Mapped[str | None]
+    # Looked up by the relay's bounce and complaint reports (POST /v1/email-events).
+    message_id: Mapped[str | None] = mapped_column(index=True)
+    # The A/B variants the lead was in when a journey sent it ("split=variant"), for the email report.
+    variant: Mapped[str | None]
     status: Mapped[str]  # sending | sent | failed
     attempts: Mapped[int] = mapped_column(Integer(), default=0, server_default="0")
     error: Mapped[str | None] = mapped_column(Text())
@@ -397,3 +401,27 @@ class SourceCost(Base):
     currency: Mapped[str] = mapped_column(String(3))
     note: Mapped[str | None] = mapped_column(Text())
     updated_at: Mapped[datetime]
+
+
+class EmailFeedbackRow(Base):
+    """A relay's report about one message: hard or soft bounce, complaint, or delivery.
+
+    The address is kept only as a keyed hash (soft bounces are counted per address without keeping it);
+    ``email_key`` and ``lead_id`` are set when the message id matched the email ledger.
+    """
+
+    __tablename__ = "email_feedback"
+    __table_args__ = (Index("ix_email_feedback_address_hash_occurred_at", "address_hash", "occurred_at"),)
+
+    # The relay's event id, or a hash of what identifies the report (a resent webhook counts once).
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    address_hash: Mapped[str]
+    type: Mapped[str]  # hard_bounce | soft_bounce | complaint | delivered
+    message_id: Mapped[str | None]
+    email_key: Mapped[str | None] = mapped_column(index=True)
+    lead_id: Mapped[str | None] = mapped_column(index=True)
+    reason: Mapped[str | None] = mapped_column(Text())
+    # True when this report ended mail to the address (a hard bounce, a complaint, the last soft one in a row).
+    suppressed: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())
+    occurred_at: Mapped[datetime]
+    received_at: Mapped[datetime]

@@ -13,7 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import EmailRow, Lead, LeadKey, Suppression, Touchpoint
+from store.models import EmailFeedbackRow, EmailRow, Lead, LeadKey, Suppression, Touchpoint
 from store.repo import _insert, _writing
 
 # Lead columns that reports count by and that identify nobody; every other personal column is cleared.
@@ -28,6 +28,9 @@ KEPT_ATTRIBUTES = (
     "industry",
     "company_size",
 )
+# Engagement touchpoints keep the send they concern (the email report counts them); the link goes.
+ENGAGEMENT_TYPES = ("email_open", "email_click")
+KEPT_ENGAGEMENT_PROPERTIES = ("send_key", "template", "variant")
 CLEARED_LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title")
 ERASED_ADDRESS = "(erased)"
 
@@ -152,8 +155,9 @@ async def anonymise_lead(session: AsyncSession, lead_id: str) -> dict[str, int]:
     """Strip everything personal about a lead from the store; keep what reports count.
 
     The leads row keeps stage, score, grade, owner, source/UTM, country, industry, size and dates;
-    touchpoints keep type and times (not url, name, properties); the email ledger keeps kind,
-    template, status and times (not recipient, subject, error text). Returns rows touched per table.
+    touchpoints keep type and times (not url, name, properties; opens and clicks keep their send key,
+    template and variant); the email ledger keeps kind, template, status and times (not recipient, subject,
+    error text); bounce and complaint reports lose the relay's diagnostic. Returns rows touched per table.
     """
     async with _writing(session):
         row = (await session.execute(select(Lead.attributes).where(Lead.id == lead_id))).one_or_none()
@@ -163,10 +167,26 @@ async def anonymise_lead(session: AsyncSession, lead_id: str) -> dict[str, int]:
             cleared: dict[str, Any] = dict.fromkeys(CLEARED_LEAD_COLUMNS)
             result = await session.execute(update(Lead).where(Lead.id == lead_id).values(attributes=kept, **cleared))
             leads = result.rowcount
+        # Opens and clicks keep which send they concern (no person in it), so the email report still counts them.
+        engagement = select(Touchpoint.id, Touchpoint.properties).where(
+            Touchpoint.lead_id == lead_id, Touchpoint.type.in_(ENGAGEMENT_TYPES)
+        )
+        for touch_id, properties in (await session.execute(engagement)).all():
+            kept_properties = {k: v for k, v in (properties or {}).items() if k in KEPT_ENGAGEMENT_PROPERTIES}
+            await session.execute(
+                update(Touchpoint).where(Touchpoint.id == touch_id).values(properties=kept_properties)
+            )
+        await session.execute(
+            update(Touchpoint)
+            .where(Touchpoint.lead_id == lead_id, Touchpoint.type.not_in(ENGAGEMENT_TYPES))
+            .values(properties={})
+        )
         touchpoints = await session.execute(
-            update(Touchpoint).where(Touchpoint.lead_id == lead_id).values(url=None, name=None, properties={})
+            update(Touchpoint).where(Touchpoint.lead_id == lead_id).values(url=None, name=None)
         )
         emails = await session.execute(
             update(EmailRow).where(EmailRow.lead_id == lead_id).values(to_addr=ERASED_ADDRESS, subject=None, error=None)
         )
+        # A relay's diagnostic often quotes the address.
+        await session.execute(update(EmailFeedbackRow).where(EmailFeedbackRow.lead_id == lead_id).values(reason=None))
     return {"leads": leads, "touchpoints": touchpoints.rowcount, "emails": emails.rowcount}

@@ -651,6 +651,7 @@ async def record_email(
     status: str,
     error: str | None = None,
     now: datetime,
+    variant: str | None = None,
 ) -> None:
     """Upsert the ledger row for ``key``; call it once per attempt's outcome.
 
@@ -665,6 +666,7 @@ async def record_email(
         "to_addr": to_addr,
         "subject": subject,
         "message_id": message_id,
+        "variant": variant,
         "status": status,
         "attempts": 1,
         "error": error,

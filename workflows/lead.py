@@ -26,6 +26,7 @@ with workflow.unsafe.imports_passed_through():
         AssignRep,
         Command,
         ConsentRecorded,
+        EmailFeedback,
         EventsReceived,
         Input,
         LeadState,
@@ -128,6 +129,11 @@ class LeadWorkflow:
         """A consent change nobody waits on (an unsubscribe link, a complaint)."""
         self._inbox.append(change)
 
+    @workflow.signal
+    def email_feedback(self, feedback: EmailFeedback) -> None:
+        """A hard bounce or a complaint for the lead's address (POST /v1/email-events): nurture ends."""
+        self._inbox.append(feedback)
+
     @workflow.update
     async def record_consent(self, change: ConsentRecorded) -> LeadView:
         self._inbox.append(change)
@@ -165,6 +171,7 @@ class LeadWorkflow:
             nurture_holds=s.nurture_holds,
             rule_errors=s.rule_errors,
             projection_error=self._projection_error,
+            email_feedback=s.email_feedback,
         )
 
     # ---------------------------------------------------------------- main loop

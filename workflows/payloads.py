@@ -9,6 +9,7 @@ from typing import Any
 from rules.model import (
     ConsentRecord,
     ConsentStatus,
+    EmailFeedback,
     FollowUp,
     JourneyRun,
     LeadState,
@@ -73,6 +74,8 @@ class LeadView:
     rule_errors: list[RuleError] = field(default_factory=list)
     # Set when a read-model projection failed for good (the store misses that snapshot; this view is current).
     projection_error: str | None = None
+    # Hard bounces and complaints reported for the lead's address (each ends nurture to it).
+    email_feedback: list[EmailFeedback] = field(default_factory=list)
 
 
 @dataclass

@@ -21,7 +21,7 @@ from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccept
 from privacy.keys import LeadErased
 from rules.model import ConsentRecorded, EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
 from runtime import lead_codec
-from store import privacy, repo
+from store import email_feedback, privacy, repo
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadStart, LeadView
 
@@ -108,7 +108,7 @@ async def get_lead(lead_id: LeadId, state: State) -> LeadView:
 
 @router.get("/{lead_id}/timeline", responses=documented(404))
 async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
-    """What the read model holds about the lead: touchpoints, score history, emails."""
+    """What the read model holds about the lead: touchpoints, score history, emails, bounces and complaints."""
     lead = await repo.get_lead(session, lead_id)
     touchpoints = await repo.list_touchpoints(session, lead_id)
     if lead is None and not touchpoints:
@@ -118,6 +118,7 @@ async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
         "touchpoints": touchpoints,
         "score_changes": await repo.list_score_changes(session, lead_id),
         "emails": await repo.list_emails(session, lead_id=lead_id),
+        "email_feedback": await email_feedback.list_feedback(session, lead_id),
     }
 
 

@@ -20,7 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.unsubscribe import ONE_CLICK, Sender, lead_of_token
 from api.deps import AppState, State
-from rules.model import ConsentRecord, ConsentRecorded
+from rules.model import ConsentRecord, ConsentRecorded, TrackedEvent
 from settings import ROOT
 from store import repo, suppressions
 from workflows.lead import LeadWorkflow
@@ -97,6 +97,9 @@ async def record_unsubscribe(state: AppState, lead_id: str, wording: str) -> Non
                 session, value=lead["email"], scope="address", reason="unsubscribed", key=state.id_key, now=now,
                 note=wording, lead_id=lead_id,
             )  # fmt: skip
+            # The email report counts it against the last mail the person got (one per person: a fixed id).
+            left = TrackedEvent(f"unsubscribe:{lead_id}", "unsubscribe", now)
+            await repo.add_touchpoints(session, lead_id, [left], now)
     change = ConsentRecorded(ConsentRecord("opted_out", "unsubscribe_link", now, wording=wording))
     try:
         async with state.temporal_call() as client:
