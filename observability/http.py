@@ -1,8 +1,9 @@
 """ASGI middleware for the API: request id, latency by route template, ingest counters, one access line.
 
 It sits outside the routers on purpose: the ingest routes report what they accepted in their response
-body (``EventsAccepted``), so counting here keeps metrics out of the routers' code. The route is resolved
-to its template (``/v1/leads/{lead_id}``) before labelling, so lead ids never become label values.
+body (``EventsAccepted``), so counting here keeps metrics out of the routers' code. Requests are labelled
+by the template of their route (``/v1/leads/{lead_id}``, as the router recorded it), never by their path,
+so lead ids never become label values.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import logging
 import re
 import time
 import uuid
-from typing import Any
 
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from observability import logcontext, metrics
@@ -25,17 +24,19 @@ INGEST_ROUTES = frozenset({"/v1/events", "/v1/leads/{lead_id}/events"})
 UNMATCHED = "<unmatched>"
 # A caller's request id is kept only when it is short and plain (it goes into every log line).
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._:-]{1,64}$")
+_LEAD_PATH = re.compile(r"^/v1/leads/(lead-[0-9a-f]{32})(?:/|$)")
 
 
-def route_of(scope: Scope) -> tuple[str, dict[str, Any]]:
-    """The template of the route that will serve ``scope`` and its path parameters."""
-    app = scope.get("app")
-    router = getattr(app, "router", None)
-    for route in getattr(router, "routes", ()):
-        match, child = route.matches(scope)
-        if match == Match.FULL:
-            return getattr(route, "path", UNMATCHED), child.get("path_params", {})
-    return UNMATCHED, {}
+def route_of(scope: Scope) -> str:
+    """The template of the route that served ``scope`` (the router records it in the scope)."""
+    template = getattr(scope.get("route"), "path", None)
+    if isinstance(template, str):
+        return template
+    # Refused before routing (401 at the key check): the ingest routes are still told apart.
+    path = scope["path"]
+    if path == "/v1/events":
+        return path
+    return "/v1/leads/{lead_id}/events" if _LEAD_PATH.match(path) and path.endswith("/events") else UNMATCHED
 
 
 def _request_id(scope: Scope) -> str:
@@ -55,31 +56,29 @@ class ObservabilityMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        route, params = route_of(scope)
         request_id = _request_id(scope)
-        lead_id = params.get("lead_id") if isinstance(params.get("lead_id"), str) else None
+        lead_path = _LEAD_PATH.match(scope["path"])
         status = 500
         body = bytearray()
-        counting = route in INGEST_ROUTES and scope["method"] == "POST"
 
         async def send_wrapper(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id.encode())]
-            elif message["type"] == "http.response.body" and counting and 200 <= status < 300:
+            elif message["type"] == "http.response.body" and 200 <= status < 300 and _is_ingest(scope):
                 body.extend(message.get("body", b""))
             await send(message)
 
         started = time.perf_counter()
-        with logcontext.bound(request_id=request_id, lead_id=lead_id):
+        with logcontext.bound(request_id=request_id, lead_id=lead_path.group(1) if lead_path else None):
             try:
                 await self.app(scope, receive, send_wrapper)
             finally:
                 elapsed = time.perf_counter() - started
-                method = scope["method"]
+                method, route = scope["method"], route_of(scope)
                 metrics.REQUEST_SECONDS.labels(method, route, str(status)).observe(elapsed)
-                if counting:
+                if method == "POST" and route in INGEST_ROUTES:
                     _count_ingest(route, status, bytes(body))
                 # Template, not path: the path may hold a lead id, the query string an address.
                 log.info(
@@ -90,6 +89,10 @@ class ObservabilityMiddleware:
                     elapsed * 1000,
                     extra={"http_method": method, "route": route, "status": status, "duration_ms": elapsed * 1000},
                 )
+
+
+def _is_ingest(scope: Scope) -> bool:
+    return scope["method"] == "POST" and route_of(scope) in INGEST_ROUTES
 
 
 def _count_ingest(route: str, status: int, body: bytes) -> None:
