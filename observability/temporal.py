@@ -5,10 +5,13 @@
   failures are counted by activity type, and the outcomes only activities see are counted here rather
   than in the activities' bodies: email outcomes (send_email), and for the projection (project_lead)
   new leads, stage changes and SLA transitions, judged against what the store held before the write.
+  Counts are exact with one worker; with several, a lead whose two projections overlap on two workers
+  can count a new lead or an SLA outcome twice (rare: it needs two projections within milliseconds).
 """
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -85,21 +88,44 @@ async def _stored(sessions: async_sessionmaker[AsyncSession], snap: LeadSnapshot
     return _Stored(exists, row.status, row.reminded_at is not None, row.escalated_at is not None)
 
 
-def _count_projection(snap: LeadSnapshot, before: _Stored) -> None:
-    if not before.lead_exists:
+class RecentlyCounted:
+    """Outcomes counted lately in this process. A lead's projections run concurrently (the workflow does
+    not wait for one before dispatching the next), so two of them can both see the store before either
+    wrote: the first to finish counts, the other finds the outcome here. Bounded: only in-flight overlap
+    matters, seconds long."""
+
+    def __init__(self, size: int = 10_000) -> None:
+        self.size = size
+        self._seen: OrderedDict[tuple[str, str], None] = OrderedDict()
+
+    def first(self, key: str, outcome: str) -> bool:
+        if (key, outcome) in self._seen:
+            return False
+        self._seen[(key, outcome)] = None
+        if len(self._seen) > self.size:
+            self._seen.popitem(last=False)
+        return True
+
+
+def _count_projection(snap: LeadSnapshot, before: _Stored, counted: RecentlyCounted) -> None:
+    if not before.lead_exists and counted.first(snap.lead_id, "created"):
         metrics.LEADS_CREATED.inc()
-    # The snapshot carries only stage changes not yet projected; a failed write is retried and counted once.
+    # A stage change travels in exactly one snapshot (the workflow advances its cursor when it dispatches).
     for change in snap.stage_changes:
         metrics.STAGE_CHANGES.labels(change.from_stage, change.to_stage).inc()
     fu: FollowUp | None = snap.followup
     if fu is None:
         return
+    outcomes = []
     if fu.reminded_at is not None and not before.reminded:
-        metrics.SLA.labels("reminded").inc()
+        outcomes.append("reminded")
     if fu.escalated_at is not None and not before.escalated:
-        metrics.SLA.labels("escalated").inc()
+        outcomes.append("escalated")
     if fu.status != before.followup_status and fu.status in ("met", "overdue"):
-        metrics.SLA.labels("met" if fu.status == "met" else "breached").inc()
+        outcomes.append("met" if fu.status == "met" else "breached")
+    for outcome in outcomes:
+        if counted.first(fu.key, outcome):
+            metrics.SLA.labels(outcome).inc()
 
 
 def _email_failure_outcome(exc: BaseException) -> str:
@@ -113,9 +139,15 @@ def _email_failure_outcome(exc: BaseException) -> str:
 
 
 class _ActivityInbound(worker.ActivityInboundInterceptor):
-    def __init__(self, next: worker.ActivityInboundInterceptor, sessions: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(
+        self,
+        next: worker.ActivityInboundInterceptor,
+        sessions: async_sessionmaker[AsyncSession],
+        counted: RecentlyCounted,
+    ) -> None:
         super().__init__(next)
         self.sessions = sessions
+        self.counted = counted
 
     async def execute_activity(self, input: worker.ExecuteActivityInput) -> Any:
         info = activity.info()
@@ -138,7 +170,7 @@ class _ActivityInbound(worker.ActivityInboundInterceptor):
         if activity_type == "send_email":
             metrics.EMAILS.labels(_email_kind(input), "already_sent" if result == "already-sent" else "sent").inc()
         elif isinstance(snap, LeadSnapshot) and before is not None:
-            _count_projection(snap, before)
+            _count_projection(snap, before, self.counted)
         return result
 
 
@@ -151,9 +183,10 @@ def _email_kind(input: worker.ExecuteActivityInput) -> str:
 class ActivityObserver(worker.Interceptor):
     def __init__(self, sessions: async_sessionmaker[AsyncSession]) -> None:
         self.sessions = sessions
+        self.counted = RecentlyCounted()
 
     def intercept_activity(self, next: worker.ActivityInboundInterceptor) -> worker.ActivityInboundInterceptor:
-        return _ActivityInbound(next, self.sessions)
+        return _ActivityInbound(next, self.sessions, self.counted)
 
 
 __all__ = ["ActivityObserver", "InflightCalls"]
