@@ -90,7 +90,10 @@ def compile_published(text: str, version: str) -> ActivePlaybook:
 def workflow_runner() -> SandboxedWorkflowRunner:
     # rules/ is pure and deterministic: passing it through lets every run share one compiled playbook.
     return SandboxedWorkflowRunner(
-        restrictions=SandboxRestrictions.default.with_passthrough_modules("rules", "pydantic", "yaml", "re2", "_re2")
+        restrictions=SandboxRestrictions.default.with_passthrough_modules(
+            # opentelemetry: the tracing interceptor's spans cross the sandbox (only with LEADFLOW_OTEL_ENABLED).
+            "rules", "pydantic", "yaml", "re2", "_re2", "opentelemetry"
+        )
     )
 
 

@@ -3,8 +3,18 @@ Temporal SDK's own metrics through its runtime telemetry (a Prometheus endpoint 
 
 from __future__ import annotations
 
+import dataclasses
+import logging
+
 from fastapi import APIRouter, Response
-from temporalio.runtime import PrometheusConfig, Runtime, TelemetryConfig
+from temporalio.runtime import (
+    LogForwardingConfig,
+    LoggingConfig,
+    PrometheusConfig,
+    Runtime,
+    TelemetryConfig,
+    TelemetryFilter,
+)
 
 from observability import metrics
 from settings import Settings
@@ -24,10 +34,17 @@ def start_worker_metrics(settings: Settings) -> None:
         metrics.start_http_server(settings.worker_metrics_port, addr=settings.metrics_host)
 
 
-def temporal_runtime(settings: Settings) -> Runtime | None:
-    """A runtime exporting the SDK's metrics (schedule-to-start latency, sticky cache, slots) on
-    LEADFLOW_TEMPORAL_METRICS_PORT; None keeps the SDK's default runtime (no endpoint)."""
-    if not settings.temporal_metrics_port:
-        return None
-    bind = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
-    return Runtime(telemetry=TelemetryConfig(metrics=PrometheusConfig(bind_address=bind)))
+def temporal_runtime(settings: Settings) -> Runtime:
+    return Runtime(telemetry=temporal_telemetry(settings))
+
+
+def temporal_telemetry(settings: Settings) -> TelemetryConfig:
+    """For the worker's SDK runtime: the core's own log lines go through Python logging (so they are JSON and
+    masked like ours, instead of the core's console format on stdout), and its metrics (schedule-to-start
+    latency, sticky cache, slots) are served on LEADFLOW_TEMPORAL_METRICS_PORT when that is not 0."""
+    forwarding = LogForwardingConfig(logger=logging.getLogger("temporalio.core"))
+    telemetry = TelemetryConfig(logging=LoggingConfig(filter=TelemetryFilter("WARN", "ERROR"), forwarding=forwarding))
+    if settings.temporal_metrics_port:
+        bind = f"{settings.metrics_host}:{settings.temporal_metrics_port}"
+        telemetry = dataclasses.replace(telemetry, metrics=PrometheusConfig(bind_address=bind))
+    return telemetry

@@ -89,7 +89,11 @@ async def test_worker_serves_leadflow_and_sdk_metrics(
 
 
 def test_no_endpoint_when_ports_are_zero(settings: Settings) -> None:
-    assert endpoints.temporal_runtime(settings) is None
+    telemetry = endpoints.temporal_telemetry(settings)
+    assert telemetry.metrics is None
+    # The core's own log lines still go through Python logging (JSON, masked), metrics port or not.
+    assert telemetry.logging and telemetry.logging.forwarding
+    assert telemetry.logging.forwarding.logger.name == "temporalio.core"
     endpoints.start_worker_metrics(settings)  # port 0: nothing is started, nothing raises
 
 
