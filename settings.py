@@ -116,7 +116,7 @@ class Settings(BaseSettings):
     otel_enabled: bool = False
     # Worker bounds. Sticky cache: workflows kept in memory between tasks (an evicted lead replays its
     # history on its next task); the concurrency limits cap what one worker process takes on at once.
-    worker_max_cached_workflows: int = Field(default=2000, ge=0)
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
