@@ -125,6 +125,28 @@ class Settings(BaseSettings):
     # The 70-20-10 mix report: source -> core | growth | experiment (JSON; ?core=&growth=&experiment= add to it).
     source_tiers: dict[str, Literal["core", "growth", "experiment"]] = Field(default_factory=dict)
 
+    # Operations (README "Operations"). Logs: "text" for a terminal, "json" (one object a line) for production.
+    log_format: Literal["text", "json"] = "text"
+    log_level: str = "INFO"
+    # GET /metrics on the API port, without an API key: scrape it on an internal network, block it at the edge.
+    api_metrics: bool = True
+    # The worker's own Prometheus endpoint, and the Temporal SDK's (its runtime telemetry); 0 = off.
+    worker_metrics_port: int = Field(default=0, ge=0, le=65535)
+    temporal_metrics_port: int = Field(default=0, ge=0, le=65535)
+    metrics_host: str = "127.0.0.1"
+    # OpenTelemetry tracing API -> Temporal -> activities; needs `pip install -e '.[otel]'`.
+    otel_enabled: bool = False
+    # Worker bounds. Sticky cache: workflows kept in memory between tasks (an evicted lead replays its
+    # history on its next task); the concurrency limits cap what one worker process takes on at once.
+    worker_max_cached_workflows: int = Field(default=1000, ge=0)
+    worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
+    worker_max_concurrent_activities: int = Field(default=100, ge=1)
+    worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
+    # Activities per second across the task queue (all workers), None = unlimited: protects SMTP and the store.
+    worker_max_task_queue_activities_per_second: float | None = Field(default=None, gt=0)
+    # On SIGTERM, how long running activities get to finish before they are cancelled.
+    worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
 

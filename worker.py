@@ -7,17 +7,20 @@ import logging
 import os
 import signal
 
+from observability.endpoints import start_worker_metrics, temporal_runtime
+from observability.logging import configure_logging
 from runtime import build_worker, connect_temporal
 from settings import get_settings
 from store.db import make_engine, make_sessionmaker
 
 
 async def main() -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s worker %(levelname)s %(name)s: %(message)s")
     settings = get_settings()
+    configure_logging("worker", settings.log_format, settings.log_level)
+    start_worker_metrics(settings)
     engine = make_engine(settings.resolved_database_url())
     sessions = make_sessionmaker(engine)
-    client = await connect_temporal(settings, sessions)
+    client = await connect_temporal(settings, sessions, runtime=temporal_runtime(settings))
     worker = build_worker(client, settings, sessions)
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

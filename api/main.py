@@ -32,15 +32,23 @@ from api.routers import (
     unsubscribe,
 )
 from jobs.scheduler import build_scheduler
+from observability import endpoints
+from observability.http import ObservabilityMiddleware
+from observability.logging import configure_logging
+from observability.tracing import instrument_api
 from runtime import load_active_playbook
 from settings import Settings, get_settings
 from store.db import make_engine, make_sessionmaker
 
 
-def create_app(settings: Settings | None = None) -> FastAPI:
+def create_app(settings: Settings | None = None, *, own_logging: bool = False) -> FastAPI:
+    """``own_logging``: the served process configures logging (tests and embedders keep theirs)."""
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         s = settings or get_settings()
+        if own_logging:
+            configure_logging("api", s.log_format, s.log_level)
         engine = make_engine(s.resolved_database_url())
         app.state.leadflow = state = AppState(
             settings=s,
@@ -69,6 +77,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     # The last added runs first: the key is checked before the body is read, the size before it is parsed.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware)
+    app.add_middleware(ObservabilityMiddleware)  # outermost: it also times and counts the 401s
     errors.install(app)
     for module in (
         health,
@@ -89,7 +98,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         email_events,
     ):
         app.include_router(module.router)
+    if (settings or get_settings()).api_metrics:
+        app.include_router(endpoints.router)
+    instrument_api(app, settings or get_settings())
     return app
 
 
-app = create_app()
+app = create_app(own_logging=True)
