@@ -120,16 +120,25 @@ class Lead(Base):
     playbook_version: Mapped[str | None]
     created_at: Mapped[datetime] = mapped_column(index=True)
     updated_at: Mapped[datetime]
+    # Sources as data (issue 8 item 5): the first touch's canonical source (never overwritten), the
+    # latest touch's, and the source map's category (organic, paid, social, email, referral, event, direct).
+    original_source: Mapped[str | None] = mapped_column(index=True)
+    latest_source: Mapped[str | None]
+    source_category: Mapped[str | None]
 
 
 class Touchpoint(Base):
     __tablename__ = "touchpoints"
     # Serves "this lead's recent events" without a sort.
-    __table_args__ = (Index("ix_touchpoints_lead_id_occurred_at", "lead_id", "occurred_at"),)
+    # One row per (lead, event id): the lead's workflow is the one writer and a retried projection is ignored.
+    __table_args__ = (
+        Index("ix_touchpoints_lead_id_occurred_at", "lead_id", "occurred_at"),
+        UniqueConstraint("lead_id", "event_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(unique=True)
-    # No foreign key: the API records events before the workflow has projected the lead.
+    event_id: Mapped[str]
+    # No foreign key: a touchpoint may be projected with the snapshot that first creates the lead row.
     lead_id: Mapped[str] = mapped_column(index=True)
     type: Mapped[str]
     url: Mapped[str | None] = mapped_column(Text())
@@ -137,6 +146,13 @@ class Touchpoint(Base):
     properties: Mapped[dict[str, Any]] = mapped_column(JSON(), default=dict)
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
+    # One marketing touch as one unit (UTM, referrer or click id folded by the source map), for attribution.
+    channel: Mapped[str | None]
+    source: Mapped[str | None]
+    medium: Mapped[str | None]
+    campaign: Mapped[str | None]
+    content: Mapped[str | None]
+    term: Mapped[str | None]
 
 
 class ScoreChangeRow(Base):

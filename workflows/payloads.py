@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rules.model import (
+    AttributeOrigin,
     ConsentRecord,
     ConsentStatus,
     FollowUp,
@@ -17,6 +18,8 @@ from rules.model import (
     RuleError,
     ScoreChange,
     SendEmail,
+    SourceTouch,
+    Touchpoint,
 )
 
 
@@ -43,6 +46,8 @@ class LeadStart:
     state: LeadState | None = None
     projected_score_seq: int = 0
     projected_stage_seq: int = 0
+    # Touchpoints not projected yet (events of a lead that does not exist yet).
+    touchpoints: list[Touchpoint] = field(default_factory=list)
 
 
 @dataclass
@@ -73,6 +78,11 @@ class LeadView:
     rule_errors: list[RuleError] = field(default_factory=list)
     # Set when a read-model projection failed for good (the store misses that snapshot; this view is current).
     projection_error: str | None = None
+    # Where the lead came from: first touch (never overwritten) and latest touch, each one unit.
+    original_source: SourceTouch | None = None
+    latest_source: SourceTouch | None = None
+    # attribute -> when and from where it was last set (progressive profiling).
+    attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
 
 
 @dataclass
