@@ -141,7 +141,12 @@ async def test_lead_journey_over_http(
     posted = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
     assert posted.status_code == 202 and posted.json()["accepted"] == 3
     retry = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
-    assert retry.json() == {"accepted": 0, "duplicates": 3, "leads": [lead_id]}
+    assert (retry.json()["accepted"], retry.json()["duplicates"], retry.json()["leads"]) == (0, 3, [lead_id])
+    assert [(r["index"], r["id"], r["status"]) for r in retry.json()["results"]] == [
+        (0, "ev-1", "duplicate"),
+        (1, "ev-2", "duplicate"),
+        (2, "ev-3", "duplicate"),
+    ]
     view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["owner"] is not None)
     assert (view["stage"], view["score"]) == ("sql", 60)
     assert view["owner"]["rep_id"] == "rep-aiko" and view["followup"]["status"] == "pending"
