@@ -3,7 +3,7 @@ client id reused by two people never drops one person's event, and a retried pro
 Until the reports work's 0004 is on main, the source columns it adds live here too (same names and types).
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0005"
-down_revision: str | None = "0003"
+down_revision: str | None = "0004"
 branch_labels = None
 depends_on = None
 
