@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from rules.assignment import STRATEGIES, Candidate, choose
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint
+from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint, TrackedEvent
 from store.models import (
     Assignment,
     EmailRow,
@@ -160,15 +160,23 @@ async def _insert_touchpoints(session: AsyncSession, lead_id: str, touchpoints: 
     return new
 
 
-async def add_touchpoints(session: AsyncSession, lead_id: str, touchpoints: list[Touchpoint]) -> int:
-    """Record a lead's touchpoints, ignoring (lead, event id) pairs already stored; returns how many were new.
+async def add_touchpoints(
+    session: AsyncSession,
+    lead_id: str,
+    events: Sequence[Touchpoint | TrackedEvent],
+    received_at: datetime | None = None,
+) -> int:
+    """Record a lead's touchpoints (or bare events, received at ``received_at``), ignoring (lead, event id)
+    pairs already stored; returns how many were new.
 
     In production only the lead's projection writes them (the workflow is their one writer); this is for
     backfills and tests."""
-    if not touchpoints:
+    received = received_at or _utcnow()
+    points = [e if isinstance(e, Touchpoint) else Touchpoint(e, received) for e in events]
+    if not points:
         return 0
     async with _writing(session):
-        return await _insert_touchpoints(session, lead_id, touchpoints)
+        return await _insert_touchpoints(session, lead_id, points)
 
 
 async def list_touchpoints(session: AsyncSession, lead_id: str, limit: int = 100) -> list[dict[str, Any]]:

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from api.main import create_app
 from rules import load_playbook_text
 from rules.backtest import LeadHistory, backtest
-from rules.model import LeadSnapshot, Touchpoint, TrackedEvent
+from rules.model import LeadSnapshot, TrackedEvent
 from settings import ROOT, Settings
 from store import repo
 from tests.conftest import TEST_API_KEY
@@ -81,7 +81,7 @@ async def test_backtest_endpoint_reads_stored_histories(
                 session, LeadSnapshot(h.lead_id, h.attributes, "mql", 55, "A", None, None, created, created, "v0", None)
             )
             shifted = [TrackedEvent(e.id, e.type, created + (e.at - h.created_at), e.url) for e in h.events]
-            await repo.add_touchpoints(session, h.lead_id, [Touchpoint(e, created) for e in shifted])
+            await repo.add_touchpoints(session, h.lead_id, shifted, created)
         old = LeadSnapshot(
             "lead-old",
             {"email": "old@example.com"},

@@ -269,9 +269,9 @@ async def test_ping(sm: Sessions) -> None:
 async def test_touchpoints_dedupe_by_event_id(sm: Sessions) -> None:
     received = T0 + timedelta(hours=1)
     batch = [event("e1", 1, url="/pricing", properties={"ref": "ad"}), event("e2", 2), event("e1", 3)]
-    assert await run(sm, repo.add_touchpoints, "lead-1", points(batch, received)) == 2
-    assert await run(sm, repo.add_touchpoints, "lead-1", points([event("e2", 2), event("e3", 5)], received)) == 1
-    assert await run(sm, repo.add_touchpoints, "lead-1", []) == 0
+    assert await run(sm, repo.add_touchpoints, "lead-1", batch, received) == 2
+    assert await run(sm, repo.add_touchpoints, "lead-1", [event("e2", 2), event("e3", 5)], received) == 1
+    assert await run(sm, repo.add_touchpoints, "lead-1", [], received) == 0
     rows = await run(sm, repo.list_touchpoints, "lead-1")
     assert [r["event_id"] for r in rows] == ["e3", "e2", "e1"]  # newest first
     first = rows[-1]
@@ -283,8 +283,8 @@ async def test_touchpoints_dedupe_by_event_id(sm: Sessions) -> None:
 
 async def test_touchpoints_large_batch(sm: Sessions) -> None:
     events = [event(f"big-{i}", i, properties={"at": T0}) for i in range(1200)]  # more than one chunk
-    assert await run(sm, repo.add_touchpoints, "lead-big", points(events, T0)) == 1200
-    assert await run(sm, repo.add_touchpoints, "lead-big", points(events, T0)) == 0
+    assert await run(sm, repo.add_touchpoints, "lead-big", events, T0) == 1200
+    assert await run(sm, repo.add_touchpoints, "lead-big", events, T0) == 0
     rows = await run(sm, repo.list_touchpoints, "lead-big", limit=5000)
     assert len(rows) == 1200 and rows[0]["properties"] == {"at": T0.isoformat()}
 
