@@ -33,7 +33,7 @@ from workflows.lead import LeadWorkflow
 pytestmark = pytest.mark.integration
 AUTH = {"X-API-Key": TEST_API_KEY}
 LEADS = 6
-EVENTS_PER_LEAD = 240  # under the 500 ids the pre-window dedupe keeps per lead
+EVENTS_PER_LEAD = 240
 PER_REQUEST = 80
 
 
