@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rules import PlaybookError, decide, load_playbook_text
-from rules.model import EventsReceived, LeadState, LeadUpserted, TouchLogged, TrackedEvent
+from rules.model import AssignRep, EventsReceived, LeadState, LeadUpserted, RepAssigned, TouchLogged, TrackedEvent
 from rules.profile import parse_amount
 from rules.sources import SourceMap, compile_sources, match_key, touch_from_event
 
@@ -261,3 +261,19 @@ def test_lead_budget_compares_as_a_number_when_sent_as_text() -> None:
     decide(state, LeadUpserted({"email": "a@example.com", "budget": "¥50,000"}), T0, pb)
     assert state.attributes["budget"] == 50000 and state.attributes["budget_currency"] == "JPY"
     assert "budget" in state.grade_reasons
+
+
+def test_source_category_routes_and_picks_the_sla_policy() -> None:
+    doc = yaml.safe_load(DEFAULT_TEXT)
+    doc["routing"]["rules"].insert(0, {"id": "events_desk", "when": 'lead.source_category == "event"', "team": "japan"})
+    doc["sla"]["policies"].insert(0, {"id": "event_leads", "when": 'lead.source == "webinar"', "first_touch": "2h"})
+    pb = load_playbook_text(yaml.safe_dump(doc, allow_unicode=True))
+    state = LeadState("lead-1")
+    decide(state, LeadUpserted({"email": "a@example.com", "source": "ウェビナー", "title": "CTO"}), T0, pb)
+    events = [TrackedEvent("p", "page_view", T0, "https://example.com/pricing"), TrackedEvent("d", "download", T0),
+              TrackedEvent("c", "email_click", T0)]  # fmt: skip
+    decision = decide(state, EventsReceived(events), T0, pb)
+    (assign,) = [c for c in decision.commands if isinstance(c, AssignRep)]
+    assert (assign.team, assign.reason) == ("japan", "rule events_desk")
+    decide(state, RepAssigned(assign.key, "japan", "rep-yui", "Yui", "yui@example.com", None, None, "rr"), T0, pb)
+    assert state.followup is not None and state.followup.policy_id == "event_leads"
