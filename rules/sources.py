@@ -16,6 +16,7 @@ import re
 import unicodedata
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import lru_cache
 from typing import Any, Literal, get_args
 from urllib.parse import parse_qs, urlsplit
 
@@ -115,10 +116,14 @@ SEED = SourceMap(
 )
 
 
+_SEPARATORS = re.compile(r"[\s_\-]+")
+
+
+@lru_cache(maxsize=4096)  # a pure function of its text: the same few sources and mediums come again and again
 def match_key(text: str) -> str:
     """Variants compare equal: NFKC (full-width), any case, and runs of spaces, `_`, `-` as one `_`."""
-    folded = unicodedata.normalize("NFKC", text).strip().casefold()
-    return re.sub(r"[\s_\-]+", "_", folded)
+    folded = text if text.isascii() else unicodedata.normalize("NFKC", text)
+    return _SEPARATORS.sub("_", folded.strip().casefold())
 
 
 @dataclass(frozen=True)
@@ -182,6 +187,8 @@ def _first(query: dict[str, list[str]], key: str) -> str | None:
 def _query(url: str | None) -> dict[str, list[str]]:
     if not url or "?" not in url:
         return {}
+    if "utm_" not in url and not any(click in url for click in CLICK_IDS):
+        return {}  # most page views: nothing here for the source
     try:
         return parse_qs(urlsplit(url).query)
     except ValueError:
@@ -250,6 +257,8 @@ def build_touch(
 def touch_from_event(sources: CompiledSources, event: TrackedEvent, at: datetime) -> SourceTouch | None:
     """The URL's UTM query as a unit, else the event's utm_* properties as a unit; click ids from either."""
     query, props = _query(event.url), event.properties or {}
+    if not query and not props:
+        return None  # most events: nothing says where the person came from
     url_utm = {f: _first(query, f"utm_{f}") for f in UTM_FIELDS}
     utm = url_utm if any(url_utm.values()) else {f: _text(props.get(f"utm_{f}")) for f in UTM_FIELDS}
     click_id = next((c for c in CLICK_IDS if query.get(c) or props.get(c)), None)
