@@ -1,9 +1,10 @@
 """Touchpoints written by the lead's workflow: unique per (lead, event id) rather than per event id, so a
 client id reused by two people never drops one person's event, and a retried projection is ignored.
-Until the reports work's 0004 is on main, the source columns it adds live here too (same names and types).
+The reports work (branch reports-money) had not landed by 07:00: the source columns it adds live here (same
+names and types); whichever lands second drops its copy.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 """
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels = None
 depends_on = None
 
