@@ -142,7 +142,8 @@ class CompiledSources:
         found = self.names.get(key) or self.names.get(_bare_domain(key))
         if found:
             return found
-        return key, None
+        # Unmapped: kept as written, only width, case and spaces evened out ("Expo-2026" -> "expo-2026").
+        return " ".join(unicodedata.normalize("NFKC", raw).casefold().split())[:MAX_SOURCE_TEXT], None
 
     def category_of(self, source: str) -> str | None:
         return self.categories.get(source)

@@ -289,12 +289,16 @@ async def test_tracking_a_form_lead_by_email_keeps_its_original_source(
     assert view["attribute_origins"]["company"]["origin"] == "api"
 
     # A blind retry (no client id) is recognised by its derived id; a bad event is rejected alone.
-    retry = await http.post("/v1/events", headers=AUTH, json={"events": [click, {"email": "nope", "type": "x"}]})
+    unsendable = {"email": "用户@example.com", "type": "x"}
+    retry = await http.post(
+        "/v1/events", headers=AUTH, json={"events": [click, {"email": "nope", "type": "x"}, unsendable]}
+    )
     assert [(r["status"], r["reason"] is not None) for r in retry.json()["results"]] == [
         ("duplicate", False),
         ("rejected", True),
+        ("rejected", True),
     ]
-    assert "email" in retry.json()["results"][1]["reason"]
+    assert "email" in retry.json()["results"][1]["reason"] and "SMTP_UTF8" in retry.json()["results"][2]["reason"]
 
     # A second visit's UTM replaces the first whole; known fields are never blanked.
     again = {"email": "wp@example.com", "company": None, "utm": {"source": "newsletter"}}

@@ -46,7 +46,8 @@ def test_linkedin_ads_is_linkedin_in_the_paid_category() -> None:
 
 
 def test_an_unmapped_source_keeps_a_folded_name_and_no_category() -> None:
-    assert SOURCES.canonical("Spring Campaign") == ("spring_campaign", None)
+    assert SOURCES.canonical(" Spring  Campaign ") == ("spring campaign", None)
+    assert SOURCES.canonical("Expo-2026") == ("expo-2026", None)
     assert match_key("Spring-Campaign") == match_key("spring  campaign") == "spring_campaign"
 
 

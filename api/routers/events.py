@@ -10,7 +10,7 @@ from api.deps import Authorized, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.intake import LeadBatch, deliver, tracked
 from api.lead_ids import lead_id_for, normalize_email
-from api.schemas import EventResult, EventsAccepted, IdentifiedEventsIn, unsendable_problems
+from api.schemas import EventResult, EventsAccepted, IdentifiedEventsIn, refuse_unsendable, unsendable_problems
 
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorized], responses=V1_ERRORS)
 
@@ -40,6 +40,11 @@ async def post_events(body: IdentifiedEventsIn, state: State) -> EventsAccepted:
         batch = batches.setdefault(lead_id, LeadBatch(lead_id, attributes={"email": normalize_email(event.email)}))
         batch.events.extend(tracked(lead_id, [event], now))
         batch.positions.append(position)
+    if not batches and problems:  # no good event at all: a 422 naming each address, as for any bad body
+        refuse_unsendable(
+            {("events", p, "email"): e.email for e, p in zip(body.events, body.positions, strict=True)},
+            smtp_utf8=state.settings.smtp_utf8,
+        )
     await deliver(state, list(batches.values()), results, create=True, origin="tracking")  # type: ignore[arg-type]
     return summary(results)  # type: ignore[arg-type]
 
