@@ -3,8 +3,8 @@ client id reused by two people never drops one person's event, and a retried pro
 The reports work (branch reports-money) had not landed by 07:00: the source columns it adds live here (same
 names and types); whichever lands second drops its copy.
 
-Revision ID: 0006
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -12,8 +12,8 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0006"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None
 
