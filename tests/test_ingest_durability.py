@@ -59,6 +59,7 @@ class ApiProcess:
             "LEADFLOW_API_KEY": settings.secret("api_key"),
             "LEADFLOW_ID_KEY": settings.secret("id_key"),
             "LEADFLOW_MASTER_KEY": settings.secret("master_key"),
+            "LEADFLOW_UNSUBSCRIBE_KEY": settings.secret("unsubscribe_key"),
             "LEADFLOW_PLAYBOOK_PATH": str(settings.playbook_path),
             "LEADFLOW_PROJECTION_DELAY_SECONDS": "1",
             "LEADFLOW_SCHEDULER_ENABLED": "false",
