@@ -15,6 +15,7 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from temporalio.client import Client
 
+from api.intake import RecentIds
 from runtime import ActivePlaybook, compile_published, connect_temporal
 from settings import Settings
 from store import playbooks
@@ -41,6 +42,8 @@ class AppState:
     id_key: str
     # Unsubscribe tokens verify against the current key, then the previous ones (rotation).
     unsubscribe_keys: list[str] = field(default_factory=list)
+    # Event ids this process accepted lately (api/intake.py): a repeated request is answered at once.
+    recent_event_ids: RecentIds = field(default_factory=RecentIds)
     _client: Client | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _inflight: asyncio.Semaphore | None = None

@@ -20,6 +20,8 @@ from pydantic import (
     ConfigDict,
     EmailStr,
     Field,
+    ModelWrapValidatorHandler,
+    PrivateAttr,
     StrictBool,
     StringConstraints,
     ValidationError,
@@ -27,6 +29,7 @@ from pydantic import (
     WithJsonSchema,
     WrapValidator,
     field_validator,
+    model_validator,
 )
 
 from rules.addresses import address_problem, hostile_character, without_bidi_controls
@@ -65,6 +68,16 @@ def _json_integer(value: object) -> object:
 
 
 Integer = Annotated[int, BeforeValidator(_json_integer)]
+
+
+def _json_number(value: object) -> object:
+    # JSON Schema's number: never true or "79".
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError("must be a number")
+    return value
+
+
+Number = Annotated[float, BeforeValidator(_json_number)]
 Text = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=200)]
 LongText = Annotated[str, StringConstraints(strip_whitespace=True, max_length=2000)]
 SCALAR_RULE = f"must be text of at most {MAX_VALUE_CHARS} characters, a number, true, false or null"
@@ -161,10 +174,12 @@ class LeadIn(_In):
     source: Text | None = Field(default=None, description="lead source, e.g. whitepaper, webinar, referral")
     utm: Utm | None = None
     product_interest: Text | None = None
-    budget: Text | None = None
-    authority: Text | None = None
-    need: Text | None = None
-    timeline: Text | None = None
+    budget: Annotated[Integer, Field(ge=0)] | Annotated[Number, Field(ge=0)] | Text | None = Field(
+        default=None, description='a number (50000) or text as sent ("¥50,000", "50k-100k"); numeric where numeric'
+    )
+    authority: Text | Integer | Number | None = None
+    need: Text | Integer | Number | None = None
+    timeline: Text | Integer | Number | None = None
     fields: Fields = Field(
         default_factory=dict,
         max_length=50,
@@ -201,24 +216,77 @@ class EventIn(_In):
     properties: Fields = Field(default_factory=dict, max_length=50, json_schema_extra=CLOSED_KEYS)
 
 
-class EventsIn(_In):
-    events: list[EventIn] = Field(min_length=1, max_length=500)
+MAX_EVENTS_PER_REQUEST = 500
+
+
+def _problem_text(error: ValidationError) -> str:
+    parts = []
+    for item in error.errors(include_url=False):
+        where = ".".join(str(p) for p in item["loc"])
+        parts.append(f"{where}: {item['msg']}" if where else item["msg"])
+    return "; ".join(parts)[:500]
+
+
+class _Batch(_In):
+    """A batch whose events are checked one by one: a bad event is rejected with its reason and the others
+    go on (``rejected``: position -> reason). A batch with no good event at all is a 422 as usual."""
+
+    _rejected: dict[int, str] = PrivateAttr(default_factory=dict)
+    _positions: list[int] = PrivateAttr(default_factory=list)
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _event_by_event(cls, data: Any, handler: ModelWrapValidatorHandler[Any]) -> Any:
+        events = data.get("events") if isinstance(data, dict) else None
+        if not isinstance(events, list) or not 1 <= len(events) <= MAX_EVENTS_PER_REQUEST:
+            return handler(data)
+        item_type = cls.model_fields["events"].annotation.__args__[0]  # type: ignore[union-attr]  # list[X] -> X
+        good, positions, rejected = [], [], {}
+        for position, raw in enumerate(events):
+            try:
+                good.append(item_type.model_validate(raw))
+                positions.append(position)
+            except ValidationError as exc:
+                rejected[position] = _problem_text(exc)
+        if not good:
+            return handler(data)
+        batch = handler({**data, "events": good})
+        batch._rejected, batch._positions = rejected, positions
+        return batch
+
+    @property
+    def rejected(self) -> dict[int, str]:
+        return self._rejected
+
+    @property
+    def positions(self) -> list[int]:
+        """Each kept event's position in the request as sent."""
+        return self._positions or list(range(len(self.events)))  # type: ignore[attr-defined]
+
+
+class EventsIn(_Batch):
+    events: list[EventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
 
 
 class IdentifiedEventIn(EventIn):
     email: PersonEmail
 
 
-class IdentifiedEventsIn(_In):
-    events: list[IdentifiedEventIn] = Field(min_length=1, max_length=500)
+class IdentifiedEventsIn(_Batch):
+    events: list[IdentifiedEventIn] = Field(min_length=1, max_length=MAX_EVENTS_PER_REQUEST)
+
+
+def unsendable_problems(addresses: set[str], *, smtp_utf8: bool) -> dict[str, str]:
+    """address -> why leadflow could never send to it. EmailStr has validated every address already: only
+    non-ASCII ones can still be unsendable (a Unicode local part), each distinct one checked once (~0.3-1 ms)."""
+    problems = {a: address_problem(a, smtputf8=smtp_utf8) for a in addresses if not a.isascii()}
+    return {a: p for a, p in problems.items() if p}
 
 
 def refuse_unsendable(addresses: dict[tuple[str | int, ...], str], *, smtp_utf8: bool) -> None:
     """422 naming each body field whose address leadflow could never send to (``addresses``: location ->
     address). Here rather than in the models because it depends on LEADFLOW_SMTP_UTF8."""
-    # EmailStr has validated every address already: only non-ASCII ones can still be unsendable (a Unicode
-    # local part), and a batch repeats the same few, so each distinct one is checked once (~0.3-1 ms each).
-    problems = {a: address_problem(a, smtputf8=smtp_utf8) for a in set(addresses.values()) if not a.isascii()}
+    problems = unsendable_problems(set(addresses.values()), smtp_utf8=smtp_utf8)
     errors = [
         {"loc": ("body", *loc), "msg": problem, "type": "value_error", "input": address}
         for loc, address in addresses.items()
@@ -259,7 +327,22 @@ class LeadAccepted(BaseModel):
     status_url: str
 
 
+class EventResult(BaseModel):
+    """What became of one event of a batch (``index``: its position in the request)."""
+
+    index: int
+    status: Literal["accepted", "duplicate", "rejected"] = Field(
+        description="accepted: durable, it will reach the lead; duplicate: its id was seen already (in this "
+        "request, or accepted lately); rejected: not taken, see reason"
+    )
+    id: str | None = Field(default=None, description="the event id: yours, or one derived from the content and time")
+    lead_id: str | None = None
+    reason: str | None = None
+
+
 class EventsAccepted(BaseModel):
     accepted: int
     duplicates: int
+    rejected: int = 0
     leads: list[str]
+    results: list[EventResult] = Field(default_factory=list, description="one entry per event, in request order")

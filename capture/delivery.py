@@ -69,7 +69,7 @@ class LeadDelivery:
                         id=lead_id,
                         task_queue=self._task_queue,
                         start_signal="upsert",
-                        start_signal_args=[LeadUpserted(attributes)],
+                        start_signal_args=[LeadUpserted(attributes, origin="import")],
                     )
                 return
             except Exception as exc:

@@ -41,12 +41,16 @@ from rules.model import (
     RuleError,
     ScoreChange,
     SendEmail,
+    SourceTouch,
     StageChange,
     TimerFired,
     TouchLogged,
+    Touchpoint,
     TrackedEvent,
 )
 from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
+from rules.profile import give_tracking_source, merge_attributes, note_set, note_touch
+from rules.sources import touch_from_event
 
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
 MAX_JOURNEY_STEPS_PER_INPUT = 50
@@ -70,11 +74,14 @@ class Decision:
     commands: list[Command] = field(default_factory=list)
     # Ids of events in the input that were already counted in the dedupe window (and so ignored).
     duplicate_event_ids: list[str] = field(default_factory=list)
+    # Events (and rep touches) this input added, for the read model; duplicates are not among them.
+    touchpoints: list[Touchpoint] = field(default_factory=list)
 
 
 def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) -> Decision:
     out: list[Command] = []
     duplicates: list[str] = []
+    touchpoints: list[Touchpoint] = []
     if not state.playbook_version:
         state.playbook_version = pb.version
     if isinstance(inp, LeadUpserted):
@@ -86,27 +93,39 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
     elif isinstance(inp, EmailFeedback):
         record_feedback(state, inp, now)
     elif isinstance(inp, EventsReceived):
+        origin = inp.origin or "tracking"
+        creating = state.created_at is None
         if inp.attributes:
-            _upsert(state, LeadUpserted(inp.attributes), now, pb)
+            _upsert(state, LeadUpserted(inp.attributes, origin=origin), now, pb)
         if state.seen_event_ids:  # a state recorded before the dedupe window
             state.seen_events.remember(state.seen_event_ids, now)
             state.seen_event_ids = []
         for event in inp.events:
-            if state.seen_events.first_time(event.id, now):
-                _score_event(state, event, now, pb)
-            else:
+            if not state.seen_events.first_time(event.id, now):
                 duplicates.append(event.id)
+                continue
+            touch = touch_from_event(pb.sources, event, min(event.at, now))
+            if touch is not None:
+                note_touch(state, touch, pb.sources)
+            _score_event(state, event, now, pb, touch)
+            touchpoints.append(Touchpoint(event, now, touch))
+        if creating and state.created_at is not None:
+            give_tracking_source(state, now, origin, pb.sources)
     elif isinstance(inp, TimerFired):
         _timer(state, inp.name, now, pb, out)
     elif isinstance(inp, TouchLogged):
         _touch(state, inp, now)
+        note = {"note": inp.note} if inp.note else {}
+        touchpoints.append(
+            Touchpoint(TrackedEvent(inp.touch_id, f"touch.{inp.kind}", inp.at, None, inp.rep_id, note), now)
+        )
     elif isinstance(inp, RepAssigned):
         _assigned(state, inp, now, pb, out)
     elif isinstance(inp, AssignmentFailed):
         _assignment_failed(state, inp, now, pb, out)
     _react(state, now, pb, out)
     state.updated_at = now
-    return Decision(state, out, duplicates)
+    return Decision(state, out, duplicates, touchpoints)
 
 
 # ------------------------------------------------------------------ attributes and grade
@@ -116,9 +135,7 @@ def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlay
     if state.created_at is None:
         state.created_at = now
         state.attributes.setdefault("created_at", now.isoformat())
-    for key, value in inp.attributes.items():
-        if value is not None and value != "":
-            state.attributes[key] = value
+    merge_attributes(state, inp.attributes, now, inp.origin or "api", pb.sources)
     _grade(state, now, pb)
     if pb.model.scoring.decay and TIMER_DECAY not in state.timers:
         state.timers[TIMER_DECAY] = now + parse_duration(pb.model.scoring.decay.every)
@@ -206,7 +223,9 @@ def _add_points(
     state.score_changes.append(ScoreChange(seq, now, applied, new_score, rule_id, reason, event_id))
 
 
-def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: CompiledPlaybook) -> None:
+def _score_event(
+    state: LeadState, event: TrackedEvent, now: datetime, pb: CompiledPlaybook, touch: SourceTouch | None = None
+) -> None:
     at = min(event.at, now)
     times = state.event_times.setdefault(event.type, [])
     times.insert(bisect_left(times, at), at)
@@ -218,6 +237,13 @@ def _score_event(state: LeadState, event: TrackedEvent, now: datetime, pb: Compi
         "url": event.url,
         "name": event.name,
         "properties": event.properties,
+        # The event's marketing touch, if it was one (rules/sources.py): event.source, event.channel, ...
+        "channel": touch.channel if touch else None,
+        "source": touch.source if touch else None,
+        "medium": touch.medium if touch else None,
+        "campaign": touch.campaign if touch else None,
+        "content": touch.content if touch else None,
+        "term": touch.term if touch else None,
     }
     history = _history(state)
     for rule in pb.scoring:
@@ -425,6 +451,7 @@ def _walk(
             nxt = cj.index[step.variants[choice].goto]
         elif step.type == "set_field" and step.field:
             state.attributes[step.field] = step.value
+            note_set(state, step.field, now, f"journey:{cj.spec.id}")
             _grade(state, now, pb)
         elif step.type == "set_stage" and step.stage:
             _set_stage(state, step.stage, now, where, pb)
@@ -717,6 +744,8 @@ def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> Lead
         followup=state.followup,
         score_changes=[c for c in state.score_changes if c.seq > score_from],
         stage_changes=[c for c in state.stage_changes if c.seq > stage_from],
+        original_source=state.original_source,
+        latest_source=state.latest_source,
     )
 
 

@@ -47,6 +47,9 @@ LEAD_FIELDS = frozenset(
         "phone",
         "website",
         "source",
+        "source_category",
+        "latest_source",
+        "latest_source_category",
         "utm_source",
         "utm_medium",
         "utm_campaign",
@@ -54,6 +57,7 @@ LEAD_FIELDS = frozenset(
         "utm_content",
         "product_interest",
         "budget",
+        "budget_currency",
         "authority",
         "need",
         "timeline",
@@ -64,7 +68,9 @@ LEAD_FIELDS = frozenset(
         "lifecycle_status",
     }
 )
-EVENT_FIELDS = frozenset({"id", "type", "at", "url", "name", "properties"})
+EVENT_FIELDS = frozenset(
+    {"id", "type", "at", "url", "name", "properties", "channel", "source", "medium", "campaign", "content", "term"}
+)
 SCALARS = ("score", "grade", "stage", "now")
 # Parameters of every compiled rule, in order.
 PARAMS = ("lead", "event", "score", "grade", "stage", "now", "history")
@@ -488,11 +494,11 @@ def _argument_problem(kind: str, node: ast.expr) -> str | None:
     return None
 
 
-NUMERIC_FIELDS = frozenset({"company_size", "annual_revenue"})
+NUMERIC_FIELDS = frozenset({"company_size", "annual_revenue", "budget"})
 
 
 def _numeric_field(node: ast.expr) -> bool:
-    """A checked tree's read of a numeric value: score, or lead.company_size / lead.annual_revenue."""
+    """A checked tree's read of a numeric value: score, or lead.company_size / annual_revenue / budget."""
     if isinstance(node, ast.Name):
         return node.id == "score"
     return (

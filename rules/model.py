@@ -39,6 +39,42 @@ class TrackedEvent:
 
 
 @dataclass
+class SourceTouch:
+    """One marketing touch as one unit (rules/sources.py): where the person came from, never mixed
+    between two visits. ``channel`` is the source map's category for this touch."""
+
+    channel: str
+    source: str
+    medium: str | None = None
+    campaign: str | None = None
+    content: str | None = None
+    term: str | None = None
+    at: datetime | None = None
+    # The event id it came with, or the door (form, api, import, tracking) for a lead's own fields.
+    origin: str | None = None
+    raw_source: str | None = None
+    click_id: str | None = None
+    referrer: str | None = None
+
+
+@dataclass
+class AttributeOrigin:
+    """When a lead attribute was last set, and from where (form, api, import, tracking, journey)."""
+
+    at: datetime
+    origin: str
+
+
+@dataclass
+class Touchpoint:
+    """An event as the read model keeps it, with its source unit when it was a marketing touch."""
+
+    event: TrackedEvent
+    received_at: datetime
+    touch: SourceTouch | None = None
+
+
+@dataclass
 class ConsentRecord:
     """What the person said about receiving mail on a channel, where and when (kept as evidence)."""
 
@@ -58,6 +94,8 @@ class LeadUpserted:
     attributes: dict[str, Any]
     # Consent given with the form or import, if any.
     consent: ConsentRecord | None = None
+    # The door it came through (form, api, import, ...), kept as each attribute's provenance.
+    origin: str | None = None
 
 
 @dataclass
@@ -72,6 +110,7 @@ class EventsReceived:
     events: list[TrackedEvent]
     # Identifying attributes sent with the events (create-on-first-event via POST /v1/events).
     attributes: dict[str, Any] = field(default_factory=dict)
+    origin: str | None = None
 
 
 @dataclass
@@ -316,6 +355,11 @@ class LeadState:
     rule_errors: list[RuleError] = field(default_factory=list)
     # Bounces and complaints reported for the lead's address, oldest first (bounded; rules/deliverability.py).
     email_feedback: list[EmailFeedback] = field(default_factory=list)
+    # First touch (never overwritten) and latest touch, each one whole unit (rules/sources.py).
+    original_source: SourceTouch | None = None
+    latest_source: SourceTouch | None = None
+    # attribute -> when and from where it was last set (progressive profiling, rules/profile.py).
+    attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
 
 
 # ---------------------------------------------------------------- read-model projection
@@ -339,3 +383,7 @@ class LeadSnapshot:
     # Only the changes not yet projected; the store ignores duplicates by (lead_id, seq).
     score_changes: list[ScoreChange] = field(default_factory=list)
     stage_changes: list[StageChange] = field(default_factory=list)
+    # Events not projected yet; the store ignores duplicates by (lead_id, event id).
+    touchpoints: list[Touchpoint] = field(default_factory=list)
+    original_source: SourceTouch | None = None
+    latest_source: SourceTouch | None = None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
 from rules.locale import LOCALE_PATTERN
+from rules.sources import CompiledSources, SourceMap, compile_sources
 
 Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
@@ -353,6 +354,8 @@ class Playbook(_Strict):
     journeys: list[Journey] = []
     notifications: Notifications = Notifications()
     email: EmailPolicy = EmailPolicy()
+    # The source map: variants folded into canonical sources, each with its category (rules/sources.py).
+    sources: SourceMap = SourceMap()
 
 
 # ------------------------------------------------------------------ errors located in the YAML
@@ -545,6 +548,7 @@ class CompiledPlaybook:
     routing: tuple[Rule, ...]
     sla: tuple[tuple[SlaPolicy, Callable[..., Any] | None], ...]
     journeys: tuple[CompiledJourney, ...]
+    sources: CompiledSources
 
     @property
     def stage_order(self) -> list[str]:
@@ -611,6 +615,7 @@ def _compile_all(
             )
         )
     out["journeys"] = tuple(journeys)
+    out["sources"] = compile_sources(pb.sources)
     return out
 
 

@@ -142,11 +142,15 @@ class Lead(Base):
 class Touchpoint(Base):
     __tablename__ = "touchpoints"
     # Serves "this lead's recent events" without a sort.
-    __table_args__ = (Index("ix_touchpoints_lead_id_occurred_at", "lead_id", "occurred_at"),)
+    # One row per (lead, event id): the lead's workflow is the one writer and a retried projection is ignored.
+    __table_args__ = (
+        Index("ix_touchpoints_lead_id_occurred_at", "lead_id", "occurred_at"),
+        UniqueConstraint("lead_id", "event_id"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntId, primary_key=True, autoincrement=True)
-    event_id: Mapped[str] = mapped_column(unique=True)
-    # No foreign key: the API records events before the workflow has projected the lead.
+    event_id: Mapped[str]
+    # No foreign key: a touchpoint may be projected with the snapshot that first creates the lead row.
     lead_id: Mapped[str] = mapped_column(index=True)
     # Indexed for the email report (opens and clicks).
     type: Mapped[str] = mapped_column(index=True)

@@ -19,6 +19,9 @@ from store.repo import _insert, _writing
 # Lead columns that reports count by and that identify nobody; every other personal column is cleared.
 KEPT_ATTRIBUTES = (
     "source",
+    "source_category",
+    "latest_source",
+    "latest_source_category",
     "utm_source",
     "utm_medium",
     "utm_campaign",

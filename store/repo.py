@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from rules.assignment import STRATEGIES, Candidate, choose
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
+from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint, TrackedEvent
 from store.models import (
     Assignment,
     EmailRow,
@@ -29,8 +29,8 @@ from store.models import (
     ScoreChangeRow,
     StageChangeRow,
     Team,
-    Touchpoint,
 )
+from store.models import Touchpoint as TouchpointRow
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
 _TEXT_ATTRIBUTES = (
@@ -124,46 +124,67 @@ def _int_or_none(value: Any) -> int | None:
 # ---------------------------------------------------------------- touchpoints
 
 
-async def add_touchpoints(
-    session: AsyncSession, lead_id: str, events: list[TrackedEvent], received_at: datetime
-) -> int:
-    """Record events, ignoring ids already stored. Returns how many were new."""
+def _touchpoint_row(lead_id: str, point: Touchpoint) -> dict[str, Any]:
+    event, touch = point.event, point.touch
+    return {
+        "event_id": event.id,
+        "lead_id": lead_id,
+        "type": event.type,
+        "url": event.url,
+        "name": event.name,
+        "properties": dict(event.properties or {}),
+        "occurred_at": event.at,
+        "received_at": point.received_at,
+        "channel": touch.channel if touch else None,
+        "source": touch.source if touch else None,
+        "medium": touch.medium if touch else None,
+        "campaign": touch.campaign if touch else None,
+        "content": touch.content if touch else None,
+        "term": touch.term if touch else None,
+    }
+
+
+async def _insert_touchpoints(session: AsyncSession, lead_id: str, touchpoints: list[Touchpoint]) -> int:
     rows: dict[str, dict[str, Any]] = {}
-    for event in events:  # the first of duplicate ids in one batch wins
-        rows.setdefault(
-            event.id,
-            {
-                "event_id": event.id,
-                "lead_id": lead_id,
-                "type": event.type,
-                "url": event.url,
-                "name": event.name,
-                "properties": dict(event.properties or {}),
-                "occurred_at": event.at,
-                "received_at": received_at,
-            },
-        )
-    if not rows:
-        return 0
+    for point in touchpoints:  # the first of duplicate ids in one batch wins
+        rows.setdefault(point.event.id, _touchpoint_row(lead_id, point))
     new = 0
-    async with _writing(session):
-        for chunk in _chunks(list(rows.values())):
-            stmt = (
-                _insert(session, Touchpoint)
-                .values(list(chunk))
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(Touchpoint.event_id)
-            )
-            new += len((await session.execute(stmt)).all())
+    for chunk in _chunks(list(rows.values())):
+        stmt = (
+            _insert(session, TouchpointRow)
+            .values(list(chunk))
+            .on_conflict_do_nothing(index_elements=["lead_id", "event_id"])
+            .returning(TouchpointRow.event_id)
+        )
+        new += len((await session.execute(stmt)).all())
     return new
+
+
+async def add_touchpoints(
+    session: AsyncSession,
+    lead_id: str,
+    events: Sequence[Touchpoint | TrackedEvent],
+    received_at: datetime | None = None,
+) -> int:
+    """Record a lead's touchpoints (or bare events, received at ``received_at``), ignoring (lead, event id)
+    pairs already stored; returns how many were new.
+
+    In production only the lead's projection writes them (the workflow is their one writer); this is for
+    backfills and tests."""
+    received = received_at or _utcnow()
+    points = [e if isinstance(e, Touchpoint) else Touchpoint(e, received) for e in events]
+    if not points:
+        return 0
+    async with _writing(session):
+        return await _insert_touchpoints(session, lead_id, points)
 
 
 async def list_touchpoints(session: AsyncSession, lead_id: str, limit: int = 100) -> list[dict[str, Any]]:
     """A lead's events, newest first."""
     stmt = (
-        _select_all(Touchpoint)
-        .where(Touchpoint.lead_id == lead_id)
-        .order_by(Touchpoint.occurred_at.desc(), Touchpoint.id.desc())
+        _select_all(TouchpointRow)
+        .where(TouchpointRow.lead_id == lead_id)
+        .order_by(TouchpointRow.occurred_at.desc(), TouchpointRow.id.desc())
         .limit(limit)
     )
     return await _dicts(session, stmt)
@@ -188,6 +209,9 @@ def _lead_values(snap: LeadSnapshot, now: datetime) -> dict[str, Any]:
         sla_status=followup.status if followup else None,
         sla_due_at=followup.due_at if followup else None,
         playbook_version=snap.playbook_version or None,
+        original_source=snap.original_source.source if snap.original_source else None,
+        latest_source=snap.latest_source.source if snap.latest_source else None,
+        source_category=snap.original_source.channel if snap.original_source else None,
         created_at=snap.created_at or snap.updated_at or now,
         updated_at=snap.updated_at or snap.created_at or now,
     )
@@ -283,6 +307,8 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
         await _insert_ignoring(session, StageChangeRow, stages, ["lead_id", "seq"])
         if snap.followup is not None:
             await _upsert_followup(session, snap.lead_id, snap.followup, now)
+        if snap.touchpoints:
+            await _insert_touchpoints(session, snap.lead_id, snap.touchpoints)
 
 
 async def get_lead(session: AsyncSession, lead_id: str) -> dict[str, Any] | None:

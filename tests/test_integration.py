@@ -10,6 +10,7 @@ import asyncio
 import os
 import uuid
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -141,7 +142,12 @@ async def test_lead_journey_over_http(
     posted = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
     assert posted.status_code == 202 and posted.json()["accepted"] == 3
     retry = await http.post(f"/v1/leads/{lead_id}/events", json=SEED_EVENTS, headers=AUTH)
-    assert retry.json() == {"accepted": 0, "duplicates": 3, "leads": [lead_id]}
+    assert (retry.json()["accepted"], retry.json()["duplicates"], retry.json()["leads"]) == (0, 3, [lead_id])
+    assert [(r["index"], r["id"], r["status"]) for r in retry.json()["results"]] == [
+        (0, "ev-1", "duplicate"),
+        (1, "ev-2", "duplicate"),
+        (2, "ev-3", "duplicate"),
+    ]
     view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["owner"] is not None)
     assert (view["stage"], view["score"]) == ("sql", 60)
     assert view["owner"]["rep_id"] == "rep-aiko" and view["followup"]["status"] == "pending"
@@ -257,3 +263,68 @@ async def test_a_busy_lead_continues_as_new_and_keeps_everything(
     view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["attributes"].get("company") == "Busy")
     assert view["score"] == 15 and [c["rule_id"] for c in view["recent_score_changes"]] == ["whitepaper_download"]
     assert view["journeys"][0]["journey_id"] == "welcome_nurture" and "journey:welcome_nurture" in view["timers"]
+
+
+async def test_tracking_a_form_lead_by_email_keeps_its_original_source(
+    stack: httpx.AsyncClient, sessions: async_sessionmaker[AsyncSession]
+) -> None:
+    """The bug: POST /v1/events merged `source: tracking` into every lead it touched."""
+    http = stack
+    form = {"email": "wp@example.com", "company": "Paper Co", "source": "Whitepaper", "budget": "¥50,000",
+            "utm": {"source": "google", "medium": "cpc", "campaign": "q4-whitepaper"}}  # fmt: skip
+    lead_id = (await http.post("/v1/leads", json=form, headers=AUTH)).json()["lead_id"]
+    await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["exists"])
+    # Visited after the form (the latest source follows the touches' own times).
+    click = {"email": "wp@example.com", "type": "page_view", "at": datetime.now(UTC).isoformat(),
+             "url": "https://example.com/blog?utm_source=LinkedIn&utm_medium=social&utm_campaign=launch"}  # fmt: skip
+    posted = await http.post("/v1/events", json={"events": [click]}, headers=AUTH)
+    assert posted.status_code == 202 and posted.json()["accepted"] == 1, posted.text
+    view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["score"] > 0)
+    attributes = view["attributes"]
+    assert attributes["source"] == "whitepaper"  # was "tracking"
+    assert attributes["source_category"] == "paid"
+    assert (attributes["latest_source"], attributes["latest_source_category"]) == ("linkedin", "social")
+    assert view["original_source"]["source"] == "whitepaper" and view["latest_source"]["campaign"] == "launch"
+    assert (attributes["budget"], attributes["budget_currency"]) == (50000, "JPY")
+    assert view["attribute_origins"]["company"]["origin"] == "api"
+
+    # A blind retry (no client id) is recognised by its derived id; a bad event is rejected alone.
+    unsendable = {"email": "用户@example.com", "type": "x"}
+    retry = await http.post(
+        "/v1/events", headers=AUTH, json={"events": [click, {"email": "nope", "type": "x"}, unsendable]}
+    )
+    assert [(r["status"], r["reason"] is not None) for r in retry.json()["results"]] == [
+        ("duplicate", False),
+        ("rejected", True),
+        ("rejected", True),
+    ]
+    assert "email" in retry.json()["results"][1]["reason"] and "SMTP_UTF8" in retry.json()["results"][2]["reason"]
+
+    # A second visit's UTM replaces the first whole; known fields are never blanked.
+    again = {"email": "wp@example.com", "company": None, "utm": {"source": "newsletter"}}
+    assert (await http.post("/v1/leads", json=again, headers=AUTH)).status_code == 202
+    view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["attributes"].get("utm_source") == "newsletter")
+    assert not {"utm_medium", "utm_campaign"} & set(view["attributes"]) and view["attributes"]["company"] == "Paper Co"
+    assert view["attributes"]["source"] == "whitepaper"
+
+    # A lead created by tracking alone has `tracking` as its original source.
+    only = await http.post("/v1/events", headers=AUTH, json={"events": [{"email": "anon@example.com", "type": "x"}]})
+    anon = await eventually(http, f"/v1/leads/{only.json()['leads'][0]}", lambda v: v["exists"])
+    assert (anon["attributes"]["source"], anon["attributes"]["source_category"]) == ("tracking", "direct")
+
+    # The store has what the workflow projected: the lead's sources and the touchpoint's unit.
+    for _ in range(100):
+        async with sessions() as session:
+            row = await repo.get_lead(session, lead_id)
+            touchpoints = await repo.list_touchpoints(session, lead_id)
+        if row and touchpoints and row["utm_source"] == "newsletter":
+            break
+        await asyncio.sleep(0.1)
+    assert row is not None and (row["source"], row["original_source"], row["source_category"]) == (
+        "whitepaper",
+        "whitepaper",
+        "paid",
+    )
+    assert [(t["channel"], t["source"], t["medium"], t["campaign"]) for t in touchpoints] == [
+        ("social", "linkedin", "social", "launch")
+    ]

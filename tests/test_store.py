@@ -25,7 +25,16 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, SlaStatus, StageChange, TrackedEvent
+from rules.model import (
+    FollowUp,
+    LeadSnapshot,
+    ScoreChange,
+    SlaStatus,
+    SourceTouch,
+    StageChange,
+    Touchpoint,
+    TrackedEvent,
+)
 from store import repo
 from store.db import alembic_config, make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
@@ -93,6 +102,10 @@ async def run(sm: Sessions, fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 def event(event_id: str, minutes: int = 0, **kw: Any) -> TrackedEvent:
     return TrackedEvent(id=event_id, type=kw.pop("type", "page_view"), at=T0 + timedelta(minutes=minutes), **kw)
+
+
+def points(events: list[TrackedEvent], received: datetime) -> list[Touchpoint]:
+    return [Touchpoint(e, received) for e in events]
 
 
 def followup(
@@ -274,6 +287,33 @@ async def test_touchpoints_large_batch(sm: Sessions) -> None:
     assert await run(sm, repo.add_touchpoints, "lead-big", events, T0) == 0
     rows = await run(sm, repo.list_touchpoints, "lead-big", limit=5000)
     assert len(rows) == 1200 and rows[0]["properties"] == {"at": T0.isoformat()}
+
+
+async def test_touchpoints_are_unique_per_lead_and_event_id(sm: Sessions) -> None:
+    """Two people's clients may reuse an id: each lead keeps its own event."""
+    assert await run(sm, repo.add_touchpoints, "lead-a", points([event("evt-1")], T0)) == 1
+    assert await run(sm, repo.add_touchpoints, "lead-b", points([event("evt-1")], T0)) == 1
+    assert await run(sm, repo.add_touchpoints, "lead-a", points([event("evt-1")], T0)) == 0
+
+
+async def test_the_projection_writes_touchpoints_with_their_source_unit(sm: Sessions) -> None:
+    touch = SourceTouch("paid", "linkedin", "cpc", "q4", "a", "crm", T0, "e1", "LinkedIn Ads")
+    first = SourceTouch("organic", "whitepaper", at=T0, origin="form")
+    snap = LeadSnapshot("lead-s", {"email": "s@example.com"}, "new", 0, None, None, None, T0, T0, "v1", None)
+    snap.touchpoints = [Touchpoint(event("e1", 1), T0, touch), Touchpoint(event("e2", 2), T0)]
+    snap.original_source, snap.latest_source = first, touch
+    await run(sm, repo.project_lead, snap)
+    await run(sm, repo.project_lead, snap)  # a retried projection adds nothing
+    rows = await run(sm, repo.list_touchpoints, "lead-s")
+    assert [(r["event_id"], r["channel"], r["source"], r["medium"], r["campaign"], r["content"], r["term"])
+            for r in rows] == [("e2", None, None, None, None, None, None),
+                               ("e1", "paid", "linkedin", "cpc", "q4", "a", "crm")]  # fmt: skip
+    lead = await run(sm, repo.get_lead, "lead-s")
+    assert (lead["original_source"], lead["source_category"], lead["latest_source"]) == (
+        "whitepaper",
+        "organic",
+        "linkedin",
+    )
 
 
 # ---------------------------------------------------------------- lead projection

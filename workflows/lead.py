@@ -35,6 +35,7 @@ with workflow.unsafe.imports_passed_through():
         SendEmail,
         TimerFired,
         TouchLogged,
+        Touchpoint,
     )
     from rules.playbook import CompiledPlaybook
     from workflows import search_attributes as sa
@@ -86,6 +87,9 @@ class LeadWorkflow:
         self._timer_fired = False
         self._erase_requested = False
         self._projection_error: str | None = None
+        # Touchpoints decided but not yet projected (the workflow is their one writer); see _project.
+        self._touchpoints: list[Touchpoint] = list(start.touchpoints)
+        self._project_touchpoints = False
 
     # ---------------------------------------------------------------- handlers
 
@@ -172,6 +176,9 @@ class LeadWorkflow:
             rule_errors=s.rule_errors,
             projection_error=self._projection_error,
             email_feedback=s.email_feedback,
+            original_source=s.original_source,
+            latest_source=s.latest_source,
+            attribute_origins=s.attribute_origins,
         )
 
     # ---------------------------------------------------------------- main loop
@@ -187,6 +194,9 @@ class LeadWorkflow:
         # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
         # timeout timer per wake-up and an upsert per score change: two fewer history events per signal.
         self._v2 = workflow.patched("deadline-timer-v2")
+        # The workflow projects touchpoints itself (batched with the lead); runs recorded before left them to
+        # the API's side write.
+        self._project_touchpoints = workflow.patched("touchpoints-projected")
         if start.state is not None:
             self._projected_view = material_view(self._state)
         while True:
@@ -215,6 +225,7 @@ class LeadWorkflow:
                         state=self._state,
                         projected_score_seq=self._projected_score_seq,
                         projected_stage_seq=self._projected_stage_seq,
+                        touchpoints=self._touchpoints,
                     )
                 )
 
@@ -265,6 +276,8 @@ class LeadWorkflow:
     def _apply(self, inp: Input, now: datetime) -> None:
         assert self._playbook is not None
         decision: Decision = decide(self._state, inp, now, self._playbook)
+        if self._project_touchpoints:
+            self._touchpoints.extend(decision.touchpoints)
         for command in decision.commands:
             self._start(command)
 
@@ -335,6 +348,8 @@ class LeadWorkflow:
             return
         view = material_view(state)
         score_pending = bool(state.score_changes) and state.score_changes[-1].seq > self._projected_score_seq
+        # New touchpoints wait like score changes: many events of a burst go to the store in one write.
+        score_pending = score_pending or bool(self._touchpoints)
         if view != self._projected_view or (self._projection_due is not None and now >= self._projection_due):
             self._projected_view = view
             self._projection_due = None
@@ -344,6 +359,7 @@ class LeadWorkflow:
 
     def _project(self) -> None:
         snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq)
+        snap.touchpoints, self._touchpoints = self._touchpoints, []
         if self._state.score_changes:
             self._projected_score_seq = self._state.score_changes[-1].seq
         if self._state.stage_changes:

@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from rules.model import (
+    AttributeOrigin,
     ConsentRecord,
     ConsentStatus,
     EmailFeedback,
@@ -18,6 +19,8 @@ from rules.model import (
     RuleError,
     ScoreChange,
     SendEmail,
+    SourceTouch,
+    Touchpoint,
 )
 
 
@@ -44,6 +47,8 @@ class LeadStart:
     state: LeadState | None = None
     projected_score_seq: int = 0
     projected_stage_seq: int = 0
+    # Touchpoints not projected yet (events of a lead that does not exist yet).
+    touchpoints: list[Touchpoint] = field(default_factory=list)
 
 
 @dataclass
@@ -76,6 +81,11 @@ class LeadView:
     projection_error: str | None = None
     # Hard bounces and complaints reported for the lead's address (each ends nurture to it).
     email_feedback: list[EmailFeedback] = field(default_factory=list)
+    # Where the lead came from: first touch (never overwritten) and latest touch, each one unit.
+    original_source: SourceTouch | None = None
+    latest_source: SourceTouch | None = None
+    # attribute -> when and from where it was last set (progressive profiling).
+    attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
 
 
 @dataclass

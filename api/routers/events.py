@@ -2,21 +2,16 @@
 
 from __future__ import annotations
 
-import asyncio
-from collections import defaultdict
 from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
 
-from api.deps import Authorized, Session, State
+from api.deps import Authorized, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
+from api.intake import LeadBatch, deliver, tracked
 from api.lead_ids import lead_id_for, normalize_email
-from api.routers.leads import signal_events, tracked
-from api.schemas import EventsAccepted, IdentifiedEventIn, IdentifiedEventsIn, refuse_unsendable
-from rules.model import EventsReceived
-from store import repo
+from api.schemas import EventResult, EventsAccepted, IdentifiedEventsIn, refuse_unsendable, unsendable_problems
 
-SIGNALS_IN_PARALLEL = 16
 router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorized], responses=V1_ERRORS)
 
 
@@ -26,31 +21,41 @@ router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorize
     response_model=EventsAccepted,
     responses=BODY_ERRORS | documented(410, 429),
 )
-async def post_events(body: IdentifiedEventsIn, state: State, session: Session) -> EventsAccepted:
-    """Events of identified visitors. An email seen for the first time creates its lead (source: tracking)."""
-    refuse_unsendable(
-        {("events", i, "email"): e.email for i, e in enumerate(body.events)}, smtp_utf8=state.settings.smtp_utf8
-    )
+async def post_events(body: IdentifiedEventsIn, state: State) -> EventsAccepted:
+    """Events of identified visitors. An email seen for the first time creates its lead (the rules give it
+    the source `tracking` when nothing better is known). The answer says per event: accepted (durable),
+    duplicate or rejected with the reason; a bad event never holds back the good ones."""
     now = datetime.now(UTC)
-    by_lead: dict[str, list[IdentifiedEventIn]] = defaultdict(list)
-    for event in body.events:
-        by_lead[lead_id_for(event.email, state.id_key)].append(event)
-    batches = {
-        lead_id: EventsReceived(
-            tracked(list(events), now), {"email": normalize_email(events[0].email), "source": "tracking"}
+    total = len(body.events) + len(body.rejected)
+    results: list[EventResult | None] = [None] * total
+    for position, reason in body.rejected.items():
+        results[position] = EventResult(index=position, status="rejected", reason=reason)
+    problems = unsendable_problems({e.email for e in body.events}, smtp_utf8=state.settings.smtp_utf8)
+    batches: dict[str, LeadBatch] = {}
+    for event, position in zip(body.events, body.positions, strict=True):
+        if event.email in problems:
+            results[position] = EventResult(index=position, status="rejected", reason=f"email: {problems[event.email]}")
+            continue
+        lead_id = lead_id_for(event.email, state.id_key)
+        batch = batches.setdefault(lead_id, LeadBatch(lead_id, attributes={"email": normalize_email(event.email)}))
+        batch.events.extend(tracked(lead_id, [event], now))
+        batch.positions.append(position)
+    if not batches and problems:  # no good event at all: a 422 naming each address, as for any bad body
+        refuse_unsendable(
+            {("events", p, "email"): e.email for e, p in zip(body.events, body.positions, strict=True)},
+            smtp_utf8=state.settings.smtp_utf8,
         )
-        for lead_id, events in by_lead.items()
-    }
-    # One signal per lead, several leads at a time (bounded): a batch of many leads is not N round trips long.
-    limit = asyncio.Semaphore(SIGNALS_IN_PARALLEL)
+    await deliver(state, list(batches.values()), results, create=True, origin="tracking")  # type: ignore[arg-type]
+    return summary(results)  # type: ignore[arg-type]
 
-    async def deliver(lead_id: str, batch: EventsReceived) -> None:
-        async with limit:
-            await signal_events(state, lead_id, batch, create=True)
 
-    await asyncio.gather(*(deliver(lead_id, batch) for lead_id, batch in batches.items()))
-    accepted = duplicates = 0
-    for lead_id, batch in batches.items():
-        new = await repo.add_touchpoints(session, lead_id, batch.events, now)
-        accepted, duplicates = accepted + new, duplicates + len(batch.events) - new
-    return EventsAccepted(accepted=accepted, duplicates=duplicates, leads=list(by_lead))
+def summary(results: list[EventResult]) -> EventsAccepted:
+    counts = {status: sum(1 for r in results if r.status == status) for status in ("accepted", "duplicate", "rejected")}
+    leads = list(dict.fromkeys(r.lead_id for r in results if r.lead_id))
+    return EventsAccepted(
+        accepted=counts["accepted"],
+        duplicates=counts["duplicate"],
+        rejected=counts["rejected"],
+        leads=leads,
+        results=results,
+    )

@@ -16,52 +16,34 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Authorized, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
+from api.intake import LeadBatch, deliver, lead_start, signal_events, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
-from api.schemas import ConsentIn, EventIn, EventsAccepted, EventsIn, LeadAccepted, LeadIn, TouchIn, refuse_unsendable
+from api.routers.events import summary
+from api.schemas import (
+    ConsentIn,
+    EventResult,
+    EventsAccepted,
+    EventsIn,
+    LeadAccepted,
+    LeadIn,
+    TouchIn,
+    refuse_unsendable,
+)
 from privacy.keys import LeadErased
-from rules.model import ConsentRecorded, EventsReceived, LeadUpserted, TouchLogged, TrackedEvent
+from rules.model import ConsentRecorded, LeadUpserted, TouchLogged
 from runtime import lead_codec
 from store import email_feedback, privacy, repo
 from workflows.lead import LeadWorkflow
-from workflows.payloads import LeadStart, LeadView
+from workflows.payloads import LeadView
+
+# The event path's internal entry points live in api/intake.py; these names stay importable from here.
+__all__ = ["router", "signal_events", "tracked"]
 
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=15)
 ERASE_STOP_SECONDS = 30.0
 router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized], responses=V1_ERRORS)
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
-
-
-async def lead_start(state: AppState, lead_id: str) -> LeadStart:
-    playbook = await state.current_playbook()
-    return LeadStart(lead_id=lead_id, playbook=playbook.bundle, options=state.lead_options)
-
-
-def tracked(events: list[EventIn], now: datetime) -> list[TrackedEvent]:
-    # Without a client id every post is new; with one, a retried post is recognised downstream.
-    return [
-        TrackedEvent(
-            e.id or f"api-{uuid.uuid4().hex}", e.type, min(e.at or now, now), e.url, e.name, dict(e.properties)
-        )
-        for e in events
-    ]
-
-
-async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
-    """One signal for a request's events of one lead (signal-with-start when the lead may be new)."""
-    start = await lead_start(state, lead_id) if create else None
-    async with state.temporal_call() as client:
-        if start is not None:
-            await client.start_workflow(
-                LeadWorkflow.run,
-                start,
-                id=lead_id,
-                task_queue=state.settings.task_queue,
-                start_signal="events",
-                start_signal_args=[batch],
-            )
-        else:
-            await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
 
 
 @router.post(
@@ -83,7 +65,7 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
             id=lead_id,
             task_queue=state.settings.task_queue,
             start_signal="upsert",
-            start_signal_args=[LeadUpserted(body.attributes(), consent)],
+            start_signal_args=[LeadUpserted(body.attributes(), consent, origin="api")],
         )
     return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
 
@@ -128,12 +110,16 @@ async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
     response_model=EventsAccepted,
     responses=BODY_ERRORS | TEMPORAL_ERRORS,
 )
-async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State, session: Session) -> EventsAccepted:
-    """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events)."""
+async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State) -> EventsAccepted:
+    """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events).
+    The answer says per event: accepted (durable), duplicate or rejected with the reason."""
     now = datetime.now(UTC)
-    events = tracked(body.events, now)
+    results: list[EventResult | None] = [None] * (len(body.events) + len(body.rejected))
+    for position, reason in body.rejected.items():
+        results[position] = EventResult(index=position, status="rejected", reason=reason)
+    batch = LeadBatch(lead_id, tracked(lead_id, body.events, now), body.positions)
     try:
-        await signal_events(state, lead_id, EventsReceived(events), create=False)
+        await deliver(state, [batch], results, create=False, origin="api")  # type: ignore[arg-type]
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(
@@ -142,12 +128,11 @@ async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State, sessio
                 "or post events with an email to /v1/events to create the lead",
             ) from exc
         raise
-    new = await repo.add_touchpoints(session, lead_id, events, now)
-    return EventsAccepted(accepted=new, duplicates=len(events) - new, leads=[lead_id])
+    return summary(results)  # type: ignore[arg-type]
 
 
 @router.post("/{lead_id}/touches", response_model=LeadView, responses=BODY_ERRORS | TEMPORAL_ERRORS)
-async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Session) -> LeadView:
+async def log_touch(lead_id: LeadId, body: TouchIn, state: State) -> LeadView:
     """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
     now = datetime.now(UTC)
     touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), body.rep_id, body.note)
@@ -164,10 +149,7 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State, session: Sessi
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
         raise
-    event = TrackedEvent(
-        touch.touch_id, f"touch.{body.kind}", touch.at, None, body.rep_id, {"note": body.note} if body.note else {}
-    )
-    await repo.add_touchpoints(session, lead_id, [event], now)
+    # The workflow projects the touch as a touchpoint (it is the one writer of touchpoints).
     return view
 
 
