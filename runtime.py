@@ -12,6 +12,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.email import EmailActivities, Mailer
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
+from activities.visitors import VisitorActivities
 from privacy.codec import LeadPayloadCodec, lead_data_converter
 from privacy.keys import KeyRing, MasterKeys
 from rules.playbook import CompiledPlaybook, document_hash, parse_yaml
@@ -19,6 +20,7 @@ from rules.playbook import compile_source as compile_playbook
 from settings import Settings
 from workflows.lead import LeadWorkflow
 from workflows.payloads import PlaybookBundle
+from workflows.visitor import VisitorWorkflow
 
 
 def key_ring(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> KeyRing:
@@ -88,11 +90,12 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
     client = with_lead_codec(client, settings, sessions)
     emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir, settings.default_locale)))
     leads = LeadActivities(sessions)
+    visitors = VisitorActivities(sessions)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[LeadWorkflow],
-        activities=[emails.send_email, leads.project_lead, leads.assign_rep],
+        workflows=[LeadWorkflow, VisitorWorkflow],
+        activities=[emails.send_email, leads.project_lead, leads.assign_rep, visitors.forward_visitor_events],
         workflow_runner=workflow_runner(),
         **kwargs,
     )

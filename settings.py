@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -101,6 +102,14 @@ class Settings(BaseSettings):
     # Backpressure: Temporal calls one API process keeps in flight; past this, requests get 503 + Retry-After
     # at once instead of queueing without bound (the dev server is the bottleneck on small machines).
     max_inflight_temporal_calls: int = 256
+
+    # Segment-compatible tracking: where an identify (or a track) names the person's email, in order:
+    # "traits" (traits.email, context.traits.email) and "user_id" (a userId that is an email).
+    segment_email_from: list[Literal["traits", "user_id"]] = ["traits", "user_id"]
+    # An anonymous visitor's events wait this long (since their last event) for an identify, then go.
+    visitor_retention_days: float = 30.0
+    # Signed webhooks: a signature whose timestamp is further than this from now is refused (replays).
+    webhook_tolerance_seconds: int = 300
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"

@@ -9,6 +9,18 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PROTECTED_PREFIX = "/v1/"
+# Doors that check their own credentials (a tracking write key, a webhook signature, or none for public
+# forms): the admin key is not theirs to ask for, and a write key opens nothing else.
+SELF_AUTHENTICATED = (
+    "/v1/segment/",
+    "/v1/forms/",
+    "/v1/webhooks/",
+    *(f"/v1/{kind}" for kind in ("track", "page", "screen", "identify", "group", "alias", "batch")),
+)
+
+
+def self_authenticated(path: str) -> bool:
+    return any(path == door or (door.endswith("/") and path.startswith(door)) for door in SELF_AUTHENTICATED)
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -25,7 +37,11 @@ class ApiKeyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or not scope["path"].startswith(PROTECTED_PREFIX):
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(PROTECTED_PREFIX)
+            or self_authenticated(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         expected: str = scope["app"].state.leadflow.api_key

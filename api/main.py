@@ -17,14 +17,18 @@ from api.routers import (
     dashboard,
     events,
     followups,
+    forms,
     health,
     imports,
+    ingest_admin,
     leads,
     playbooks,
+    segment,
     suppressions,
     teams,
     templates,
     unsubscribe,
+    webhooks,
 )
 from jobs.scheduler import build_scheduler
 from runtime import load_active_playbook
@@ -79,6 +83,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         unsubscribe,
     ):
         app.include_router(module.router)
+    for door in (segment, forms, webhooks, ingest_admin):  # tracking, forms, webhooks and their admin
+        app.include_router(door.router)
     return app
 
 
