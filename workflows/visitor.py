@@ -33,6 +33,7 @@ class VisitorStart:
     held: list[TrackedEvent] = field(default_factory=list)
     lead_id: str | None = None
     dropped: int = 0
+    max_held: int = MAX_HELD
 
 
 @dataclass
@@ -62,6 +63,7 @@ class VisitorWorkflow:
         self._lead_id = start.lead_id
         self._linked = False  # the link row is written with the first forward of this run
         self._dropped = start.dropped
+        self._max_held = start.max_held
         self._woken = False
 
     @workflow.signal
@@ -69,7 +71,7 @@ class VisitorWorkflow:
         for event in batch:
             if event.id in self._seen:
                 continue
-            if len(self._held) >= MAX_HELD:
+            if len(self._held) >= self._max_held:
                 self._dropped += 1
                 continue
             self._seen.add(event.id)
@@ -111,5 +113,7 @@ class VisitorWorkflow:
             if workflow.info().is_continue_as_new_suggested() and not self._woken:
                 await workflow.wait_condition(workflow.all_handlers_finished)
                 workflow.continue_as_new(
-                    VisitorStart(self._id, start.retention_seconds, self._held, self._lead_id, self._dropped)
+                    VisitorStart(
+                        self._id, start.retention_seconds, self._held, self._lead_id, self._dropped, self._max_held
+                    )
                 )
