@@ -30,6 +30,7 @@ from api.routers.webhooks import sign
 from payload_converter import data_converter
 from runtime import build_worker
 from settings import Settings
+from store import ingest
 from tests.conftest import TEST_API_KEY, free_port, venv_binary
 from workflows import search_attributes
 from workflows.visitor import VisitorWorkflow
@@ -50,8 +51,15 @@ async def dev_server() -> AsyncIterator[WorkflowEnvironment]:
 
 
 class Stack:
-    def __init__(self, http: httpx.AsyncClient, base_url: str, settings: Settings, env: WorkflowEnvironment) -> None:
-        self.http, self.base_url, self.settings, self.env = http, base_url, settings, env
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        base_url: str,
+        settings: Settings,
+        env: WorkflowEnvironment,
+        sessions: async_sessionmaker[AsyncSession],
+    ) -> None:
+        self.http, self.base_url, self.settings, self.env, self.sessions = http, base_url, settings, env, sessions
 
     def lead_id(self, email: str) -> str:
         return lead_id_for(email, self.settings.secret("id_key"))
@@ -93,7 +101,7 @@ async def stack(
                 if server.started:
                     break
                 await asyncio.sleep(0.05)
-            yield Stack(http, base, settings, dev_server)
+            yield Stack(http, base, settings, dev_server, sessions)
         server.should_exit = True
         await serving
 
@@ -148,6 +156,19 @@ async def test_real_segment_client_tracks_anonymously_then_identify_stitches(sta
     await asyncio.to_thread(site.flush)
     view = await stack.lead(email, lambda v: v["score"] == 25 + 40 + 5)
     assert view["stage"] == "sql"
+    assert errors == []
+
+    # Erasure: the person's anonymous ids lead nowhere any more; their later visits stay anonymous.
+    lead_id = stack.lead_id(email)
+    async with stack.sessions() as session:
+        assert set((await ingest.linked_leads(session, [visitor_id])).values()) == {lead_id}
+    assert (await stack.http.delete(f"/v1/leads/{lead_id}", headers=AUTH)).status_code == 200
+    async with stack.sessions() as session:
+        assert await ingest.linked_leads(session, [visitor_id]) == {}
+    site.page(anonymous_id=anonymous_id, properties={"url": "https://example.com/again"})
+    await asyncio.to_thread(site.flush)
+    await asyncio.sleep(1)
+    assert (await stack.http.get(f"/v1/leads/{lead_id}", headers=AUTH)).status_code in (404, 410)
     assert errors == []
     site.shutdown()
 

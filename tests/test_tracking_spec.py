@@ -126,3 +126,36 @@ def test_traits_become_a_lead_post() -> None:
         "fields": {"plan_tier": "pro"},
     }
     assert attributes_from_traits({"company": "Acme KK", "employees": "many"}) == {"company": "Acme KK"}
+
+
+def test_cli_creates_lists_and_revokes_write_keys(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from cli.__main__ import main
+    from settings import get_settings
+    from store import ingest
+    from store.db import make_engine, make_sessionmaker
+
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    monkeypatch.setenv("DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        assert main(["write-key", "create", "website"]) == 0
+        key_id, key = capsys.readouterr().out.splitlines()[:2]
+        key_id = key_id.split()[0]
+        assert key.startswith("lfw_")
+
+        async def valid() -> bool:
+            engine = make_engine(url)
+            async with make_sessionmaker(engine)() as session:
+                found = await ingest.write_key_valid(session, key)
+            await engine.dispose()
+            return found
+
+        assert asyncio.run(valid())
+        assert main(["write-key", "list"]) == 0 and "active" in capsys.readouterr().out
+        assert main(["write-key", "revoke", key_id]) == 0
+        assert not asyncio.run(valid())
+        assert main(["write-key", "revoke", key_id]) == 1
+    finally:
+        get_settings.cache_clear()

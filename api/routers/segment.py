@@ -226,13 +226,18 @@ async def _deliver(state: AppState, plan: _Plan) -> dict[str, str]:
 
 async def ingest_messages(kind: str, request: Request, state: State) -> JSONResponse:
     """Segment-compatible tracking: see the module docstring."""
+    basic = _basic_user(request)
     try:
-        raw = await _read_body(request)
+        body: Any = None
         try:
-            body = json.loads(raw)
+            body = json.loads(await _read_body(request))
         except (ValueError, UnicodeDecodeError) as exc:
-            raise _BodyError(400, "invalid_json", f"the body is not JSON: {exc}") from None
-        key = _basic_user(request) or (body.get("writeKey") if isinstance(body, dict) else None)
+            if basic is not None:  # a caller with credentials learns what is wrong with the body
+                raise _BodyError(400, "invalid_json", f"the body is not JSON: {exc}") from None
+        except _BodyError:
+            if basic is not None:
+                raise
+        key = basic or (body.get("writeKey") if isinstance(body, dict) else None)
         if not isinstance(key, str) or not key:
             return _error(401, "unauthorized", "send a write key as the HTTP Basic user name (empty password)")
         async with state.sessions() as session:
