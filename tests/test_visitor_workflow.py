@@ -4,15 +4,17 @@ when nobody identifies the visitor within the retention."""
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from temporalio import activity
 from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
-from temporalio.worker import Worker
+from temporalio.worker import Replayer, Worker
 
 from payload_converter import data_converter
 from rules.model import TrackedEvent
@@ -55,6 +57,13 @@ async def test_held_events_go_to_the_lead_in_time_order_once_stitched(env: Workf
         await handle.signal(VisitorWorkflow.stitch, "lead-1")
         await handle.signal(VisitorWorkflow.events, [event("after", 0)])
         await handle.result()  # ends an hour after its last forward (time skipped)
+        # Replays on today's code; LEADFLOW_RECORD_HISTORIES=1 keeps it for tests/test_replay.py.
+        history = await handle.fetch_history()
+        await Replayer(
+            workflows=[VisitorWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+        ).replay_workflow(history)
+        if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+            (Path(__file__).parent / "histories" / "visitor_stitch_v1.json").write_text(history.to_json())
     assert [e.id for e in forwarded[0].events] == ["first", "middle", "late"]
     assert forwarded[0].lead_id == "lead-1" and [e.id for j in forwarded[1:] for e in j.events] == ["after"]
 

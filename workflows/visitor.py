@@ -103,6 +103,13 @@ class VisitorWorkflow:
                 self._linked = True
                 self._seen = set()  # the lead dedupes from here on
                 continue
+            if workflow.info().is_continue_as_new_suggested():
+                await workflow.wait_condition(workflow.all_handlers_finished)
+                workflow.continue_as_new(
+                    VisitorStart(
+                        self._id, start.retention_seconds, self._held, self._lead_id, self._dropped, self._max_held
+                    )
+                )
             idle = LINGER.total_seconds() if self._lead_id else start.retention_seconds
             self._woken = False
             try:
@@ -110,10 +117,3 @@ class VisitorWorkflow:
             except TimeoutError:
                 if not self._held or self._lead_id is None:
                     return  # expired: nobody identified this visitor in time, or its lead has everything
-            if workflow.info().is_continue_as_new_suggested() and not self._woken:
-                await workflow.wait_condition(workflow.all_handlers_finished)
-                workflow.continue_as_new(
-                    VisitorStart(
-                        self._id, start.retention_seconds, self._held, self._lead_id, self._dropped, self._max_held
-                    )
-                )

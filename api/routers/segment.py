@@ -159,9 +159,13 @@ async def _plan(state: AppState, messages: list[Any], now: datetime) -> tuple[_P
                 raise SpecError(f"unknown message type {kind!r}: use track, page, screen or identify")
         except SpecError as exc:
             result.status, result.reason = "rejected", str(exc)
-    # Visitors already stitched to a lead: their events go straight to it.
+    # Visitors already stitched to a lead: their events go straight to it, and a repeated identify is a no-op.
     async with state.sessions() as session:
-        links = await ingest.linked_leads(session, sorted(plan.visitor_events))
+        links = await ingest.linked_leads(session, sorted(set(plan.visitor_events) | set(plan.stitches)))
+    for visitor_id, lead_id in list(plan.stitches.items()):
+        if links.get(visitor_id) == lead_id:
+            del plan.stitches[visitor_id]
+    links = {visitor: lead for visitor, lead in links.items() if visitor in plan.visitor_events}
     for index, visitor_id in handles.items():
         if visitor_id in links and results[index].status == "accepted":
             plan.carried[links[visitor_id]].append(index)
