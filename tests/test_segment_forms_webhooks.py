@@ -113,6 +113,7 @@ def ago(days: float) -> datetime:
 LANDING = "https://example.com/?utm_source=LinkedIn&utm_medium=paid_social&utm_campaign=launch"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_real_segment_client_tracks_anonymously_then_identify_stitches(stack: Stack) -> None:
     key = await stack.write_key()
     anonymous_id, email = str(uuid.uuid4()), f"ken.{uuid.uuid4().hex[:6]}@example.com"
@@ -185,6 +186,7 @@ async def test_stitched_first_touch_is_the_original_source(stack: Stack) -> None
     assert view["attributes"]["source_category"] == "paid"
 
 
+@pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_write_keys_open_only_the_tracking_routes(stack: Stack) -> None:
     key = await stack.write_key()
     email = f"ann.{uuid.uuid4().hex[:6]}@example.com"
