@@ -16,10 +16,11 @@ from urllib.parse import parse_qsl
 
 from fastapi import APIRouter, HTTPException, Path, Request, status
 from fastapi.responses import JSONResponse, RedirectResponse
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
 from api import intake
 from api.deps import AppState, State
+from api.errors import ErrorOut, documented
 from api.schemas import EventType, LeadIn
 from rules.model import ConsentRecord, EventsReceived, TrackedEvent
 from store import ingest
@@ -28,10 +29,30 @@ SourceId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_-]{0,63}$", descriptio
 MAX_FORM_BYTES = 64 * 1024
 CHECKED = {"on", "true", "yes", "1", "checked", "agree", "y"}
 # Where a mapping may put a value: POST /v1/leads's fields, utm_* (the utm unit) or fields.<custom>.
-TARGETS = (set(LeadIn.model_fields) - {"utm", "fields", "consent"}) | {
-    f"utm_{f}" for f in ("source", "medium", "campaign", "term", "content")
-}
-router = APIRouter(prefix="/v1/forms", tags=["forms"])
+TARGETS = tuple(
+    sorted(
+        (set(LeadIn.model_fields) - {"utm", "fields", "consent"})
+        | {f"utm_{f}" for f in ("source", "medium", "campaign", "term", "content")}
+    )
+)
+# Lead fields typed as integers: a form sends text, so "250" there means 250 (as a browser posts it).
+INTEGER_TARGETS = frozenset(
+    name
+    for name, schema in LeadIn.model_json_schema()["properties"].items()
+    if "integer" in {schema.get("type"), *(option.get("type") for option in schema.get("anyOf", []))}
+)
+Target = Annotated[
+    str,
+    StringConstraints(pattern="^(" + "|".join(TARGETS) + r"|fields\.[a-z][a-z0-9_]{0,63})$"),
+    Field(description="a lead field, utm_*, or fields.<custom>"),
+]
+router = APIRouter(
+    prefix="/v1/forms",
+    tags=["forms"],
+    responses=documented(400, 404, 410, 413, 422, 429, 503)
+    | {303: {"description": "a browser's urlencoded post, sent on to the form's redirect_url"}}
+    | {415: {"model": ErrorOut, "description": "neither application/x-www-form-urlencoded nor JSON"}},
+)
 
 
 class ConsentField(BaseModel):
@@ -48,7 +69,9 @@ class InboundConfig(BaseModel):
     (``data.email``) into nested JSON."""
 
     model_config = ConfigDict(extra="forbid")
-    fields: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], str] = Field(max_length=100)
+    fields: dict[Annotated[str, StringConstraints(min_length=1, max_length=200)], Target] = Field(
+        min_length=1, max_length=100
+    )
     consent: ConsentField | None = None
     source: Annotated[str, StringConstraints(min_length=1, max_length=200)] | None = Field(
         default=None, description="the lead source these posts declare, e.g. whitepaper"
@@ -60,17 +83,6 @@ class InboundConfig(BaseModel):
     redirect_url: Annotated[str, StringConstraints(pattern=r"^https?://", max_length=2000)] | None = Field(
         default=None, description="forms only: answer a browser's urlencoded post with a 303 to this page"
     )
-
-    @field_validator("fields")
-    @classmethod
-    def _targets(cls, fields: dict[str, str]) -> dict[str, str]:
-        for incoming, target in fields.items():
-            custom = target.startswith("fields.") and target[7:].replace("_", "a").isalnum() and target[7:8].isalpha()
-            if target not in TARGETS and not custom:
-                raise ValueError(
-                    f"{incoming!r} maps to {target!r}: use one of {', '.join(sorted(TARGETS))} or fields.<name>"
-                )
-        return fields
 
     @model_validator(mode="after")
     def _email_mapped(self) -> InboundConfig:
@@ -103,6 +115,8 @@ def map_post(config: InboundConfig, data: dict[str, Any]) -> tuple[dict[str, Any
             custom[target[7:]] = value
         elif target.startswith("utm_"):
             utm[target[4:]] = value
+        elif target in INTEGER_TARGETS and isinstance(value, str) and value.strip().isdigit():
+            body[target] = int(value.strip())
         else:
             body[target] = value
     if custom:

@@ -12,11 +12,12 @@ from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, StringConstraints
 
 from api.deps import Authorized, Session, State
+from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.routers.forms import InboundConfig, SourceId
 from api.routers.webhooks import webhook_secret
 from store import ingest
 
-router = APIRouter(prefix="/v1/admin", tags=["admin: ingest"], dependencies=[Authorized])
+router = APIRouter(prefix="/v1/admin", tags=["admin: ingest"], dependencies=[Authorized], responses=V1_ERRORS)
 
 
 class WriteKeyIn(BaseModel):
@@ -31,7 +32,7 @@ class WriteKeyOut(BaseModel):
     key: str | None = None  # only in the answer that creates it
 
 
-@router.post("/write-keys", status_code=status.HTTP_201_CREATED, response_model=WriteKeyOut)
+@router.post("/write-keys", status_code=status.HTTP_201_CREATED, response_model=WriteKeyOut, responses=BODY_ERRORS)
 async def create_write_key(body: WriteKeyIn, session: Session) -> WriteKeyOut:
     """A tracking write key (it can only post to the Segment-compatible routes). Shown once: keep it."""
     info, key = await ingest.create_write_key(session, body.name)
@@ -43,7 +44,7 @@ async def list_write_keys(session: Session) -> list[WriteKeyOut]:
     return [WriteKeyOut(**vars(info)) for info in await ingest.list_write_keys(session)]
 
 
-@router.delete("/write-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/write-keys/{key_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
 async def revoke_write_key(key_id: str, session: Session) -> None:
     if not await ingest.revoke_write_key(session, key_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no active write key {key_id}")
@@ -55,7 +56,7 @@ class SourceOut(BaseModel):
     secret: str | None = None  # webhooks: only when created or rotated
 
 
-@router.put("/forms/{form_id}", response_model=SourceOut)
+@router.put("/forms/{form_id}", response_model=SourceOut, responses=BODY_ERRORS)
 async def put_form(form_id: SourceId, body: InboundConfig, session: Session) -> SourceOut:
     """Create or replace a form's field mapping, consent box and declared source."""
     await ingest.put_source(session, "form", form_id, body.model_dump(exclude_none=True), new_secret=False)
@@ -67,13 +68,13 @@ async def list_forms(session: Session) -> list[SourceOut]:
     return [SourceOut(id=row.id, config=row.config) for row in await ingest.list_sources(session, "form")]
 
 
-@router.delete("/forms/{form_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/forms/{form_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
 async def delete_form(form_id: SourceId, session: Session) -> None:
     if not await ingest.delete_source(session, "form", form_id):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no form {form_id}")
 
 
-@router.put("/webhooks/{source}", response_model=SourceOut)
+@router.put("/webhooks/{source}", response_model=SourceOut, responses=BODY_ERRORS)
 async def put_webhook(
     source: SourceId,
     body: InboundConfig,
@@ -94,7 +95,7 @@ async def list_webhooks(session: Session) -> list[SourceOut]:
     return [SourceOut(id=row.id, config=row.config) for row in await ingest.list_sources(session, "webhook")]
 
 
-@router.delete("/webhooks/{source}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete("/webhooks/{source}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))
 async def delete_webhook(source: SourceId, session: Session) -> None:
     if not await ingest.delete_source(session, "webhook", source):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no webhook source {source}")

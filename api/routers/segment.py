@@ -27,16 +27,17 @@ from pydantic import BaseModel
 
 from api import intake
 from api.deps import AppState, State
+from api.errors import documented
 from api.lead_ids import normalize_email
+from api.limits import MAX_BODY_BYTES  # checked again after gzip inflation here
 from rules.model import EventsReceived, TrackedEvent
 from rules.tracking_spec import SpecError, attributes_from_traits, email_of, event_from_message, visitor_keys
 from store import ingest
 
 KINDS = ("track", "page", "screen", "identify", "group", "alias", "batch")
 PREFIXES = ("/v1", "/v1/segment")
-MAX_BODY_BYTES = 1024 * 1024  # after decompression too (Segment itself takes 500 KB per batch)
 MAX_BATCH = 2500
-router = APIRouter(tags=["tracking (Segment API)"])
+router = APIRouter(tags=["tracking (Segment API)"], responses=documented(400, 401, 413, 429, 503))
 
 
 class MessageResult(BaseModel):

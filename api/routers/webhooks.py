@@ -20,12 +20,15 @@ from fastapi import APIRouter, HTTPException, Request, status
 from pydantic import BaseModel
 
 from api.deps import State
+from api.errors import documented
 from api.routers.forms import InboundConfig, SourceId, take_post
 from store import ingest
 
 SIGNATURE_HEADER = "x-leadflow-signature"
 MAX_WEBHOOK_BYTES = 256 * 1024
-router = APIRouter(prefix="/v1/webhooks", tags=["webhooks"])
+router = APIRouter(
+    prefix="/v1/webhooks", tags=["webhooks"], responses=documented(400, 401, 404, 410, 413, 422, 429, 503)
+)
 
 
 def webhook_secret(id_key: str, source: str, nonce: str) -> str:
