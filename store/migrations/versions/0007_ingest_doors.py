@@ -1,7 +1,7 @@
 """write_keys (tracking credentials), inbound_sources (forms and webhook senders), visitor_links.
 
-Revision ID: ingest_doors
-Revises: 0005
+Revision ID: 0007
+Revises: 0006
 """
 
 from __future__ import annotations
@@ -11,8 +11,8 @@ from alembic import op
 
 from store.models import UTCDateTime
 
-revision: str = "ingest_doors"
-down_revision: str | None = "0005"
+revision: str = "0007"
+down_revision: str | None = "0006"
 branch_labels = None
 depends_on = None
 
