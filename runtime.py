@@ -15,6 +15,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.email import EmailActivities, Mailer
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
+from activities.visitors import VisitorActivities
 from observability.temporal import ActivityObserver
 from observability.tracing import client_interceptors
 from privacy.codec import LeadPayloadCodec, lead_data_converter
@@ -24,6 +25,7 @@ from rules.playbook import compile_source as compile_playbook
 from settings import Settings
 from workflows.lead import LeadWorkflow
 from workflows.payloads import PlaybookBundle
+from workflows.visitor import VisitorWorkflow
 
 
 def key_ring(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> KeyRing:
@@ -106,11 +108,12 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
     kwargs.setdefault("interceptors", [ActivityObserver(sessions)])
     for name, value in worker_bounds(settings).items():
         kwargs.setdefault(name, value)
+    visitors = VisitorActivities(sessions)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[LeadWorkflow],
-        activities=[emails.send_email, leads.project_lead, leads.assign_rep],
+        workflows=[LeadWorkflow, VisitorWorkflow],
+        activities=[emails.send_email, leads.project_lead, leads.assign_rep, visitors.forward_visitor_events],
         workflow_runner=workflow_runner(),
         **kwargs,
     )

@@ -147,6 +147,14 @@ class Settings(BaseSettings):
     # On SIGTERM, how long running activities get to finish before they are cancelled.
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
+    # Segment-compatible tracking: where an identify (or a track) names the person's email, in order:
+    # "traits" (traits.email, context.traits.email) and "user_id" (a userId that is an email).
+    segment_email_from: list[Literal["traits", "user_id"]] = ["traits", "user_id"]
+    # An anonymous visitor's events wait this long (since their last event) for an identify, then go.
+    visitor_retention_days: float = 30.0
+    # Signed webhooks: a signature whose timestamp is further than this from now is refused (replays).
+    webhook_tolerance_seconds: int = 300
+
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"
 

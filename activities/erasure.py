@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from privacy.addresses import address_hash
 from privacy.keys import KeyRing
-from store import privacy
+from store import ingest, privacy
 
 ERASED = "erased"
 
@@ -46,4 +46,6 @@ async def erase_person(
             await privacy.suppress(session, address_hash(email, hash_key), ERASED, now)
     async with sessions() as session:
         anonymised = await privacy.anonymise_lead(session, lead_id)
+    async with sessions() as session:  # the person's anonymous ids lead nowhere any more
+        await ingest.forget_lead_visitors(session, lead_id)
     return ErasureOutcome(lead_id, destroyed, bool(email), anonymised)

@@ -9,8 +9,20 @@ import json
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 PROTECTED_PREFIX = "/v1/"
-# Routes that check their caller themselves: relays may sign instead of sending the key (api/webhook_auth.py).
-SELF_AUTHENTICATED = frozenset({"/v1/email-events"})
+# Doors that check their own credentials (a tracking write key, a webhook signature, or none for public
+# forms): the admin key is not theirs to ask for, and a write key opens nothing else.
+# Relays may sign bounce reports instead of sending the key (api/webhook_auth.py).
+SELF_AUTHENTICATED = (
+    "/v1/email-events",
+    "/v1/segment/",
+    "/v1/forms/",
+    "/v1/webhooks/",
+    *(f"/v1/{kind}" for kind in ("track", "page", "screen", "identify", "group", "alias", "batch")),
+)
+
+
+def self_authenticated(path: str) -> bool:
+    return any(path == door or (door.endswith("/") and path.startswith(door)) for door in SELF_AUTHENTICATED)
 
 
 def presented_key(headers: list[tuple[bytes, bytes]]) -> str | None:
@@ -27,8 +39,11 @@ class ApiKeyMiddleware:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        path = scope["path"] if scope["type"] == "http" else ""
-        if not path.startswith(PROTECTED_PREFIX) or path in SELF_AUTHENTICATED:
+        if (
+            scope["type"] != "http"
+            or not scope["path"].startswith(PROTECTED_PREFIX)
+            or self_authenticated(scope["path"])
+        ):
             await self.app(scope, receive, send)
             return
         expected: str = scope["app"].state.leadflow.api_key

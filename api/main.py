@@ -20,16 +20,20 @@ from api.routers import (
     email_report,
     events,
     followups,
+    forms,
     health,
     imports,
+    ingest_admin,
     leads,
     playbooks,
     reports,
+    segment,
     suppressions,
     teams,
     templates,
     tracking,
     unsubscribe,
+    webhooks,
 )
 from jobs.scheduler import build_scheduler
 from observability import endpoints
@@ -101,6 +105,8 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
     if (settings or get_settings()).api_metrics:
         app.include_router(endpoints.router)
     instrument_api(app, settings or get_settings())
+    for door in (segment, forms, webhooks, ingest_admin):  # tracking, forms, webhooks and their admin
+        app.include_router(door.router)
     return app
 
 

@@ -5,6 +5,7 @@ leadflow simulate playbooks/examples/seed_story.yaml [--playbook draft.yaml] [--
 leadflow rewrap-keys   (master key rotation: LEADFLOW_MASTER_KEY new, LEADFLOW_MASTER_KEY_PREVIOUS old)
 leadflow import leads.csv [--source expo-2026] [--consent-basis consent] [--map 'E-mail=email'] [--json]
 leadflow report sources --month 2026-01 [--by category] [--format json]   (see leadflow report -h)
+leadflow write-key create NAME | list | revoke ID   (tracking write keys for the Segment-compatible API)
 """
 
 from __future__ import annotations
@@ -65,6 +66,33 @@ async def rewrap_keys() -> int:
     return 0
 
 
+async def write_key_command(action: str, value: str | None) -> int:
+    from settings import get_settings
+    from store import ingest
+    from store.db import make_engine, make_sessionmaker, run_migrations
+
+    settings = get_settings()
+    await asyncio.to_thread(run_migrations, settings.resolved_database_url())
+    engine = make_engine(settings.resolved_database_url())
+    try:
+        async with make_sessionmaker(engine)() as session:
+            if action == "create":
+                info, key = await ingest.create_write_key(session, value or "default")
+                print(f"{info.id}  {info.name}\n{key}\n(shown once: use it as the Segment/RudderStack write key)")
+            elif action == "revoke":
+                if not await ingest.revoke_write_key(session, value or ""):
+                    print(f"write-key: no active key {value}", file=sys.stderr)
+                    return 1
+                print(f"revoked {value}")
+            else:
+                for row in await ingest.list_write_keys(session):
+                    state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
+                    print(f"{row.id}  {row.created_at:%Y-%m-%d}  {state:<18} {row.name}")
+    finally:
+        await engine.dispose()
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="leadflow", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -79,7 +107,14 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("rewrap-keys", help="re-wrap every lead's data key with the current master key")
     import_command.add_parser(sub)
     report.add_parser(sub)
+    keys = sub.add_parser("write-key", help="create, list or revoke tracking write keys")
+    keys.add_argument("action", choices=["create", "list", "revoke"])
+    keys.add_argument("value", nargs="?", help="create: a name for the key; revoke: its id (wk_...)")
     args = parser.parse_args(argv)
+    if args.command == "write-key":
+        if args.action == "revoke" and not args.value:
+            parser.error("write-key revoke needs the key id (see write-key list)")
+        return asyncio.run(write_key_command(args.action, args.value))
     if args.command == "rewrap-keys":
         return asyncio.run(rewrap_keys())
     if args.command == "import":

@@ -429,3 +429,43 @@ class EmailFeedbackRow(Base):
     suppressed: Mapped[bool] = mapped_column(Boolean(), default=False, server_default=false())
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
+
+class WriteKey(Base):
+    """A tracking write key (Segment/RudderStack style): it may only post events, nothing else.
+
+    Only a SHA-256 of the key is kept (keys are random, 192 bits: no salt or slow hash needed)."""
+
+    __tablename__ = "write_keys"
+
+    id: Mapped[str] = mapped_column(String(), primary_key=True)  # public handle, e.g. wk_3f9a1c2e
+    name: Mapped[str]
+    key_hash: Mapped[str] = mapped_column(unique=True)
+    created_at: Mapped[datetime]
+    revoked_at: Mapped[datetime | None]
+
+
+class InboundSource(Base):
+    """A form (public posts) or a webhook sender (signed posts), with the field mapping of its posts.
+
+    A webhook's signing secret is not stored: it is derived from the id key and ``secret_nonce``, so the
+    table leaks nothing and re-creating the source rotates it."""
+
+    __tablename__ = "inbound_sources"
+
+    kind: Mapped[str] = mapped_column(String(), primary_key=True)  # form | webhook
+    id: Mapped[str] = mapped_column(String(), primary_key=True)
+    config: Mapped[dict[str, Any]]
+    secret_nonce: Mapped[str | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class VisitorLink(Base):
+    """An anonymous visitor (or a non-email userId) stitched onto a lead; written only by the visitor
+    workflow's activity, read by the API to send that visitor's later events straight to the lead."""
+
+    __tablename__ = "visitor_links"
+
+    visitor_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(index=True)
+    linked_at: Mapped[datetime]

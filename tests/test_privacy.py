@@ -30,6 +30,7 @@ from runtime import workflow_runner
 from store import privacy, repo
 from store.models import Base
 from workflows.lead import LeadWorkflow
+from workflows.visitor import VisitorWorkflow
 
 LEAD = "lead-" + "a" * 32
 OTHER = "lead-" + "b" * 32
@@ -259,7 +260,7 @@ async def test_recorded_plain_histories_replay_through_the_codec(sessions: Sessi
     for path in sorted((Path(__file__).parent / "histories").glob("*.json")):
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         replayer = Replayer(
-            workflows=[LeadWorkflow],
+            workflows=[LeadWorkflow, VisitorWorkflow],
             data_converter=lead_data_converter(ring(sessions)),
             workflow_runner=workflow_runner(),
         )
