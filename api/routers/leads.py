@@ -136,19 +136,7 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State) -> LeadView:
     """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
     now = datetime.now(UTC)
     touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), body.rep_id, body.note)
-    try:
-        async with state.temporal_call() as client:
-            view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
-                LeadWorkflow.log_touch, touch, rpc_timeout=UPDATE_TIMEOUT
-            )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, message) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
-        raise
+    view = await _update(state, lead_id, LeadWorkflow.log_touch, touch, refused=status.HTTP_422_UNPROCESSABLE_CONTENT)
     # The workflow projects the touch as a touchpoint (it is the one writer of touchpoints).
     return view
 
@@ -157,20 +145,7 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State) -> LeadView:
 async def record_consent(lead_id: LeadId, body: ConsentIn, state: State) -> LeadView:
     """Record email consent (opt-in or opt-out); the answer shows the consent that now decides nurture."""
     change = ConsentRecorded(body.record("api", datetime.now(UTC)))
-    try:
-        async with state.temporal_call() as client:
-            view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
-                LeadWorkflow.record_consent, change, rpc_timeout=UPDATE_TIMEOUT
-            )
-    except WorkflowUpdateFailedError as exc:
-        cause = exc.cause
-        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise HTTPException(status.HTTP_404_NOT_FOUND, message) from exc
-    except RPCError as exc:
-        if exc.status == RPCStatusCode.NOT_FOUND:
-            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
-        raise
-    return view
+    return await _update(state, lead_id, LeadWorkflow.record_consent, change, refused=status.HTTP_404_NOT_FOUND)
 
 
 async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) -> tuple[bool, str | None]:
@@ -213,3 +188,21 @@ async def erase_lead(lead_id: LeadId, state: State, session: Session) -> Erasure
     client = await state.temporal()
     codec = lead_codec(client)
     return await erase_person(state.sessions, codec.keys if codec else None, lead_id, email, state.id_key)
+
+
+async def _update(state: AppState, lead_id: str, update: Any, arg: Any, *, refused: int) -> LeadView:
+    """Run a workflow update that answers the lead's new view; a validator's refusal becomes ``refused``."""
+    try:
+        async with state.temporal_call() as client:
+            view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
+                update, arg, rpc_timeout=UPDATE_TIMEOUT
+            )
+    except WorkflowUpdateFailedError as exc:
+        cause = exc.cause
+        message = cause.message if isinstance(cause, ApplicationError) else str(cause)
+        raise HTTPException(refused, message) from exc
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
+        raise
+    return view
