@@ -43,17 +43,12 @@ def test_the_api_conforms_to_its_openapi_spec_with_every_check(served: str, tmp_
     command = [
         venv_binary("schemathesis"), "--no-color", "--config-file", str(CONFIG), "run", f"{served}/openapi.json",
         "--checks", "all", "-H", f"X-API-Key: {TEST_API_KEY}", "--max-examples", str(MAX_EXAMPLES),
-        "--seed", str(SEED), "--workers", "2", "--request-timeout", "15",
+        "--seed", str(SEED), "--workers", "1", "--request-timeout", "15",
         "--report-dir", str(tmp_path),
     ]  # fmt: skip
     # cwd: schemathesis keeps its cache of found failures in ./.schemathesis; not in the repository.
+    # One worker: CPython 3.11 keeps the AST constructor's recursion counter per interpreter, not per thread
+    # (python/cpython#106905), and hypothesis parses lambda sources with `ast` while describing strategies, so
+    # two worker threads crashed the tool itself ("AST constructor recursion depth mismatch") in CI.
     run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
-    if run.returncode != 0 and _only_a_tool_crash(run.stdout):
-        # The tool itself crashed while generating data (seen here: CPython's "AST constructor recursion depth
-        # mismatch" inside schemathesis), with no check failing: run it once more. A failed check never reruns.
-        run = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False, cwd=tmp_path)
     assert run.returncode == 0, run.stdout[-20000:] + run.stderr[-3000:]
-
-
-def _only_a_tool_crash(output: str) -> bool:
-    return "Runtime Error" in output and "❌ ST" not in output and "ST1" not in output and "ST2" not in output
