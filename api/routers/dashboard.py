@@ -45,15 +45,6 @@ def require_browser_key(state: State, credentials: Annotated[HTTPBasicCredential
         )
 
 
-def sink_messages(state: State) -> list[dict]:
-    try:
-        from devstack.smtp_sink import read_messages
-    except ImportError:  # pragma: no cover - devstack is part of the repo
-        return []
-    mail_dir = state.settings.data_dir / "mail"
-    return read_messages(mail_dir, limit=20) if mail_dir.exists() else []
-
-
 @router.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(require_browser_key)])
 async def dashboard(request: Request, state: State, session: Session) -> HTMLResponse:
     playbook = await state.current_playbook()
@@ -69,7 +60,6 @@ async def dashboard(request: Request, state: State, session: Session) -> HTMLRes
         "pending": await repo.list_followups(session, status="pending", limit=50, offset=0),
         "emails": await repo.list_emails(session, limit=20),
         "failed_emails": await repo.list_emails(session, status="failed", limit=20),
-        "sink": sink_messages(state),
         "playbook": playbook.bundle.version,
     }
     return templates.TemplateResponse(request, "index.html", context)
