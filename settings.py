@@ -100,7 +100,8 @@ class Settings(BaseSettings):
     # (Apple Mail Privacy Protection, image proxies) and link scanners fetch within seconds of delivery.
     tracking_dedupe_seconds: int = Field(default=3600, ge=1)
     # POST /v1/email-events: the relay signs with this secret (X-Leadflow-Signature) instead of sending
-    # the API key; signatures older or newer than the tolerance are refused (replay window).
+    # the API key; signatures older or newer than the tolerance are refused (replay window). The same
+    # tolerance bounds the signed webhooks of /v1/webhooks/{source}.
     webhook_secret: SecretStr | None = None
     webhook_tolerance_seconds: int = Field(default=300, ge=1)
 
@@ -152,8 +153,6 @@ class Settings(BaseSettings):
     segment_email_from: list[Literal["traits", "user_id"]] = ["traits", "user_id"]
     # An anonymous visitor's events wait this long (since their last event) for an identify, then go.
     visitor_retention_days: float = 30.0
-    # Signed webhooks: a signature whose timestamp is further than this from now is refused (replays).
-    webhook_tolerance_seconds: int = 300
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"

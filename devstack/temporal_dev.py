@@ -84,7 +84,7 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
             )
     if missing:
         await client.operator_service.add_search_attributes(
-            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)
+            AddSearchAttributesRequest(namespace=namespace, search_attributes=missing)  # type: ignore[arg-type]
         )
     return sorted(missing)
 

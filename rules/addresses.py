@@ -53,7 +53,7 @@ def hostile_character(value: str) -> str | None:
     """The first character that could break a header line, described for a person (None if there is none)."""
     for position, char in enumerate(value):
         if unicodedata.category(char) in _BREAKING:
-            name = _CONTROL_NAMES.get(char) or unicodedata.name(char, "control character")
+            name = _CONTROL_NAMES.get(char, "") or unicodedata.name(char, "control character")
             return f"U+{ord(char):04X} ({name.lower()}) at position {position}"
     return None
 

@@ -1,4 +1,3 @@
-
 """From a CSV row to lead attributes: which column is which field, and what an imported lead carries.
 
 Business rules of the import, kept pure so the CLI, the API and the bench share them: the header names
@@ -58,10 +57,10 @@ def map_columns(headers: Sequence[str], overrides: Mapping[str, str] | None = No
         mapping[by_name[column.strip()]] = field
     taken = set(mapping.values())
     for index, header in enumerate(headers):
-        field = _BY_HEADER.get(header_key(header))
-        if index not in mapping and field and field not in taken:
-            mapping[index] = field
-            taken.add(field)
+        known = _BY_HEADER.get(header_key(header))
+        if index not in mapping and known and known not in taken:
+            mapping[index] = known
+            taken.add(known)
     if "email" not in mapping.values():
         raise CleaningError(f"no email column among {list(headers)}: map one with --map 'your column=email'")
     return mapping

@@ -642,7 +642,7 @@ def _check_references(
                 issues.append(source.issue((section, key, i, "id"), f'the id "{item.id}" is used twice'))
             seen.add(item.id)
     if teams is not None:
-        wanted = [(("routing", "default_team"), pb.routing.default_team)]
+        wanted: list[tuple[tuple[str | int, ...], str]] = [(("routing", "default_team"), pb.routing.default_team)]
         if pb.routing.fallback_team:
             wanted.append((("routing", "fallback_team"), pb.routing.fallback_team))
         wanted += [(("routing", "rules", i, "team"), r.team) for i, r in enumerate(pb.routing.rules)]

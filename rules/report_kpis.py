@@ -181,14 +181,14 @@ def source_health(leads: Iterable[LeadFacts], funnel: FunnelStages, period: Peri
         {"source": source, "pipeline": count, "share": ratio(count, pipeline_total)}
         for source, count in sorted(pipeline.items(), key=lambda item: (-item[1], item[0]))
     ]
-    for row in shares:
-        if row["source"] not in UNTRACKED and pipeline[row["source"]] / pipeline_total > CONCENTRATION_LIMIT:
+    for source, count in pipeline.items():
+        share = count / pipeline_total
+        if source not in UNTRACKED and share > CONCENTRATION_LIMIT:
             warnings.append(
                 {
                     "code": "concentration_risk",
-                    "source": row["source"],
-                    "message": f"{row['source']} drives {row['share']:.1%} of the pipeline: "
-                    "concentration risk (more than 50 %)",
+                    "source": source,
+                    "message": f"{source} drives {share:.1%} of the pipeline: concentration risk (more than 50 %)",
                 }
             )
     return {

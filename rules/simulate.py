@@ -364,8 +364,8 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
                 {"points": change.points, "score": change.score_after, "rule": change.rule_id, "reason": change.reason},
             )
         )
-    for change in after.stage_changes[len(before.stage_changes) :]:
-        trace.append(TraceEntry(at, "stage", {"from": change.from_stage, "to": change.to_stage, "rule": change.reason}))
+    for moved in after.stage_changes[len(before.stage_changes) :]:
+        trace.append(TraceEntry(at, "stage", {"from": moved.from_stage, "to": moved.to_stage, "rule": moved.reason}))
     if after.grade != before.grade:
         trace.append(
             TraceEntry(at, "grade", {"grade": after.grade, "points": after.grade_points, "rules": after.grade_reasons})

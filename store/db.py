@@ -9,11 +9,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, Row, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -175,3 +175,14 @@ def run_migrations(url: str) -> None:
     with _migration_connection(sync_url) as conn:
         config.attributes["connection"] = conn
         command.upgrade(config, "head")
+
+
+def rowcount(result: Result[Any]) -> int:
+    """Rows an INSERT/UPDATE/DELETE touched: its result is a CursorResult, which the typing of
+    ``AsyncSession.execute`` does not say."""
+    return cast("CursorResult[Any]", result).rowcount
+
+
+def row_dict(row: Row[Any] | Any) -> dict[str, Any]:
+    """One selected row as a plain dict (any column shape)."""
+    return dict(row._mapping)

@@ -52,8 +52,8 @@ async def add_feedback(session: AsyncSession, row: dict[str, Any]) -> bool | Non
         new = (await session.execute(stmt.returning(EmailFeedbackRow.id))).first() is not None
     if new:
         return None
-    stmt = select(EmailFeedbackRow.suppressed).where(EmailFeedbackRow.id == row["id"])
-    return bool((await session.execute(stmt)).scalar_one())
+    query = select(EmailFeedbackRow.suppressed).where(EmailFeedbackRow.id == row["id"])
+    return bool((await session.execute(query)).scalar_one())
 
 
 async def mark_suppressed(session: AsyncSession, feedback_id: str) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
-from typing import Any
 
 from sqlalchemy import Select, and_, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -16,7 +15,9 @@ Group = tuple[str, str | None]  # (template, variant)
 UNSUBSCRIBE_TYPES = ("unsubscribe", "email_unsubscribe")
 
 
-def _sends(kind: str, since: datetime | None, until: datetime | None) -> Select[Any]:
+def _sends(
+    kind: str, since: datetime | None, until: datetime | None
+) -> Select[str, str | None, str, str | None, datetime | None]:
     """The sent mail the report covers (one row per send key)."""
     stmt = select(EmailRow.key, EmailRow.lead_id, EmailRow.template, EmailRow.variant, EmailRow.sent_at).where(
         EmailRow.status == "sent", EmailRow.kind == kind

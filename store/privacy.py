@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.db import rowcount
 from store.models import EmailFeedbackRow, EmailRow, Lead, LeadKey, Suppression, Touchpoint
 from store.repo import _insert, _writing
 
@@ -90,13 +91,13 @@ async def destroy_lead_key(session: AsyncSession, lead_id: str, now: datetime) -
             .where(LeadKey.lead_id == lead_id, LeadKey.erased_at.is_(None))
             .values(wrapped_key=None, erased_at=now)
         )
-        if result.rowcount == 0:
+        if rowcount(result) == 0:
             await session.execute(
                 _insert(session, LeadKey)
                 .values(lead_id=lead_id, key_id=f"erased-{lead_id}", wrapped_key=None, created_at=now, erased_at=now)
                 .on_conflict_do_nothing(index_elements=["lead_id"])
             )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 async def keys_wrapped_by_other_masters(session: AsyncSession, master_key_id: str, limit: int = 500) -> list[StoredKey]:
@@ -124,7 +125,7 @@ async def rewrap_lead_key(
             )
             .values(master_key_id=master_key_id, wrapped_key=wrapped_key)
         )
-    return result.rowcount == 1
+    return rowcount(result) == 1
 
 
 # ---------------------------------------------------------------- suppression
@@ -169,7 +170,7 @@ async def anonymise_lead(session: AsyncSession, lead_id: str) -> dict[str, int]:
             kept = {k: v for k, v in (row.attributes or {}).items() if k in KEPT_ATTRIBUTES}
             cleared: dict[str, Any] = dict.fromkeys(CLEARED_LEAD_COLUMNS)
             result = await session.execute(update(Lead).where(Lead.id == lead_id).values(attributes=kept, **cleared))
-            leads = result.rowcount
+            leads = rowcount(result)
         # Opens and clicks keep which send they concern (no person in it), so the email report still counts them.
         engagement = select(Touchpoint.id, Touchpoint.properties).where(
             Touchpoint.lead_id == lead_id, Touchpoint.type.in_(ENGAGEMENT_TYPES)
@@ -192,4 +193,4 @@ async def anonymise_lead(session: AsyncSession, lead_id: str) -> dict[str, int]:
         )
         # A relay's diagnostic often quotes the address.
         await session.execute(update(EmailFeedbackRow).where(EmailFeedbackRow.lead_id == lead_id).values(reason=None))
-    return {"leads": leads, "touchpoints": touchpoints.rowcount, "emails": emails.rowcount}
+    return {"leads": leads, "touchpoints": rowcount(touchpoints), "emails": rowcount(emails)}

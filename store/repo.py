@@ -20,6 +20,7 @@ from sqlalchemy.orm import DeclarativeBase
 
 from rules.assignment import STRATEGIES, Candidate, choose
 from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint, TrackedEvent
+from store.db import rowcount
 from store.models import (
     Assignment,
     EmailRow,
@@ -89,7 +90,7 @@ def _chunks(rows: Sequence[dict[str, Any]], size: int = _CHUNK) -> Iterable[Sequ
         yield rows[start : start + size]
 
 
-def _row_dict(row: Row[Any]) -> dict[str, Any]:
+def _row_dict(row: Row[Any] | Any) -> dict[str, Any]:
     return dict(row._mapping)
 
 
@@ -507,7 +508,7 @@ class RepChoice:
     reason: str
 
 
-async def _lock_team(session: AsyncSession, team_key: str) -> Row[Any] | None:
+async def _lock_team(session: AsyncSession, team_key: str) -> Row[str, str | None, str | None, str | None] | None:
     """Serialise assignment per team; returns the team row read under the lock, or None if unknown."""
     if _dialect(session) == "sqlite":
         # A write as the transaction's first statement takes SQLite's single write lock (waiting on
@@ -668,7 +669,7 @@ async def record_email(
     session: AsyncSession,
     *,
     key: str,
-    lead_id: str,
+    lead_id: str | None,
     kind: str,
     template: str,
     to_addr: str,
@@ -790,7 +791,7 @@ async def claim_email(
             )
             .on_conflict_do_nothing(index_elements=["key"])
         )
-        if result.rowcount == 1:
+        if rowcount(result) == 1:
             return True
         cutoff = now - timedelta(seconds=stale_after_seconds)
         taken = await session.execute(
@@ -798,11 +799,11 @@ async def claim_email(
             .where(EmailRow.key == key, EmailRow.status.in_(("claimed", "sending")), EmailRow.created_at < cutoff)
             .values(created_at=now, status="claimed")
         )
-        return taken.rowcount == 1
+        return rowcount(taken) == 1
 
 
 async def set_rep_availability(session: AsyncSession, rep_id: str, away_until: datetime | None) -> bool:
     """Mark a rep out of office until ``away_until`` (None: back). False when there is no such rep."""
     async with _writing(session):
         result = await session.execute(update(Rep).where(Rep.id == rep_id).values(away_until=away_until))
-    return result.rowcount == 1
+    return rowcount(result) == 1

@@ -102,6 +102,7 @@ async def touch_facts(session: AsyncSession, start: datetime, end: datetime) -> 
     return [
         TouchFacts(lead_id, at, source, categories.get(source, UNKNOWN), channel, campaign)
         for lead_id, at, source, channel, campaign in rows.all()
+        if source is not None  # the query's own filter, said again for the type checker
     ]
 
 
@@ -112,7 +113,7 @@ async def source_categories(session: AsyncSession) -> dict[str, str]:
         .where(Lead.original_source.is_not(None), Lead.source_category.is_not(None))
         .distinct()
     )
-    return {source: category for source, category in rows.all()}
+    return {source: category for source, category in rows.all() if source is not None and category is not None}
 
 
 async def followup_facts(session: AsyncSession, start: datetime, end: datetime) -> list[FollowUpFacts]:

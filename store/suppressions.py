@@ -17,6 +17,7 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from privacy.addresses import address_hash, normalize_address
+from store.db import rowcount
 from store.models import Suppression
 from store.repo import _insert, _writing
 
@@ -56,9 +57,9 @@ def hashes_for(address: str, key: str) -> list[str]:
 def _entry(row: Suppression) -> SuppressionEntry:
     return SuppressionEntry(
         row.id,
-        row.scope,
+        row.scope,  # type: ignore[arg-type]  # the column holds only SuppressionScope values
         row.address,
-        row.reason,
+        row.reason,  # type: ignore[arg-type]  # likewise SuppressionReason
         row.created_at,
         row.note,
         row.lead_id,  # type: ignore[arg-type]
@@ -143,4 +144,4 @@ async def get(session: AsyncSession, entry_id: int) -> SuppressionEntry | None:
 async def remove(session: AsyncSession, entry_id: int) -> bool:
     async with _writing(session):
         result = await session.execute(delete(Suppression).where(Suppression.id == entry_id))
-    return result.rowcount == 1
+    return rowcount(result) == 1

@@ -11,9 +11,10 @@ from __future__ import annotations
 import asyncio
 from collections import deque
 from datetime import datetime, timedelta
+from typing import Any
 
 from temporalio import workflow
-from temporalio.common import RetryPolicy
+from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
@@ -383,7 +384,7 @@ class LeadWorkflow:
 
     def _upsert_search_attributes(self) -> None:
         s = self._state
-        updates = [
+        updates: list[SearchAttributeUpdate[Any]] = [
             sa.LEAD_STAGE.value_set(s.stage),
             sa.LEAD_SCORE.value_set(round(s.score)),
             sa.LEAD_GRADE.value_set(s.grade or ""),

@@ -26,7 +26,7 @@ def when(value: datetime | str | None) -> str:
         try:
             value = datetime.fromisoformat(value)
         except ValueError:
-            return value
+            return str(value)
     if value is None:
         return ""
     return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")

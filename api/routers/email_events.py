@@ -181,7 +181,7 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
             lead_id = send.lead_id  # the address as sent (an IDN domain in A-labels) is the lead's own
         own = send if send is not None and send.lead_id == lead_id else None  # the lead's mail, not a rep's
         hashed, at = address_hash(address, id_key), min(event.at or now, now)
-        row = {
+        row: dict[str, Any] = {
             "id": _report_id(event, kind, hashed, at),
             "address_hash": hashed,
             "type": kind,
@@ -214,7 +214,7 @@ async def post_email_events(request: Request, state: State) -> EmailEventsAccept
                     note=verdict_reason(kind, event.reason)[:500],
                     lead_id=lead_id if own is not None or send is None else None,
                 )
-                await feedback_store.mark_suppressed(session, row["id"])
+                await feedback_store.mark_suppressed(session, str(row["id"]))
                 counts.suppressed += 1
         feedback = EmailFeedback(
             ends,  # type: ignore[arg-type]  # verdict() answers only hard_bounce or complaint

@@ -185,7 +185,7 @@ def _plan_identify(
         result.status = "ignored"
         result.reason = f"no email to identify anyone by (looked in: {', '.join(email_from)})"
         return
-    traits = msg.get("traits") if isinstance(msg.get("traits"), dict) else {}
+    traits: dict[str, Any] = msg["traits"] if isinstance(msg.get("traits"), dict) else {}
     lead, problems = intake.lead_body(attributes_from_traits(traits) | {"email": email}, state)
     if lead is None:
         raise SpecError("; ".join(problems) or "the email is not usable")
@@ -205,22 +205,19 @@ async def _deliver(state: AppState, plan: _Plan) -> dict[str, str]:
     failed: dict[str, str] = {}
     for lead in [lead for lead in plan.linked_events if lead in plan.lead_events]:
         plan.lead_events[lead] += plan.linked_events.pop(lead)  # by email and by a stitched visitor: one signal
+    lead_steps: dict[str, Callable[[], Awaitable[None]]] = {
+        lead: partial(
+            intake.events_to_lead, state, lead, EventsReceived(events, {"email": plan.lead_emails[lead]}), create=True
+        )
+        for lead, events in plan.lead_events.items()
+    }
+    lead_steps.update(
+        (lead, partial(intake.events_to_lead, state, lead, EventsReceived(events), create=False))
+        for lead, events in plan.linked_events.items()
+    )
     steps: list[dict[str, Callable[[], Awaitable[None]]]] = [
         {lead: partial(intake.upsert, state, lead, attrs, None) for lead, attrs in plan.upserts.items()},
-        {
-            lead: partial(
-                intake.events_to_lead,
-                state,
-                lead,
-                EventsReceived(events, {"email": plan.lead_emails[lead]}),
-                create=True,
-            )
-            for lead, events in plan.lead_events.items()
-        }
-        | {
-            lead: partial(intake.events_to_lead, state, lead, EventsReceived(events), create=False)
-            for lead, events in plan.linked_events.items()
-        },
+        lead_steps,
         {visitor: partial(intake.events_to_visitor, state, visitor, ev) for visitor, ev in plan.visitor_events.items()},
         {visitor: partial(intake.stitch_visitor, state, visitor, lead) for visitor, lead in plan.stitches.items()},
     ]

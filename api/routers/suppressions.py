@@ -25,7 +25,9 @@ from store import suppressions
 from store.suppressions import SuppressionEntry, SuppressionReason, SuppressionScope, normalize_domain
 
 router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=[Authorized], responses=V1_ERRORS)
-ERASED_CONFLICT = {409: {"model": ErrorOut, "description": "an erased person's entry cannot be lifted"}}
+ERASED_CONFLICT: dict[int | str, dict[str, Any]] = {
+    409: {"model": ErrorOut, "description": "an erased person's entry cannot be lifted"}
+}
 # A domain in A-labels (normalize_domain turns bücher.example into xn--bcher-kva.example first).
 DOMAIN = re.compile(r"([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z0-9-]{2,63}")
 CSV_COLUMNS = ("id", "scope", "address", "reason", "note", "lead_id", "created_at")

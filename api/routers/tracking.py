@@ -70,7 +70,7 @@ async def _record(state: AppState, send: TrackedSend, kind: str, link: str | Non
     "/c/{token}",
     response_model=None,
     status_code=status.HTTP_302_FOUND,
-    responses={302: {"description": "to the signed target (Location)"}} | documented(404),
+    responses=documented(404) | {302: {"description": "to the signed target (Location)"}},
 )
 @router.head("/c/{token}", response_model=None, include_in_schema=False)
 async def click(token: str, request: Request, state: State) -> Response:
@@ -83,13 +83,13 @@ async def click(token: str, request: Request, state: State) -> Response:
         return _not_found()
     if request.method == "GET":  # HEAD is a scanner checking the link, not a person following it
         await _record(state, send, CLICK, target)
-    return RedirectResponse(target, status.HTTP_302_FOUND, headers=NO_TRACE)
+    return RedirectResponse(str(target), status.HTTP_302_FOUND, headers=NO_TRACE)
 
 
 @router.get(
     "/o/{name}",
     response_model=None,
-    responses={200: {"content": {"image/gif": {}}, "description": "a 1x1 transparent GIF"}} | documented(404),
+    responses=documented(404) | {200: {"content": {"image/gif": {}}, "description": "a 1x1 transparent GIF"}},
 )
 @router.head("/o/{name}", response_model=None, include_in_schema=False)
 async def open_pixel(name: str, request: Request, state: State) -> Response:

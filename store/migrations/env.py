@@ -37,7 +37,11 @@ def _url() -> str:
 
 
 def _configure(connection: Connection | None = None, url: str | None = None) -> None:
-    dialect = connection.dialect.name if connection is not None else url.split(":", 1)[0].split("+")[0]
+    if connection is not None:
+        dialect = connection.dialect.name
+    else:
+        assert url is not None, "offline migrations need a URL"
+        dialect = url.split(":", 1)[0].split("+")[0]
     context.configure(
         connection=connection,
         url=url,
