@@ -14,7 +14,7 @@ PYTEST_ARGS ?=
 help:
 	@echo "make run         start Temporal dev server, worker, API and SMTP sink (data in .data/)"
 	@echo "make test        run the test suite (PYTEST_ARGS='-k sink' to narrow it)"
-	@echo "make lint        ruff check"
+	@echo "make lint        ruff check and mypy"
 	@echo "make bench       run the scripts in bench/"
 	@echo "make clean-data  delete .data/ (Temporal history, store, dev keys, mail)"
 
@@ -35,6 +35,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/mypy
 
 bench: $(STAMP)
 	@# The peer rule libraries compared in bench/rules_*.py are an optional extra.
