@@ -62,7 +62,7 @@ def _timeline(history: LeadHistory) -> list[tuple[datetime, int, Input]]:
 def _outcome(run: Run) -> Outcome:
     state = run.state
     reached = ["new"] + [c.to_stage for c in state.stage_changes]
-    team = state.owner.team if state.owner else state.queued_team
+    team = state.owner.rep.team if state.owner else state.queued_team
     return Outcome(state.stage, reached, team, Counter(e["template"] for e in run.emails))
 
 

@@ -30,6 +30,7 @@ from rules.model import (
     Input,
     LeadState,
     LeadUpserted,
+    Rep,
     RepAssigned,
     SendEmail,
     TimerFired,
@@ -195,29 +196,13 @@ class _VirtualTeams:
             return AssignmentFailed(cmd.key, cmd.team, f"nobody available in team {cmd.team}")
         named = next((r for r in candidates if r.id == cmd.rep_id), None)
         if named is not None:
-            return RepAssigned(
-                cmd.key,
-                cmd.team,
-                named.id,
-                named.name,
-                named.email,
-                named.manager_name,
-                named.manager_email,
-                f"{cmd.reason}; named rep",
-            )
+            rep = Rep(named.id, named.name, named.email, cmd.team, named.manager_name, named.manager_email)
+            return RepAssigned(cmd.key, rep, f"{cmd.reason}; named rep")
         index = self.cursor.get(cmd.team, -1) + 1
         self.cursor[cmd.team] = index
         rep = candidates[index % len(candidates)]
-        return RepAssigned(
-            cmd.key,
-            cmd.team,
-            rep.id,
-            rep.name,
-            rep.email,
-            rep.manager_name,
-            rep.manager_email,
-            f"{cmd.reason}; round-robin in {cmd.team}",
-        )
+        chosen = Rep(rep.id, rep.name, rep.email, cmd.team, rep.manager_name, rep.manager_email)
+        return RepAssigned(cmd.key, chosen, f"{cmd.reason}; round-robin in {cmd.team}")
 
 
 def _timeline(scenario: Scenario) -> list[tuple[datetime, int, Input]]:
@@ -335,8 +320,8 @@ def final_view(state: LeadState) -> dict[str, Any]:
         "score": state.score,
         "grade": state.grade,
         "grade_reasons": state.grade_reasons,
-        "owner": state.owner.rep_id if state.owner else None,
-        "team": state.owner.team if state.owner else None,
+        "owner": state.owner.rep.id if state.owner else None,
+        "team": state.owner.rep.team if state.owner else None,
         "queued_team": state.queued_team,
         "sla": state.followup.status if state.followup else None,
         "journeys": {j: r.status for j, r in state.journeys.items()},
@@ -370,10 +355,10 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
         trace.append(
             TraceEntry(at, "grade", {"grade": after.grade, "points": after.grade_points, "rules": after.grade_reasons})
         )
-    if after.owner and (before.owner is None or before.owner.rep_id != after.owner.rep_id):
+    if after.owner and (before.owner is None or before.owner.rep.id != after.owner.rep.id):
         trace.append(
             TraceEntry(
-                at, "assign", {"rep": after.owner.rep_id, "team": after.owner.team, "reason": after.owner.reason}
+                at, "assign", {"rep": after.owner.rep.id, "team": after.owner.rep.team, "reason": after.owner.reason}
             )
         )
     if after.queued_team and after.queued_team != before.queued_team:

@@ -19,18 +19,29 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from rules.assignment import STRATEGIES, Candidate, choose
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint, TrackedEvent
+from rules.model import (
+    AssignmentFailed,
+    AssignRep,
+    FollowUp,
+    LeadSnapshot,
+    Rep,
+    RepAssigned,
+    ScoreChange,
+    StageChange,
+    Touchpoint,
+    TrackedEvent,
+)
 from store.db import rowcount
 from store.models import (
     Assignment,
     EmailRow,
     FollowUpRow,
     Lead,
-    Rep,
     ScoreChangeRow,
     StageChangeRow,
     Team,
 )
+from store.models import Rep as RepRow
 from store.models import Touchpoint as TouchpointRow
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
@@ -361,8 +372,8 @@ async def list_followups(
             Lead.first_name,
             Lead.last_name,
             FollowUpRow.rep_id,
-            Rep.name.label("rep_name"),
-            Rep.email.label("rep_email"),
+            RepRow.name.label("rep_name"),
+            RepRow.email.label("rep_email"),
             FollowUpRow.team_key,
             FollowUpRow.kind,
             FollowUpRow.policy_id,
@@ -376,7 +387,7 @@ async def list_followups(
             FollowUpRow.updated_at,
         )
         .outerjoin(Lead, Lead.id == FollowUpRow.lead_id)
-        .outerjoin(Rep, Rep.id == FollowUpRow.rep_id)
+        .outerjoin(RepRow, RepRow.id == FollowUpRow.rep_id)
         .order_by(FollowUpRow.due_at, FollowUpRow.key)
         .limit(limit)
         .offset(offset)
@@ -438,8 +449,8 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
         )
         listed = [rep.id for rep in team.reps]
         await session.execute(
-            update(Rep)
-            .where(Rep.team_key == team.key, Rep.id.not_in(listed))
+            update(RepRow)
+            .where(RepRow.team_key == team.key, RepRow.id.not_in(listed))
             .values(active=False)
             .execution_options(synchronize_session=False)
         )
@@ -454,7 +465,7 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
                 "weight": rep.weight,
                 "away_until": rep.away_until,
             }
-            stmt = _insert(session, Rep).values(values)
+            stmt = _insert(session, RepRow).values(values)
             await session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
@@ -482,7 +493,7 @@ async def _open_loads(
 async def list_teams(session: AsyncSession) -> list[dict[str, Any]]:
     """Every team with its reps (active or not) and each rep's open assignments."""
     teams = await _dicts(session, _select_all(Team).order_by(Team.key))
-    reps = await _dicts(session, _select_all(Rep).order_by(Rep.team_key, Rep.id))
+    reps = await _dicts(session, _select_all(RepRow).order_by(RepRow.team_key, RepRow.id))
     loads = await _open_loads(session, [rep["id"] for rep in reps])
     by_team: dict[str, list[dict[str, Any]]] = {team["key"]: [] for team in teams}
     for rep in reps:
@@ -495,17 +506,6 @@ async def count_teams(session: AsyncSession) -> int:
 
 
 # ---------------------------------------------------------------- assignment
-
-
-@dataclass
-class RepChoice:
-    rep_id: str
-    rep_name: str
-    rep_email: str
-    team: str
-    manager_name: str | None
-    manager_email: str | None
-    reason: str
 
 
 async def _lock_team(session: AsyncSession, team_key: str) -> Row[str, str | None, str | None, str | None] | None:
@@ -526,33 +526,31 @@ async def _lock_team(session: AsyncSession, team_key: str) -> Row[str, str | Non
     return (await session.execute(query.where(Team.key == team_key))).one_or_none()
 
 
-async def _existing_choice(session: AsyncSession, key: str) -> RepChoice | None:
+async def _existing_answer(session: AsyncSession, command: AssignRep) -> RepAssigned | None:
+    """The answer already given to ``command.key`` (a retried activity gets the same rep)."""
     stmt = (
         select(
             Assignment.rep_id,
             Assignment.team_key,
             Assignment.reason,
-            Rep.name,
-            Rep.email,
+            RepRow.name,
+            RepRow.email,
             Team.manager_name,
             Team.manager_email,
         )
-        .outerjoin(Rep, Rep.id == Assignment.rep_id)
+        .outerjoin(RepRow, RepRow.id == Assignment.rep_id)
         .outerjoin(Team, Team.key == Assignment.team_key)
-        .where(Assignment.key == key)
+        .where(Assignment.key == command.key)
     )
     row = (await session.execute(stmt)).one_or_none()
     if row is None:
         return None
-    return RepChoice(
-        rep_id=row.rep_id,
-        rep_name=row.name or row.rep_id,
-        rep_email=row.email or "",
-        team=row.team_key,
-        manager_name=row.manager_name,
-        manager_email=row.manager_email,
-        reason=row.reason,
-    )
+    rep = Rep(row.rep_id, row.name or row.rep_id, row.email or "", row.team_key, row.manager_name, row.manager_email)
+    return RepAssigned(command.key, rep, _reason(command, row.reason))
+
+
+def _reason(command: AssignRep, how: str) -> str:
+    return f"{command.reason}; {how}" if command.reason else how
 
 
 async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[Candidate]:
@@ -561,8 +559,8 @@ async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], n
     Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
     string comparison that moves the round-robin cursor.
     """
-    stmt = select(Rep.id, Rep.name, Rep.email, Rep.capacity, Rep.weight, Rep.away_until).where(
-        Rep.team_key == team_key, Rep.active.is_(True)
+    stmt = select(RepRow.id, RepRow.name, RepRow.email, RepRow.capacity, RepRow.weight, RepRow.away_until).where(
+        RepRow.team_key == team_key, RepRow.active.is_(True)
     )
     rows = (await session.execute(stmt)).all()
     return sorted(
@@ -588,35 +586,31 @@ async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]
     return counts
 
 
-async def assign_rep(
-    session: AsyncSession,
-    *,
-    key: str,
-    lead_id: str,
-    team_key: str,
-    strategy: str,
-    exclude_rep_ids: list[str],
-    now: datetime,
-    rep_id: str | None = None,
-) -> RepChoice | None:
-    """Give the lead a rep of ``team_key``; idempotent by ``key``; None when nobody is available.
+async def assign_rep(session: AsyncSession, command: AssignRep, now: datetime) -> RepAssigned | AssignmentFailed:
+    """Give the lead a rep of ``command.team``; idempotent by ``command.key`` (same key, same answer).
 
     Eligible: active, not excluded, fewer open assignments than capacity (the lead's own current
     assignment does not count against its rep). The lead's previous open assignments are closed.
     """
+    strategy, team_key, lead_id = command.strategy, command.team, command.lead_id
     if strategy not in STRATEGIES:
         raise ValueError(f"unknown assignment strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
     async with _writing(session):
         team = await _lock_team(session, team_key)
-        existing = await _existing_choice(session, key)
-        if existing is not None or team is None:
+        existing = await _existing_answer(session, command)
+        if existing is not None:
             return existing
-        reps = await _candidates(session, team_key, set(exclude_rep_ids), now)
+        nobody = AssignmentFailed(command.key, team_key, f"nobody available in team {team_key}")
+        if team is None:
+            return nobody
+        reps = await _candidates(session, team_key, set(command.exclude_rep_ids), now)
         loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
         totals = await _total_counts(session, team_key, [r.id for r in reps]) if strategy == "weighted" else None
-        picked = choose(reps, strategy=strategy, open_loads=loads, cursor=team.rr_cursor, totals=totals, named=rep_id)
+        picked = choose(
+            reps, strategy=strategy, open_loads=loads, cursor=team.rr_cursor, totals=totals, named=command.rep_id
+        )
         if picked is None:
-            return None
+            return nobody
         rep, how = picked
         reason = f"{how} in team {team_key}"
         await session.execute(
@@ -626,7 +620,9 @@ async def assign_rep(
             .execution_options(synchronize_session=False)
         )
         session.add(
-            Assignment(key=key, lead_id=lead_id, team_key=team_key, rep_id=rep.id, reason=reason, assigned_at=now)
+            Assignment(
+                key=command.key, lead_id=lead_id, team_key=team_key, rep_id=rep.id, reason=reason, assigned_at=now
+            )
         )
         if strategy == "round_robin":
             await session.execute(
@@ -635,15 +631,8 @@ async def assign_rep(
                 .values(rr_cursor=rep.id)
                 .execution_options(synchronize_session=False)
             )
-        return RepChoice(
-            rep_id=rep.id,
-            rep_name=rep.name,
-            rep_email=rep.email,
-            team=team_key,
-            manager_name=team.manager_name,
-            manager_email=team.manager_email,
-            reason=reason,
-        )
+        chosen = Rep(rep.id, rep.name, rep.email, team_key, team.manager_name, team.manager_email)
+        return RepAssigned(command.key, chosen, _reason(command, reason))
 
 
 async def list_assignments(
@@ -740,7 +729,6 @@ async def ping(session: AsyncSession) -> None:
 
 __all__ = [
     "STRATEGIES",
-    "RepChoice",
     "RepIn",
     "TeamIn",
     "add_touchpoints",
@@ -805,5 +793,5 @@ async def claim_email(
 async def set_rep_availability(session: AsyncSession, rep_id: str, away_until: datetime | None) -> bool:
     """Mark a rep out of office until ``away_until`` (None: back). False when there is no such rep."""
     async with _writing(session):
-        result = await session.execute(update(Rep).where(Rep.id == rep_id).values(away_until=away_until))
+        result = await session.execute(update(RepRow).where(RepRow.id == rep_id).values(away_until=away_until))
     return rowcount(result) == 1

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.leads import LeadActivities
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.consent import effective_status
     from rules.engine import Decision
@@ -40,7 +41,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rules.playbook import CompiledPlaybook
     from workflows import search_attributes as sa
-    from workflows.payloads import AssignJob, AssignOutcome, EmailJob, LeadStart, LeadView
+    from workflows.payloads import AssignAnswerV1, EmailJob, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -308,38 +309,25 @@ class LeadWorkflow:
             workflow.logger.warning("email %s failed: %s", command.key, err.cause or err)
 
     async def _assign(self, command: AssignRep) -> None:
-        job = AssignJob(
-            self._state.lead_id,
-            command.key,
-            command.team,
-            command.strategy,
-            command.reason,
-            command.exclude_rep_ids,
-            command.rep_id,
-        )
-        outcome = await workflow.execute_activity(
-            "assign_rep",
-            job,
-            result_type=AssignOutcome,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=STORE_RETRY,
-        )
-        if outcome.assigned is None:
-            self._inbox.append(AssignmentFailed(command.key, command.team, outcome.reason))
-        else:
-            a = outcome.assigned
-            self._inbox.append(
-                RepAssigned(
-                    command.key,
-                    command.team,
-                    a.rep_id,
-                    a.rep_name,
-                    a.rep_email,
-                    a.manager_name,
-                    a.manager_email,
-                    a.reason,
-                )
+        if workflow.patched("assign-typed-activity"):
+            answer = await workflow.execute_activity_method(
+                LeadActivities.assign_rep,
+                command,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
             )
+        else:
+            # Histories recorded before: the same activity, its answer in the shape of that time (or of today's
+            # activity, when a worker upgraded while it ran).
+            recorded = await workflow.execute_activity(
+                "assign_rep",
+                command,
+                result_type=AssignAnswerV1 | RepAssigned | AssignmentFailed,  # type: ignore[arg-type]
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+            )
+            answer = recorded.answer(command) if isinstance(recorded, AssignAnswerV1) else recorded
+        self._inbox.append(answer)
 
     # ---------------------------------------------------------------- read model and visibility
 
@@ -388,7 +376,7 @@ class LeadWorkflow:
             sa.LEAD_STAGE.value_set(s.stage),
             sa.LEAD_SCORE.value_set(round(s.score)),
             sa.LEAD_GRADE.value_set(s.grade or ""),
-            sa.LEAD_OWNER.value_set(s.owner.rep_id if s.owner else ""),
+            sa.LEAD_OWNER.value_set(s.owner.rep.id if s.owner else ""),
             sa.LEAD_SLA_STATUS.value_set(s.followup.status if s.followup else ""),
         ]
         updates.append(sa.LEAD_SLA_DUE.value_set(s.followup.due_at) if s.followup else sa.LEAD_SLA_DUE.value_unset())
