@@ -10,7 +10,7 @@ from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
 from rules.model import AssignmentFailed, AssignRep, LeadSnapshot, RepAssigned
-from store import repo
+from store import assignments, repo
 
 
 class LeadActivities:
@@ -36,7 +36,7 @@ class LeadActivities:
     async def assign_rep(self, command: AssignRep) -> RepAssigned | AssignmentFailed:
         """The rep for ``command``'s lead (rules/assignment.py chooses; the store serialises per team)."""
         async with self.sessions() as session:
-            return await repo.assign_rep(session, command, datetime.now(UTC))
+            return await assignments.assign_rep(session, command, datetime.now(UTC))
 
 
 VALUE_ERRORS = (ValueError, TypeError, OverflowError)

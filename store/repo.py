@@ -18,14 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
-from rules.assignment import STRATEGIES, Candidate, choose
 from rules.model import (
-    AssignmentFailed,
-    AssignRep,
     FollowUp,
     LeadSnapshot,
-    Rep,
-    RepAssigned,
     ScoreChange,
     StageChange,
     Touchpoint,
@@ -473,10 +468,8 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
             )
 
 
-async def _open_loads(
-    session: AsyncSession, rep_ids: Sequence[str], *, except_lead: str | None = None
-) -> dict[str, int]:
-    """Open assignments per rep (optionally not counting one lead's own)."""
+async def _open_loads(session: AsyncSession, rep_ids: Sequence[str]) -> dict[str, int]:
+    """Open assignments per rep (every lead's, in any team): what capacity counts."""
     if not rep_ids:
         return {}
     stmt = (
@@ -484,8 +477,6 @@ async def _open_loads(
         .where(Assignment.open.is_(True), Assignment.rep_id.in_(rep_ids))
         .group_by(Assignment.rep_id)
     )
-    if except_lead is not None:
-        stmt = stmt.where(Assignment.lead_id != except_lead)
     counts = {rep_id: int(n) for rep_id, n in (await session.execute(stmt)).all()}
     return {rep_id: counts.get(rep_id, 0) for rep_id in rep_ids}
 
@@ -503,147 +494,6 @@ async def list_teams(session: AsyncSession) -> list[dict[str, Any]]:
 
 async def count_teams(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count()).select_from(Team))).scalar_one())
-
-
-# ---------------------------------------------------------------- assignment
-
-
-async def _lock_team(session: AsyncSession, team_key: str) -> Row[str, str | None, str | None, str | None] | None:
-    """Serialise assignment per team; returns the team row read under the lock, or None if unknown."""
-    if _dialect(session) == "sqlite":
-        # A write as the transaction's first statement takes SQLite's single write lock (waiting on
-        # busy_timeout), so the reads that follow see every earlier assignment. SELECT first would
-        # read a snapshot that a concurrent writer can make stale.
-        await session.execute(
-            update(Team)
-            .where(Team.key == team_key)
-            .values(rr_cursor=Team.rr_cursor)
-            .execution_options(synchronize_session=False)
-        )
-        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email)
-    else:
-        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email).with_for_update()
-    return (await session.execute(query.where(Team.key == team_key))).one_or_none()
-
-
-async def _existing_answer(session: AsyncSession, command: AssignRep) -> RepAssigned | None:
-    """The answer already given to ``command.key`` (a retried activity gets the same rep)."""
-    stmt = (
-        select(
-            Assignment.rep_id,
-            Assignment.team_key,
-            Assignment.reason,
-            RepRow.name,
-            RepRow.email,
-            Team.manager_name,
-            Team.manager_email,
-        )
-        .outerjoin(RepRow, RepRow.id == Assignment.rep_id)
-        .outerjoin(Team, Team.key == Assignment.team_key)
-        .where(Assignment.key == command.key)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        return None
-    rep = Rep(row.rep_id, row.name or row.rep_id, row.email or "", row.team_key, row.manager_name, row.manager_email)
-    return RepAssigned(command.key, rep, _reason(command, row.reason))
-
-
-def _reason(command: AssignRep, how: str) -> str:
-    return f"{command.reason}; {how}" if command.reason else how
-
-
-async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[Candidate]:
-    """Active reps of the team, not excluded, not out of office, in id order.
-
-    Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
-    string comparison that moves the round-robin cursor.
-    """
-    stmt = select(RepRow.id, RepRow.name, RepRow.email, RepRow.capacity, RepRow.weight, RepRow.away_until).where(
-        RepRow.team_key == team_key, RepRow.active.is_(True)
-    )
-    rows = (await session.execute(stmt)).all()
-    return sorted(
-        (
-            Candidate(r.id, r.name, r.email, r.capacity, r.weight or 1)
-            for r in rows
-            if r.id not in exclude and (r.away_until is None or r.away_until <= now)
-        ),
-        key=lambda c: c.id,
-    )
-
-
-async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]) -> dict[str, int]:
-    """Every assignment ever made to each rep in this team (the weighted strategy's share so far)."""
-    counts = dict.fromkeys(rep_ids, 0)
-    if rep_ids:
-        rows = await session.execute(
-            select(Assignment.rep_id, func.count())
-            .where(Assignment.team_key == team_key, Assignment.rep_id.in_(rep_ids))
-            .group_by(Assignment.rep_id)
-        )
-        counts.update({rep_id: n for rep_id, n in rows.all()})
-    return counts
-
-
-async def assign_rep(session: AsyncSession, command: AssignRep, now: datetime) -> RepAssigned | AssignmentFailed:
-    """Give the lead a rep of ``command.team``; idempotent by ``command.key`` (same key, same answer).
-
-    Eligible: active, not excluded, fewer open assignments than capacity (the lead's own current
-    assignment does not count against its rep). The lead's previous open assignments are closed.
-    """
-    strategy, team_key, lead_id = command.strategy, command.team, command.lead_id
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown assignment strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    async with _writing(session):
-        team = await _lock_team(session, team_key)
-        existing = await _existing_answer(session, command)
-        if existing is not None:
-            return existing
-        nobody = AssignmentFailed(command.key, team_key, f"nobody available in team {team_key}")
-        if team is None:
-            return nobody
-        reps = await _candidates(session, team_key, set(command.exclude_rep_ids), now)
-        loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
-        totals = await _total_counts(session, team_key, [r.id for r in reps]) if strategy == "weighted" else None
-        picked = choose(
-            reps, strategy=strategy, open_loads=loads, cursor=team.rr_cursor, totals=totals, named=command.rep_id
-        )
-        if picked is None:
-            return nobody
-        rep, how = picked
-        reason = f"{how} in team {team_key}"
-        await session.execute(
-            update(Assignment)
-            .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
-            .values(open=False)
-            .execution_options(synchronize_session=False)
-        )
-        session.add(
-            Assignment(
-                key=command.key, lead_id=lead_id, team_key=team_key, rep_id=rep.id, reason=reason, assigned_at=now
-            )
-        )
-        if strategy == "round_robin":
-            await session.execute(
-                update(Team)
-                .where(Team.key == team_key)
-                .values(rr_cursor=rep.id)
-                .execution_options(synchronize_session=False)
-            )
-        chosen = Rep(rep.id, rep.name, rep.email, team_key, team.manager_name, team.manager_email)
-        return RepAssigned(command.key, chosen, _reason(command, reason))
-
-
-async def list_assignments(
-    session: AsyncSession, *, lead_id: str | None = None, open_only: bool = False
-) -> list[dict[str, Any]]:
-    stmt = _select_all(Assignment).order_by(Assignment.assigned_at, Assignment.key)
-    if lead_id is not None:
-        stmt = stmt.where(Assignment.lead_id == lead_id)
-    if open_only:
-        stmt = stmt.where(Assignment.open.is_(True))
-    return await _dicts(session, stmt)
 
 
 # ---------------------------------------------------------------- emails
@@ -728,15 +578,12 @@ async def ping(session: AsyncSession) -> None:
 
 
 __all__ = [
-    "STRATEGIES",
     "RepIn",
     "TeamIn",
     "add_touchpoints",
-    "assign_rep",
     "count_teams",
     "email_status",
     "get_lead",
-    "list_assignments",
     "list_emails",
     "list_followups",
     "list_score_changes",

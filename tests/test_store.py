@@ -38,7 +38,7 @@ from rules.model import (
     Touchpoint,
     TrackedEvent,
 )
-from store import repo
+from store import assignments, repo
 from store.db import alembic_config, make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
 from tests.conftest import postgres_database
@@ -188,7 +188,7 @@ async def assign(
 ) -> RepAssigned | None:
     """The rep the store gives, or None when nobody could take the lead."""
     command = AssignRep(lead_id or f"lead-{key}", key, team, strategy, "", exclude or [], rep_id)
-    answer = await run(sm, repo.assign_rep, command, T0)
+    answer = await run(sm, assignments.assign_rep, command, T0)
     return answer if isinstance(answer, RepAssigned) else None
 
 
@@ -501,7 +501,7 @@ async def test_assignment_is_idempotent_by_key(sm: Sessions) -> None:
     first = await assign(sm, "same", "lead-1")
     again = await assign(sm, "same", "lead-1")
     assert again == first
-    assert len(await run(sm, repo.list_assignments, lead_id="lead-1")) == 1
+    assert len(await run(sm, assignments.list_assignments, lead_id="lead-1")) == 1
     assert (await assign(sm, "next")).rep.id == "rep-b"  # the retry did not move the cursor
 
 
@@ -517,7 +517,7 @@ async def test_capacity_counts_open_assignments_only(sm: Sessions) -> None:
     # Reassigning a lead to its own rep: its current assignment does not count against capacity.
     same = await assign(sm, "k0-third", "lead-k0")
     assert same is not None and same.rep.id == "rep-a"
-    history = await run(sm, repo.list_assignments, lead_id="lead-k0")
+    history = await run(sm, assignments.list_assignments, lead_id="lead-k0")
     assert [(a["key"], a["open"]) for a in history] == [("k0", False), ("k0-third", True)]
     teams = await run(sm, repo.list_teams)
     assert {r["id"]: r["open_assignments"] for r in teams[0]["reps"]} == {"rep-a": 1, "rep-b": 2}
@@ -535,7 +535,7 @@ async def test_nobody_available_returns_none(sm: Sessions) -> None:
     assert await assign(sm, "k-dormant", team="dormant") is None
     await make_team(sm)
     assert await assign(sm, "k-excluded", exclude=["rep-a", "rep-b", "rep-c"]) is None
-    assert await run(sm, repo.list_assignments) == []
+    assert await run(sm, assignments.list_assignments) == []
     with pytest.raises(ValueError, match="strategy"):
         await assign(sm, "k-bad", strategy="random")
 
@@ -555,13 +555,13 @@ async def test_concurrent_assignments_are_serialised(sm: Sessions) -> None:
     await make_team(sm, "duo", [repo.RepIn("rep-x", "X", "x@x.test"), repo.RepIn("rep-y", "Y", "y@x.test")])
     picks = await asyncio.gather(*(assign(sm, f"c{i}", team="duo") for i in range(20)))
     assert Counter(p.rep.id for p in picks) == {"rep-x": 10, "rep-y": 10}
-    rows = await run(sm, repo.list_assignments)
+    rows = await run(sm, assignments.list_assignments)
     assert len(rows) == 20 and len({r["key"] for r in rows}) == 20
 
     # The same key from several callers at once: one assignment, one answer.
     same = await asyncio.gather(*(assign(sm, "dup", "lead-dup", team="duo") for _ in range(8)))
     assert len({p.rep.id for p in same}) == 1
-    assert len(await run(sm, repo.list_assignments, lead_id="lead-dup")) == 1
+    assert len(await run(sm, assignments.list_assignments, lead_id="lead-dup")) == 1
 
 
 # ---------------------------------------------------------------- emails
