@@ -1,19 +1,22 @@
-"""Which rep gets a lead. Pure.
+"""Which rep gets a lead, and which assignments still count against a rep's capacity. Pure.
 
 One function decides an assignment for production, the simulator and the backtest alike: :func:`assign`
 takes a team as loaded under its lock (:class:`TeamSnapshot`), the command and the time, and answers the
 rep (or why nobody), the new round-robin cursor and the lead's assignments that close. The store loads the
 snapshot and applies the answer; the simulator keeps its teams in memory (rules/team_book.py) and applies
-it there.
+it there. :func:`capacity_held` and :func:`to_release` say which of a lead's open assignments keep holding
+a rep's capacity once the lead moves on (recycled, disqualified, won, lost, reassigned): the lead's
+projection carries the first, and the store closes what the second names.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
-from rules.model import AssignmentFailed, AssignRep, Rep, RepAssigned
+from rules.model import AssignmentFailed, AssignRep, CapacityHeld, LeadState, Rep, RepAssigned
 from rules.playbook import Strategy
 
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
@@ -117,3 +120,17 @@ def assign(team: TeamSnapshot | None, command: AssignRep, now: datetime) -> Assi
     rep = Rep(member.id, member.name, member.email, team.key, team.manager_name, team.manager_email)
     reason = f"{command.reason}; {how}" if command.reason else how
     return AssignmentResult(RepAssigned(command.key, rep, reason), how, cursor, tuple(a.key for a in own))
+
+
+def capacity_held(state: LeadState, stage_order: Sequence[str]) -> CapacityHeld:
+    """Whose capacity the lead takes: its owner's while sales works it (in a funnel stage short of the last;
+    a won, recycled, disqualified or lost lead holds nobody's), and the assignment still in flight."""
+    owner = state.owner
+    worked = owner is not None and state.stage in stage_order[:-1]
+    return CapacityHeld(owner.rep.id if owner is not None and worked else None, state.pending_assignment)
+
+
+def to_release(open_assignments: Sequence[OpenAssignment], held: CapacityHeld) -> list[str]:
+    """Keys of a lead's open assignments that no longer hold capacity: all but the working owner's and the
+    one in flight (its answer may still make an owner)."""
+    return [a.key for a in open_assignments if a.rep_id != held.rep_id and a.key != held.pending_key]

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rules import send_window
+from rules.assignment import capacity_held
 from rules.clock import add_business_time, next_weekday_time, zone
 from rules.consent import nurture_blocked, record_consent
 from rules.deliverability import record_feedback, undeliverable
@@ -727,8 +728,11 @@ def _touch(state: LeadState, inp: TouchLogged, now: datetime) -> None:
 # ------------------------------------------------------------------ views
 
 
-def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> LeadSnapshot:
-    """The read-model row, with only the score/stage changes after the given sequence numbers."""
+def snapshot(
+    state: LeadState, score_from: int = 0, stage_from: int = 0, pb: CompiledPlaybook | None = None
+) -> LeadSnapshot:
+    """The read-model row, with only the score/stage changes after the given sequence numbers; with the
+    playbook, also which of the lead's assignments still hold a rep's capacity (the store closes the rest)."""
     return LeadSnapshot(
         lead_id=state.lead_id,
         attributes=dict(state.attributes),
@@ -745,6 +749,7 @@ def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> Lead
         stage_changes=[c for c in state.stage_changes if c.seq > stage_from],
         original_source=state.original_source,
         latest_source=state.latest_source,
+        capacity=capacity_held(state, pb.stage_order) if pb is not None else None,
     )
 
 

@@ -398,6 +398,16 @@ class LeadState:
 
 
 @dataclass
+class CapacityHeld:
+    """Which of a lead's assignments still count against a rep's capacity (rules/assignment.py)."""
+
+    # The working owner, whose assignment stays open; None: the lead holds nobody's capacity.
+    rep_id: str | None
+    # An assignment in flight: its answer may still make an owner, so it stays open too.
+    pending_key: str | None = None
+
+
+@dataclass
 class LeadSnapshot:
     """What the read model stores about a lead; written only when it changed."""
 
@@ -419,3 +429,6 @@ class LeadSnapshot:
     touchpoints: list[Touchpoint] = field(default_factory=list)
     original_source: SourceTouch | None = None
     latest_source: SourceTouch | None = None
+    # The lead's assignments to keep open; the store closes its others. None (snapshots of workers before
+    # capacity release): leave them as they are.
+    capacity: CapacityHeld | None = None

@@ -16,7 +16,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from rules.assignment import TeamMember, TeamSnapshot
+from rules.assignment import TeamMember, TeamSnapshot, capacity_held
 from rules.consent import effective_status
 from rules.engine import decide
 from rules.expressions import parse_duration
@@ -284,6 +284,7 @@ def run_timeline(
     def apply(at: datetime, inp: Input) -> None:
         before = copy.deepcopy(state) if record_trace else None
         decision = decide(state, inp, at, pb)
+        teams.settle(lead_id, capacity_held(state, pb.stage_order))  # as the lead's projection does
         if before is not None:
             if not isinstance(inp, RepAssigned | AssignmentFailed):
                 run.trace.append(TraceEntry(at, "input", _describe(inp)))

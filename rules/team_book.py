@@ -3,7 +3,8 @@
 The book answers an AssignRep exactly as production does: it builds the same :class:`TeamSnapshot` the store
 loads under its lock, calls the same :func:`rules.assignment.assign` and applies the answer the same way
 (the new assignment, the closings, the cursor), so a simulation routes like production for every strategy,
-capacity, out-of-office rep, exclusion and named rep.
+capacity, out-of-office rep, exclusion and named rep. :meth:`TeamBook.settle` releases capacity as the
+lead's projection does.
 """
 
 from __future__ import annotations
@@ -12,8 +13,8 @@ from collections.abc import Iterable
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from rules.assignment import OpenAssignment, TeamMember, TeamSnapshot, assign
-from rules.model import AssignmentFailed, AssignRep, RepAssigned
+from rules.assignment import OpenAssignment, TeamMember, TeamSnapshot, assign, to_release
+from rules.model import AssignmentFailed, AssignRep, CapacityHeld, RepAssigned
 
 STAND_INS_PER_TEAM = 2
 
@@ -93,6 +94,12 @@ class TeamBook:
                 self.cursors[answer.rep.team] = result.cursor
             self.answers[command.key] = answer
         return answer
+
+    def settle(self, lead_id: str, held: CapacityHeld) -> None:
+        """What the lead's projection does in the store: close its assignments that hold no capacity now."""
+        mine = [OpenAssignment(r.key, r.rep_id) for r in self.open_assignments(lead_id)]
+        for key in to_release(mine, held):
+            self.records[key].open = False
 
     def open_assignments(self, lead_id: str | None = None) -> list[AssignmentRecord]:
         return [r for r in self.records.values() if r.open and (lead_id is None or r.lead_id == lead_id)]

@@ -14,11 +14,11 @@ from typing import Any
 from sqlalchemy import Row, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rules.assignment import AssignmentResult, OpenAssignment, TeamMember, TeamSnapshot, assign
+from rules.assignment import AssignmentResult, TeamMember, TeamSnapshot, assign
 from rules.model import AssignmentFailed, AssignRep, Rep, RepAssigned
 from store.models import Assignment, Team
 from store.models import Rep as RepRow
-from store.repo import _dialect, _dicts, _open_loads, _select_all, _writing
+from store.repo import _dialect, _dicts, _open_loads, _select_all, _writing, lead_open_assignments
 
 
 async def _lock_team(session: AsyncSession, team_key: str) -> Row[Any] | None:
@@ -50,15 +50,6 @@ async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]
         )
         counts.update({rep_id: int(n) for rep_id, n in rows.all()})
     return counts
-
-
-async def lead_open_assignments(session: AsyncSession, lead_id: str) -> list[OpenAssignment]:
-    stmt = (
-        select(Assignment.key, Assignment.rep_id)
-        .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
-        .order_by(Assignment.key)
-    )
-    return [OpenAssignment(key, rep_id) for key, rep_id in (await session.execute(stmt)).all()]
 
 
 async def team_snapshot(session: AsyncSession, team: Row[Any], lead_id: str | None) -> TeamSnapshot:
@@ -160,3 +151,16 @@ async def team_snapshots(session: AsyncSession) -> list[TeamSnapshot]:
     route through, so they choose as production would."""
     teams = (await session.execute(select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email))).all()
     return [await team_snapshot(session, team, None) for team in teams]
+
+
+async def release_lead(session: AsyncSession, lead_id: str) -> int:
+    """Close every open assignment of a lead that is gone (erased): it holds nobody's capacity any more.
+    Returns how many closed."""
+    async with _writing(session):
+        result = await session.execute(
+            update(Assignment)
+            .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
+            .values(open=False)
+            .execution_options(synchronize_session=False)
+        )
+    return int(result.rowcount or 0)

@@ -18,7 +18,9 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
+from rules.assignment import OpenAssignment, to_release
 from rules.model import (
+    CapacityHeld,
     FollowUp,
     LeadSnapshot,
     ScoreChange,
@@ -225,7 +227,8 @@ def _lead_values(snap: LeadSnapshot, now: datetime) -> dict[str, Any]:
     return values
 
 
-async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> None:
+async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> bool:
+    """Write the leads row; False when a newer snapshot is stored already (this one changes nothing)."""
     values = _lead_values(snap, now)
     stmt = _insert(session, Lead).values(values)
     keep = {"id"} if snap.created_at is not None else {"id", "created_at"}
@@ -235,7 +238,7 @@ async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime)
         # A retried, older projection must not overwrite a newer one.
         where=stmt.excluded.updated_at >= Lead.updated_at,
     )
-    await session.execute(stmt)
+    return (await session.execute(stmt.returning(Lead.id))).first() is not None
 
 
 def _score_change_row(lead_id: str, change: ScoreChange) -> dict[str, Any]:
@@ -307,7 +310,9 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
     # Prefer workflow time over the wall clock: mixing the two would break the ordering guard.
     now = snap.updated_at or snap.created_at or _utcnow()
     async with _writing(session):
-        await _upsert_lead(session, snap, now)
+        current = await _upsert_lead(session, snap, now)
+        if current and snap.capacity is not None:
+            await _release_capacity(session, snap.lead_id, snap.capacity)
         scores = [_score_change_row(snap.lead_id, c) for c in snap.score_changes]
         await _insert_ignoring(session, ScoreChangeRow, scores, ["lead_id", "seq"])
         stages = [_stage_change_row(snap.lead_id, c) for c in snap.stage_changes]
@@ -316,6 +321,29 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
             await _upsert_followup(session, snap.lead_id, snap.followup, now)
         if snap.touchpoints:
             await _insert_touchpoints(session, snap.lead_id, snap.touchpoints)
+
+
+async def lead_open_assignments(session: AsyncSession, lead_id: str) -> list[OpenAssignment]:
+    stmt = (
+        select(Assignment.key, Assignment.rep_id)
+        .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
+        .order_by(Assignment.key)
+    )
+    return [OpenAssignment(key, rep_id) for key, rep_id in (await session.execute(stmt)).all()]
+
+
+async def _release_capacity(session: AsyncSession, lead_id: str, held: CapacityHeld) -> None:
+    """Close the lead's assignments that no longer hold a rep's capacity (rules.assignment.to_release): the
+    lead was recycled, disqualified, won or lost, or went to another rep. The lead's projection is the one
+    writer of this (besides a reassignment, which closes the old one at once, and erasure)."""
+    released = to_release(await lead_open_assignments(session, lead_id), held)
+    if released:
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.key.in_(released), Assignment.open.is_(True))
+            .values(open=False)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def get_lead(session: AsyncSession, lead_id: str) -> dict[str, Any] | None:

@@ -1,7 +1,7 @@
 """The simulator routes like production: the same sequence of assignments through the store (SQLite, and
 PostgreSQL when LEADFLOW_TEST_POSTGRES_URL is set) and through the simulator's in-memory teams
 (rules/team_book.py) chooses the same reps, for every strategy, with capacity, out-of-office and inactive
-reps, exclusions, named reps and reassignments."""
+reps, exclusions, named reps, reassignments and leads that leave their rep (capacity released)."""
 
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from rules import load_playbook_text
 from rules.assignment import STRATEGIES, TeamMember, TeamSnapshot
-from rules.model import AssignmentFailed, AssignRep, RepAssigned
+from rules.model import AssignmentFailed, AssignRep, CapacityHeld, LeadSnapshot, RepAssigned
 from rules.simulate import Scenario, simulate
 from rules.team_book import TeamBook
 from settings import ROOT
@@ -108,6 +108,11 @@ def next_command(rng: random.Random, n: int, strategy: str, owners: dict[str, st
     return AssignRep(lead, f"{lead}:assign:{n}", TEAM, strategy, "test", exclude, named)
 
 
+def left_sales(lead_id: str, at: datetime) -> LeadSnapshot:
+    """The lead's projection once it holds nobody's capacity."""
+    return LeadSnapshot(lead_id, {}, "recycled", 0, None, None, None, T0, at, "v1", None, capacity=CapacityHeld(None))
+
+
 def summary(answer: RepAssigned | AssignmentFailed) -> tuple[str, str]:
     return (answer.rep.id, answer.reason) if isinstance(answer, RepAssigned) else ("-", answer.reason)
 
@@ -127,11 +132,17 @@ async def test_the_simulator_chooses_the_reps_production_chooses(sm: Sessions, s
         simulated.append(summary(book.assign(command, at)))
         if production[-1][0] != "-":
             owners[command.lead_id] = production[-1][0]
+        if owners and rng.random() < 0.2:  # a lead leaves its rep (recycled, won, lost): capacity frees
+            gone = rng.choice(sorted(owners))
+            del owners[gone]
+            async with sm() as session:
+                await repo.project_lead(session, left_sales(gone, at))
+            book.settle(gone, CapacityHeld(None))
     assert production == simulated
-    # The sequence meets what it is meant to: full reps, nobody left, the away rep back, named reps.
+    # The sequence meets what it is meant to: the away rep back, the inactive one never, a full rep freed.
     chosen = [rep for rep, _ in production]
     assert "rep-d" in chosen and "rep-e" not in chosen
-    assert any("at capacity" in why for rep, why in production if rep == "-") or strategy == "weighted"
+    assert sum(1 for rep, _ in production if rep == "rep_g") > 1  # capacity 1, freed and taken again
     # And the records agree: the same assignments open, the same closed.
     async with sm() as session:
         stored = await assignments.list_assignments(session)

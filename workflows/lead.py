@@ -316,6 +316,9 @@ class LeadWorkflow:
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=STORE_RETRY,
             )
+            # Project once the answer is applied, even when it changes nothing the lead shows: an answer the lead
+            # no longer waits for (recycled meanwhile) left an open assignment that only the projection closes.
+            self._projected_view = None
         else:
             # Histories recorded before: the same activity, its answer in the shape of that time (or of today's
             # activity, when a worker upgraded while it ran).
@@ -347,7 +350,7 @@ class LeadWorkflow:
             self._projection_due = now + timedelta(seconds=delay_seconds)
 
     def _project(self) -> None:
-        snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq)
+        snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq, self._playbook)
         snap.touchpoints, self._touchpoints = self._touchpoints, []
         if self._state.score_changes:
             self._projected_score_seq = self._state.score_changes[-1].seq
