@@ -12,13 +12,14 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.email import EmailJob
 from payload_converter import data_converter
 from rules.model import AssignmentFailed, AssignRep, EventsReceived, LeadSnapshot, LeadUpserted, TrackedEvent
 from runtime import load_active_playbook, workflow_runner
 from settings import Settings
 from tests.conftest import venv_binary
 from workflows.lead import LeadWorkflow
-from workflows.payloads import EmailJob, LeadOptions, LeadStart
+from workflows.payloads import LeadOptions, LeadStart
 
 DELAY = 30
 

@@ -18,6 +18,7 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities, EmailJob
     from activities.leads import LeadActivities
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.consent import effective_status
@@ -31,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         EmailFeedback,
         EventsReceived,
         Input,
+        LeadSnapshot,
         LeadState,
         LeadUpserted,
         RepAssigned,
@@ -41,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rules.playbook import CompiledPlaybook
     from workflows import search_attributes as sa
-    from workflows.payloads import AssignAnswerV1, EmailJob, LeadStart, LeadView
+    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -298,8 +300,8 @@ class LeadWorkflow:
 
     async def _send_email(self, command: SendEmail) -> None:
         try:
-            await workflow.execute_activity(
-                "send_email",
+            await workflow.execute_activity_method(
+                EmailActivities.send_email,
                 EmailJob(self._state.lead_id, command),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=EMAIL_RETRY,
@@ -362,10 +364,13 @@ class LeadWorkflow:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_projection(self, snap: object) -> None:
+    async def _run_projection(self, snap: LeadSnapshot) -> None:
         try:
-            await workflow.execute_activity(
-                "project_lead", snap, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY
+            await workflow.execute_activity_method(
+                LeadActivities.project_lead,
+                snap,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROJECTION_RETRY,
             )
         except ActivityError as err:
             # The live view stays right; only the read model misses this snapshot. Say so and move on.

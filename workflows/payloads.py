@@ -22,7 +22,6 @@ from rules.model import (
     RepAssigned,
     RuleError,
     ScoreChange,
-    SendEmail,
     SourceTouch,
     Touchpoint,
 )
@@ -90,12 +89,6 @@ class LeadView:
     latest_source: SourceTouch | None = None
     # attribute -> when and from where it was last set (progressive profiling).
     attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
-
-
-@dataclass
-class EmailJob:
-    lead_id: str
-    command: SendEmail
 
 
 @dataclass
