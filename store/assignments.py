@@ -16,12 +16,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rules.assignment import AssignmentResult, TeamMember, TeamSnapshot, assign
 from rules.model import AssignmentFailed, AssignRep, Rep, RepAssigned
+from store.db import rowcount
 from store.models import Assignment, Team
 from store.models import Rep as RepRow
 from store.repo import _dialect, _dicts, _open_loads, _select_all, _writing, lead_open_assignments
 
+TeamRow = Row[str, str | None, str | None, str | None]  # key, rr_cursor, manager_name, manager_email
 
-async def _lock_team(session: AsyncSession, team_key: str) -> Row[Any] | None:
+
+async def _lock_team(session: AsyncSession, team_key: str) -> TeamRow | None:
     """Serialise assignment per team; returns the team row read under the lock, or None if unknown."""
     if _dialect(session) == "sqlite":
         # A write as the transaction's first statement takes SQLite's single write lock (waiting on
@@ -52,7 +55,7 @@ async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]
     return counts
 
 
-async def team_snapshot(session: AsyncSession, team: Row[Any], lead_id: str | None) -> TeamSnapshot:
+async def team_snapshot(session: AsyncSession, team: TeamRow, lead_id: str | None) -> TeamSnapshot:
     """The team as the choice reads it for ``lead_id``'s command (call under the team's lock)."""
     stmt = select(
         RepRow.id, RepRow.name, RepRow.email, RepRow.active, RepRow.capacity, RepRow.weight, RepRow.away_until
@@ -163,4 +166,4 @@ async def release_lead(session: AsyncSession, lead_id: str) -> int:
             .values(open=False)
             .execution_options(synchronize_session=False)
         )
-    return int(result.rowcount or 0)
+    return rowcount(result)
