@@ -327,7 +327,7 @@ class LeadWorkflow:
             recorded = await workflow.execute_activity(
                 "assign_rep",
                 command,
-                result_type=AssignAnswerV1 | RepAssigned | AssignmentFailed,  # type: ignore[arg-type]
+                result_type=AssignAnswerV1 | RepAssigned | AssignmentFailed,  # type: ignore[arg-type]  # a union: the converter decodes it, the stub says type
                 start_to_close_timeout=timedelta(seconds=30),
                 retry_policy=STORE_RETRY,
             )
