@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import ssl
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.headerregistry import Address
 from email.message import EmailMessage
@@ -35,7 +36,6 @@ from rules.addresses import AddressProblem, MailAddress, header_text, sendable_a
 from rules.model import SendEmail
 from settings import Settings
 from store import repo
-from workflows.payloads import EmailJob
 
 RENDER_TIMEOUT_SECONDS = 5.0
 # The ApplicationError types a send fails with for good; workflows.lead.EMAIL_RETRY lists them too.
@@ -217,6 +217,14 @@ class Mailer:
                 now=datetime.now(UTC),
                 variant=mail.variant,
             )
+
+
+@dataclass
+class EmailJob:
+    """The send_email activity's input: a lead's SendEmail (the ledger row names the lead)."""
+
+    lead_id: str
+    command: SendEmail
 
 
 class EmailActivities:

@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from privacy.addresses import address_hash
 from privacy.keys import KeyRing
-from store import ingest, privacy
+from store import assignments, ingest, privacy
 
 ERASED = "erased"
 
@@ -26,6 +26,8 @@ class ErasureOutcome:
     key_destroyed: bool
     suppressed: bool
     anonymised: dict[str, int] = field(default_factory=dict)
+    # Open assignments closed: an erased lead holds no rep's capacity.
+    assignments_closed: int = 0
 
 
 async def erase_person(
@@ -48,4 +50,6 @@ async def erase_person(
         anonymised = await privacy.anonymise_lead(session, lead_id)
     async with sessions() as session:  # the person's anonymous ids lead nowhere any more
         await ingest.forget_lead_visitors(session, lead_id)
-    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised)
+    async with sessions() as session:
+        released = await assignments.release_lead(session, lead_id)
+    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised, released)

@@ -9,9 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rules.model import LeadSnapshot
-from store import repo
-from workflows.payloads import AssignJob, AssignOutcome, RepAssignedPayload
+from rules.model import AssignmentFailed, AssignRep, LeadSnapshot, RepAssigned
+from store import assignments, repo
 
 
 class LeadActivities:
@@ -34,31 +33,10 @@ class LeadActivities:
             raise
 
     @activity.defn(name="assign_rep")
-    async def assign_rep(self, job: AssignJob) -> AssignOutcome:
+    async def assign_rep(self, command: AssignRep) -> RepAssigned | AssignmentFailed:
+        """The rep for ``command``'s lead (rules/assignment.py chooses; the store serialises per team)."""
         async with self.sessions() as session:
-            choice = await repo.assign_rep(
-                session,
-                key=job.key,
-                lead_id=job.lead_id,
-                team_key=job.team,
-                strategy=job.strategy,
-                exclude_rep_ids=job.exclude_rep_ids,
-                rep_id=job.rep_id,
-                now=datetime.now(UTC),
-            )
-        if choice is None:
-            return AssignOutcome(None, f"nobody available in team {job.team}: the lead waits in the team queue")
-        return AssignOutcome(
-            RepAssignedPayload(
-                choice.rep_id,
-                choice.rep_name,
-                choice.rep_email,
-                choice.manager_name,
-                choice.manager_email,
-                f"{job.reason}; {choice.reason}",
-            ),
-            "assigned",
-        )
+            return await assignments.assign_rep(session, command, datetime.now(UTC))
 
 
 VALUE_ERRORS = (ValueError, TypeError, OverflowError)

@@ -7,13 +7,16 @@ each lead twice on a virtual clock.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rules.assignment import TeamSnapshot
 from rules.model import EventsReceived, Input, LeadUpserted, TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook
-from rules.simulate import Deadline, Run, _VirtualTeams, run_timeline
+from rules.simulate import Deadline, Run, run_timeline
+from rules.team_book import TeamBook
 
 MAX_LISTED = 100  # leads listed per difference; the counts cover all
 
@@ -62,7 +65,7 @@ def _timeline(history: LeadHistory) -> list[tuple[datetime, int, Input]]:
 def _outcome(run: Run) -> Outcome:
     state = run.state
     reached = ["new"] + [c.to_stage for c in state.stage_changes]
-    team = state.owner.team if state.owner else state.queued_team
+    team = state.owner.rep.team if state.owner else state.queued_team
     return Outcome(state.stage, reached, team, Counter(e["template"] for e in run.emails))
 
 
@@ -79,9 +82,12 @@ def backtest(
     histories: list[LeadHistory],
     end: datetime,
     *,
+    teams: Sequence[TeamSnapshot] = (),
     deadline: Deadline | None = None,
 ) -> BacktestReport:
-    """Raises :class:`rules.simulate.BudgetExceeded` once ``deadline()`` answers true."""
+    """Leads route through ``teams`` (the store's, as production would; two stand-in reps per team when none
+    are given), one book per playbook shared by the leads in order, with the production choice.
+    Raises :class:`rules.simulate.BudgetExceeded` once ``deadline()`` answers true."""
     reached_live: Counter[str] = Counter()
     reached_draft: Counter[str] = Counter()
     final_live: Counter[str] = Counter()
@@ -90,15 +96,14 @@ def backtest(
     emails_draft: Counter[str] = Counter()
     elsewhere: list[dict[str, Any]] = []
     changed: list[dict[str, Any]] = []
+    books = {"live": TeamBook(teams, stand_ins=not teams), "draft": TeamBook(teams, stand_ins=not teams)}
     for history in histories:
         timeline = _timeline(history)
         a, b = (
             _outcome(
-                run_timeline(
-                    pb, history.lead_id, timeline, end, _VirtualTeams([]), record_trace=False, deadline=deadline
-                )
+                run_timeline(pb, history.lead_id, timeline, end, books[side], record_trace=False, deadline=deadline)
             )
-            for pb in (live, draft)
+            for side, pb in (("live", live), ("draft", draft))
         )
         reached_live.update(set(a.reached))
         reached_draft.update(set(b.reached))

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from rules import send_window
+from rules.assignment import capacity_held
 from rules.clock import add_business_time, next_weekday_time, zone
 from rules.consent import nurture_blocked, record_consent
 from rules.deliverability import record_feedback, undeliverable
@@ -371,7 +372,7 @@ def _request_assignment(
     state.assignment_seq += 1
     key = f"{state.lead_id}:assign:{state.assignment_seq}"
     state.pending_assignment = key
-    out.append(AssignRep(key=key, team=team, strategy=strategy, reason=reason, exclude_rep_ids=exclude, rep_id=rep_id))
+    out.append(AssignRep(state.lead_id, key, team, strategy, reason, exclude_rep_ids=exclude, rep_id=rep_id))
 
 
 def _assignment_failed(
@@ -425,7 +426,7 @@ def _walk(
                 return
         elif step.type == "notify_rep" and step.template and state.owner:
             owner = state.owner
-            out.append(_staff_email(state, "rep_notify", step.template, owner.rep_email, owner.rep_name, pb))
+            out.append(_staff_email(state, "rep_notify", step.template, owner.rep.email, owner.rep.name, pb))
         elif step.type == "wait":
             if step.until:
                 tz = state.attributes.get("timezone")
@@ -589,22 +590,21 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
         return  # a stale answer for an assignment superseded since
     state.pending_assignment = None
     state.queued_team = None
-    state.owner = Owner(
-        inp.rep_id, inp.rep_name, inp.rep_email, inp.team, inp.manager_name, inp.manager_email, now, inp.reason
-    )
+    rep = inp.rep
+    state.owner = Owner(rep, now, inp.reason)
     policy = _sla_policy(state, now, pb)
     first_touch = parse_duration(policy.first_touch)
-    due = _sla_time(now, first_touch, policy, inp.team, pb)
+    due = _sla_time(now, first_touch, policy, rep.team, pb)
     state.followup_seq += 1
     remind = None
     if policy.remind_before and parse_duration(policy.remind_before) < first_touch:
-        remind = _sla_time(now, first_touch - parse_duration(policy.remind_before), policy, inp.team, pb)
+        remind = _sla_time(now, first_touch - parse_duration(policy.remind_before), policy, rep.team, pb)
     state.followup = FollowUp(
         key=f"{state.lead_id}:followup:{state.followup_seq}",
         kind="first_touch",
         policy_id=policy.id,
-        rep_id=inp.rep_id,
-        team=inp.team,
+        rep_id=rep.id,
+        team=rep.team,
         started_at=now,
         due_at=due,
         remind_at=remind if remind and remind > now else None,
@@ -615,7 +615,7 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
     if state.followup.remind_at:
         state.timers[TIMER_SLA_REMIND] = state.followup.remind_at
     notifications = pb.model.notifications
-    out.append(_staff_email(state, "rep_new_lead", notifications.rep_new_lead, inp.rep_email, inp.rep_name, pb))
+    out.append(_staff_email(state, "rep_new_lead", notifications.rep_new_lead, rep.email, rep.name, pb))
 
 
 def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: CompiledPlaybook) -> datetime:
@@ -648,7 +648,7 @@ def _staff_email(
     """Operational mail to a rep or manager: in the playbook's locale (the team's, not the lead's)."""
     owner, followup = state.owner, state.followup
     context = _lead_context(state) | {
-        "owner": {"name": owner.rep_name, "email": owner.rep_email, "team": owner.team} if owner else None,
+        "owner": {"name": owner.rep.name, "email": owner.rep.email, "team": owner.rep.team} if owner else None,
         "due_at": followup.due_at.isoformat() if followup else None,
         "policy": followup.policy_id if followup else None,
         "reasons": [f"{c.rule_id} ({c.points:+g})" for c in state.score_changes[-5:]],
@@ -681,35 +681,35 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
         followup.reminded_at = now
         out.append(
             _staff_email(
-                state, "sla_reminder", pb.model.notifications.sla_reminder, owner.rep_email, owner.rep_name, pb
+                state, "sla_reminder", pb.model.notifications.sla_reminder, owner.rep.email, owner.rep.name, pb
             )
         )
     elif name == TIMER_SLA_DUE:
         followup.status = "overdue"
         followup.escalated_at = now
         policy = next((p for p, _ in pb.sla if p.id == followup.policy_id), None)
-        if policy and policy.escalate_to_manager and owner.manager_email:
+        if policy and policy.escalate_to_manager and owner.rep.manager_email:
             out.append(
                 _staff_email(
                     state,
                     "sla_escalation",
                     pb.model.notifications.sla_escalation,
-                    owner.manager_email,
-                    owner.manager_name,
+                    owner.rep.manager_email,
+                    owner.rep.manager_name,
                     pb,
                 )
             )
         if policy and policy.reassign_after and state.followup_seq <= policy.max_reassignments:
             state.timers[TIMER_SLA_REASSIGN] = _sla_time(
-                now, parse_duration(policy.reassign_after), policy, owner.team, pb
+                now, parse_duration(policy.reassign_after), policy, owner.rep.team, pb
             )
     elif name == TIMER_SLA_REASSIGN and followup.status == "overdue" and followup.met_at is None:
         _request_assignment(
             state,
-            owner.team,
+            owner.rep.team,
             pb.model.routing.strategy,
-            f"SLA {followup.policy_id} missed by {owner.rep_id}",
-            [owner.rep_id],
+            f"SLA {followup.policy_id} missed by {owner.rep.id}",
+            [owner.rep.id],
             out,
         )
 
@@ -728,16 +728,19 @@ def _touch(state: LeadState, inp: TouchLogged, now: datetime) -> None:
 # ------------------------------------------------------------------ views
 
 
-def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> LeadSnapshot:
-    """The read-model row, with only the score/stage changes after the given sequence numbers."""
+def snapshot(
+    state: LeadState, score_from: int = 0, stage_from: int = 0, pb: CompiledPlaybook | None = None
+) -> LeadSnapshot:
+    """The read-model row, with only the score/stage changes after the given sequence numbers; with the
+    playbook, also which of the lead's assignments still hold a rep's capacity (the store closes the rest)."""
     return LeadSnapshot(
         lead_id=state.lead_id,
         attributes=dict(state.attributes),
         stage=state.stage,
         score=round(state.score),
         grade=state.grade,
-        owner_rep_id=state.owner.rep_id if state.owner else None,
-        owner_team=state.owner.team if state.owner else state.queued_team,
+        owner_rep_id=state.owner.rep.id if state.owner else None,
+        owner_team=state.owner.rep.team if state.owner else state.queued_team,
         created_at=state.created_at,
         updated_at=state.updated_at,
         playbook_version=state.playbook_version,
@@ -746,6 +749,7 @@ def snapshot(state: LeadState, score_from: int = 0, stage_from: int = 0) -> Lead
         stage_changes=[c for c in state.stage_changes if c.seq > stage_from],
         original_source=state.original_source,
         latest_source=state.latest_source,
+        capacity=capacity_held(state, pb.stage_order) if pb is not None else None,
     )
 
 
@@ -755,7 +759,7 @@ def material_view(state: LeadState) -> tuple[Any, ...]:
     return (
         state.stage,
         state.grade,
-        state.owner.rep_id if state.owner else None,
+        state.owner.rep.id if state.owner else None,
         state.queued_team,
         (f.key, f.status, f.due_at, f.reminded_at, f.escalated_at, f.met_at) if f else None,
         tuple(sorted((k, str(v)) for k, v in state.attributes.items())),

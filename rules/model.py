@@ -130,16 +130,26 @@ class TouchLogged:
 
 
 @dataclass
+class Rep:
+    """A sales rep as a lead knows them: who, in which team, and the manager that team escalates to.
+
+    The one shape of a rep across layers: the store's answer, the assign activity's result, the lead's owner
+    and the API's view of it."""
+
+    id: str
+    name: str
+    email: str
+    team: str
+    manager_name: str | None = None
+    manager_email: str | None = None
+
+
+@dataclass
 class RepAssigned:
-    """Result of an AssignRep command."""
+    """Result of an AssignRep command: the rep who got the lead, and how they were chosen."""
 
     key: str
-    team: str
-    rep_id: str
-    rep_name: str
-    rep_email: str
-    manager_name: str | None
-    manager_email: str | None
+    rep: Rep
     reason: str
 
 
@@ -207,6 +217,9 @@ class SendEmail:
 
 @dataclass
 class AssignRep:
+    """Give the lead a rep of ``team`` (rules/assignment.py chooses); ``key`` makes it idempotent."""
+
+    lead_id: str
     key: str
     team: str
     strategy: str
@@ -244,14 +257,33 @@ class StageChange:
 
 @dataclass
 class Owner:
-    rep_id: str
-    rep_name: str
-    rep_email: str
-    team: str
-    manager_name: str | None
-    manager_email: str | None
+    """The rep a lead belongs to now, since when and why."""
+
+    rep: Rep
     assigned_at: datetime
     reason: str
+
+    @classmethod
+    def __get_pydantic_core_schema__(cls, source: Any, handler: Any) -> Any:
+        # States carried by running leads (continue-as-new inputs) and views of workers not yet upgraded hold
+        # the flat shape Owner had before Rep existed; read them as the nested one.
+        from pydantic_core import core_schema
+
+        return core_schema.no_info_before_validator_function(_owner_from_flat, handler(source))
+
+
+def _owner_from_flat(value: Any) -> Any:
+    if not isinstance(value, dict) or "rep" in value or "rep_id" not in value:
+        return value
+    rep = {
+        "id": value["rep_id"],
+        "name": value.get("rep_name", value["rep_id"]),
+        "email": value.get("rep_email", ""),
+        "team": value.get("team", ""),
+        "manager_name": value.get("manager_name"),
+        "manager_email": value.get("manager_email"),
+    }
+    return {"rep": rep, "assigned_at": value.get("assigned_at"), "reason": value.get("reason", "")}
 
 
 @dataclass
@@ -366,6 +398,16 @@ class LeadState:
 
 
 @dataclass
+class CapacityHeld:
+    """Which of a lead's assignments still count against a rep's capacity (rules/assignment.py)."""
+
+    # The working owner, whose assignment stays open; None: the lead holds nobody's capacity.
+    rep_id: str | None
+    # An assignment in flight: its answer may still make an owner, so it stays open too.
+    pending_key: str | None = None
+
+
+@dataclass
 class LeadSnapshot:
     """What the read model stores about a lead; written only when it changed."""
 
@@ -387,3 +429,6 @@ class LeadSnapshot:
     touchpoints: list[Touchpoint] = field(default_factory=list)
     original_source: SourceTouch | None = None
     latest_source: SourceTouch | None = None
+    # The lead's assignments to keep open; the store closes its others. None (snapshots of workers before
+    # capacity release): leave them as they are.
+    capacity: CapacityHeld | None = None

@@ -11,7 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from rules.engine import _email_lead, _staff_email
-from rules.model import FollowUp, LeadState, Owner, SendEmail
+from rules.model import FollowUp, LeadState, Owner, Rep, SendEmail
 from rules.playbook import CompiledPlaybook
 
 PreviewKind = Literal["nurture", "notification", "digest"]
@@ -59,12 +59,14 @@ def preview_email(
     elif kind == "digest":
         mail = _sample_digest(template, now)
     else:
-        state.owner = Owner("rep-sample", "Aiko Sato", "aiko@example.com", "inside-sales", "Mina Manager",
-                            "mina.manager@example.com", now, "preview")  # fmt: skip
+        sample = Rep(
+            "rep-sample", "Aiko Sato", "aiko@example.com", "inside-sales", "Mina Manager", "mina.manager@example.com"
+        )
+        state.owner = Owner(sample, now, "preview")
         state.followup = FollowUp(
             f"{lead_id}:followup:1", "first_touch", "default", "rep-sample", "inside-sales", now, now + timedelta(1)
         )
-        mail = _staff_email(state, "rep_notify", template, state.owner.rep_email, state.owner.rep_name, pb)
+        mail = _staff_email(state, "rep_notify", template, state.owner.rep.email, state.owner.rep.name, pb)
     if locale:
         mail.locale = locale
     return mail

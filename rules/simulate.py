@@ -9,13 +9,14 @@ from __future__ import annotations
 
 import copy
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from rules.assignment import TeamMember, TeamSnapshot, capacity_held
 from rules.consent import effective_status
 from rules.engine import decide
 from rules.expressions import parse_duration
@@ -37,6 +38,7 @@ from rules.model import (
     TrackedEvent,
 )
 from rules.playbook import CompiledPlaybook
+from rules.team_book import TeamBook
 
 MAX_STEPS = 10_000  # bound a runaway scenario (e.g. a one-minute decay over ten years)
 MAX_SPAN = timedelta(days=3660)  # a scenario covers at most ten years
@@ -108,6 +110,17 @@ class SimRep(BaseModel):
     manager_name: str | None = None
     manager_email: str | None = None
     available: bool = True
+    # As the team settings have them (PUT /v1/teams): routing treats the rep exactly as production does.
+    capacity: int | None = Field(default=None, ge=0)
+    weight: int = Field(default=1, ge=1)
+    away_for: str | None = Field(default=None, description="out of office from the start for this long, e.g. 2d")
+    open_leads: int = Field(default=0, ge=0, description="leads the rep already holds (count against capacity)")
+
+    @model_validator(mode="after")
+    def _valid_away(self) -> SimRep:
+        if self.away_for is not None:
+            parse_duration(self.away_for)
+        return self
 
 
 class Expectation(BaseModel):
@@ -169,55 +182,36 @@ class SimulationResult:
     failures: list[str] = field(default_factory=list)
 
 
-class _VirtualTeams:
-    """Round-robin over the scenario's reps (or one stand-in rep per team)."""
-
-    def __init__(self, reps: list[SimRep]) -> None:
-        self.reps = reps
-        self.cursor: dict[str, int] = {}
-
-    def assign(self, cmd: AssignRep) -> RepAssigned | AssignmentFailed:
-        team = [r for r in self.reps if r.team == cmd.team]
-        if not self.reps:
-            team = [
-                SimRep(
-                    id=f"{cmd.team}-rep-{i}",
-                    name=f"{cmd.team} rep {i}",
-                    email=f"rep{i}@{cmd.team}.example",
-                    team=cmd.team,
-                    manager_name=f"{cmd.team} manager",
-                    manager_email=f"manager@{cmd.team}.example",
-                )
-                for i in (1, 2)
-            ]
-        candidates = [r for r in team if r.available and r.id not in cmd.exclude_rep_ids]
-        if not candidates:
-            return AssignmentFailed(cmd.key, cmd.team, f"nobody available in team {cmd.team}")
-        named = next((r for r in candidates if r.id == cmd.rep_id), None)
-        if named is not None:
-            return RepAssigned(
-                cmd.key,
-                cmd.team,
-                named.id,
-                named.name,
-                named.email,
-                named.manager_name,
-                named.manager_email,
-                f"{cmd.reason}; named rep",
+def scenario_teams(scenario: Scenario) -> list[TeamSnapshot]:
+    """The scenario's reps as teams (a team's manager: the first its reps name)."""
+    teams: dict[str, list[SimRep]] = {}
+    for rep in scenario.reps:
+        teams.setdefault(rep.team, []).append(rep)
+    out = []
+    for key, reps in teams.items():
+        manager = next((r for r in reps if r.manager_name or r.manager_email), None)
+        members = tuple(
+            TeamMember(
+                r.id,
+                r.name,
+                r.email,
+                active=r.available,
+                capacity=r.capacity,
+                weight=r.weight,
+                away_until=scenario.start + parse_duration(r.away_for) if r.away_for else None,
+                open_assignments=r.open_leads,
             )
-        index = self.cursor.get(cmd.team, -1) + 1
-        self.cursor[cmd.team] = index
-        rep = candidates[index % len(candidates)]
-        return RepAssigned(
-            cmd.key,
-            cmd.team,
-            rep.id,
-            rep.name,
-            rep.email,
-            rep.manager_name,
-            rep.manager_email,
-            f"{cmd.reason}; round-robin in {cmd.team}",
+            for r in reps
         )
+        out.append(
+            TeamSnapshot(
+                key,
+                manager.manager_name if manager else None,
+                manager.manager_email if manager else None,
+                members=members,
+            )
+        )
+    return out
 
 
 def _timeline(scenario: Scenario) -> list[tuple[datetime, int, Input]]:
@@ -274,7 +268,7 @@ def run_timeline(
     lead_id: str,
     pending: list[tuple[datetime, int, Input]],
     end: datetime,
-    teams: _VirtualTeams,
+    teams: TeamBook,
     *,
     record_trace: bool = True,
     deadline: Deadline | None = None,
@@ -290,6 +284,7 @@ def run_timeline(
     def apply(at: datetime, inp: Input) -> None:
         before = copy.deepcopy(state) if record_trace else None
         decision = decide(state, inp, at, pb)
+        teams.settle(lead_id, capacity_held(state, pb.stage_order))  # as the lead's projection does
         if before is not None:
             if not isinstance(inp, RepAssigned | AssignmentFailed):
                 run.trace.append(TraceEntry(at, "input", _describe(inp)))
@@ -309,7 +304,7 @@ def run_timeline(
                         "exclude": cmd.exclude_rep_ids,
                     }
                     run.trace.append(TraceEntry(at, "route", detail))
-                queue.append((at, teams.assign(cmd)))
+                queue.append((at, teams.assign(cmd, at)))
 
     for _ in range(MAX_STEPS):
         if deadline is not None and deadline():
@@ -335,8 +330,8 @@ def final_view(state: LeadState) -> dict[str, Any]:
         "score": state.score,
         "grade": state.grade,
         "grade_reasons": state.grade_reasons,
-        "owner": state.owner.rep_id if state.owner else None,
-        "team": state.owner.team if state.owner else None,
+        "owner": state.owner.rep.id if state.owner else None,
+        "team": state.owner.rep.team if state.owner else None,
         "queued_team": state.queued_team,
         "sla": state.followup.status if state.followup else None,
         "journeys": {j: r.status for j, r in state.journeys.items()},
@@ -345,9 +340,17 @@ def final_view(state: LeadState) -> dict[str, Any]:
     }
 
 
-def simulate(pb: CompiledPlaybook, scenario: Scenario, *, deadline: Deadline | None = None) -> SimulationResult:
+def simulate(
+    pb: CompiledPlaybook,
+    scenario: Scenario,
+    *,
+    teams: Sequence[TeamSnapshot] = (),
+    deadline: Deadline | None = None,
+) -> SimulationResult:
+    """Run ``scenario``; its reps route the lead, else ``teams`` (the store's), else two stand-ins per team."""
     end = scenario.start + parse_duration(scenario.run_for)
-    run = run_timeline(pb, "lead-simulated", _timeline(scenario), end, _VirtualTeams(scenario.reps), deadline=deadline)
+    book = TeamBook(scenario_teams(scenario) or teams, stand_ins=not scenario.reps and not teams)
+    run = run_timeline(pb, "lead-simulated", _timeline(scenario), end, book, deadline=deadline)
     final = final_view(run.state)
     result = SimulationResult(scenario.name, run.trace, final, run.emails)
     if scenario.expect:
@@ -370,10 +373,10 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
         trace.append(
             TraceEntry(at, "grade", {"grade": after.grade, "points": after.grade_points, "rules": after.grade_reasons})
         )
-    if after.owner and (before.owner is None or before.owner.rep_id != after.owner.rep_id):
+    if after.owner and (before.owner is None or before.owner.rep.id != after.owner.rep.id):
         trace.append(
             TraceEntry(
-                at, "assign", {"rep": after.owner.rep_id, "team": after.owner.team, "reason": after.owner.reason}
+                at, "assign", {"rep": after.owner.rep.id, "team": after.owner.rep.team, "reason": after.owner.reason}
             )
         )
     if after.queued_team and after.queued_team != before.queued_team:

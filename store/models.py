@@ -235,7 +235,8 @@ class Assignment(Base):
     rep_id: Mapped[str]
     reason: Mapped[str] = mapped_column(Text())
     assigned_at: Mapped[datetime]
-    # False once the lead is reassigned away, so capacity counts only what a rep still holds.
+    # False once the lead leaves the rep (reassigned, recycled, won, disqualified or lost, erased), so capacity
+    # counts only what a rep still holds (rules/assignment.py: capacity_held, to_release).
     open: Mapped[bool] = mapped_column(Boolean(), default=True, server_default=true())
 
 

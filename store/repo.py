@@ -18,19 +18,27 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
-from rules.assignment import STRATEGIES, Candidate, choose
-from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, Touchpoint, TrackedEvent
+from rules.assignment import OpenAssignment, to_release
+from rules.model import (
+    CapacityHeld,
+    FollowUp,
+    LeadSnapshot,
+    ScoreChange,
+    StageChange,
+    Touchpoint,
+    TrackedEvent,
+)
 from store.db import rowcount
 from store.models import (
     Assignment,
     EmailRow,
     FollowUpRow,
     Lead,
-    Rep,
     ScoreChangeRow,
     StageChangeRow,
     Team,
 )
+from store.models import Rep as RepRow
 from store.models import Touchpoint as TouchpointRow
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
@@ -219,7 +227,8 @@ def _lead_values(snap: LeadSnapshot, now: datetime) -> dict[str, Any]:
     return values
 
 
-async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> None:
+async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> bool:
+    """Write the leads row; False when a newer snapshot is stored already (this one changes nothing)."""
     values = _lead_values(snap, now)
     stmt = _insert(session, Lead).values(values)
     keep = {"id"} if snap.created_at is not None else {"id", "created_at"}
@@ -229,7 +238,7 @@ async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime)
         # A retried, older projection must not overwrite a newer one.
         where=stmt.excluded.updated_at >= Lead.updated_at,
     )
-    await session.execute(stmt)
+    return (await session.execute(stmt.returning(Lead.id))).first() is not None
 
 
 def _score_change_row(lead_id: str, change: ScoreChange) -> dict[str, Any]:
@@ -301,7 +310,9 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
     # Prefer workflow time over the wall clock: mixing the two would break the ordering guard.
     now = snap.updated_at or snap.created_at or _utcnow()
     async with _writing(session):
-        await _upsert_lead(session, snap, now)
+        current = await _upsert_lead(session, snap, now)
+        if current and snap.capacity is not None:
+            await _release_capacity(session, snap.lead_id, snap.capacity)
         scores = [_score_change_row(snap.lead_id, c) for c in snap.score_changes]
         await _insert_ignoring(session, ScoreChangeRow, scores, ["lead_id", "seq"])
         stages = [_stage_change_row(snap.lead_id, c) for c in snap.stage_changes]
@@ -310,6 +321,29 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
             await _upsert_followup(session, snap.lead_id, snap.followup, now)
         if snap.touchpoints:
             await _insert_touchpoints(session, snap.lead_id, snap.touchpoints)
+
+
+async def lead_open_assignments(session: AsyncSession, lead_id: str) -> list[OpenAssignment]:
+    stmt = (
+        select(Assignment.key, Assignment.rep_id)
+        .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
+        .order_by(Assignment.key)
+    )
+    return [OpenAssignment(key, rep_id) for key, rep_id in (await session.execute(stmt)).all()]
+
+
+async def _release_capacity(session: AsyncSession, lead_id: str, held: CapacityHeld) -> None:
+    """Close the lead's assignments that no longer hold a rep's capacity (rules.assignment.to_release): the
+    lead was recycled, disqualified, won or lost, or went to another rep. The lead's projection is the one
+    writer of this (besides a reassignment, which closes the old one at once, and erasure)."""
+    released = to_release(await lead_open_assignments(session, lead_id), held)
+    if released:
+        await session.execute(
+            update(Assignment)
+            .where(Assignment.key.in_(released), Assignment.open.is_(True))
+            .values(open=False)
+            .execution_options(synchronize_session=False)
+        )
 
 
 async def get_lead(session: AsyncSession, lead_id: str) -> dict[str, Any] | None:
@@ -361,8 +395,8 @@ async def list_followups(
             Lead.first_name,
             Lead.last_name,
             FollowUpRow.rep_id,
-            Rep.name.label("rep_name"),
-            Rep.email.label("rep_email"),
+            RepRow.name.label("rep_name"),
+            RepRow.email.label("rep_email"),
             FollowUpRow.team_key,
             FollowUpRow.kind,
             FollowUpRow.policy_id,
@@ -376,7 +410,7 @@ async def list_followups(
             FollowUpRow.updated_at,
         )
         .outerjoin(Lead, Lead.id == FollowUpRow.lead_id)
-        .outerjoin(Rep, Rep.id == FollowUpRow.rep_id)
+        .outerjoin(RepRow, RepRow.id == FollowUpRow.rep_id)
         .order_by(FollowUpRow.due_at, FollowUpRow.key)
         .limit(limit)
         .offset(offset)
@@ -438,8 +472,8 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
         )
         listed = [rep.id for rep in team.reps]
         await session.execute(
-            update(Rep)
-            .where(Rep.team_key == team.key, Rep.id.not_in(listed))
+            update(RepRow)
+            .where(RepRow.team_key == team.key, RepRow.id.not_in(listed))
             .values(active=False)
             .execution_options(synchronize_session=False)
         )
@@ -454,7 +488,7 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
                 "weight": rep.weight,
                 "away_until": rep.away_until,
             }
-            stmt = _insert(session, Rep).values(values)
+            stmt = _insert(session, RepRow).values(values)
             await session.execute(
                 stmt.on_conflict_do_update(
                     index_elements=["id"], set_={k: stmt.excluded[k] for k in values if k != "id"}
@@ -462,10 +496,8 @@ async def upsert_team(session: AsyncSession, team: TeamIn, *, now: datetime | No
             )
 
 
-async def _open_loads(
-    session: AsyncSession, rep_ids: Sequence[str], *, except_lead: str | None = None
-) -> dict[str, int]:
-    """Open assignments per rep (optionally not counting one lead's own)."""
+async def _open_loads(session: AsyncSession, rep_ids: Sequence[str]) -> dict[str, int]:
+    """Open assignments per rep (every lead's, in any team): what capacity counts."""
     if not rep_ids:
         return {}
     stmt = (
@@ -473,8 +505,6 @@ async def _open_loads(
         .where(Assignment.open.is_(True), Assignment.rep_id.in_(rep_ids))
         .group_by(Assignment.rep_id)
     )
-    if except_lead is not None:
-        stmt = stmt.where(Assignment.lead_id != except_lead)
     counts = {rep_id: int(n) for rep_id, n in (await session.execute(stmt)).all()}
     return {rep_id: counts.get(rep_id, 0) for rep_id in rep_ids}
 
@@ -482,7 +512,7 @@ async def _open_loads(
 async def list_teams(session: AsyncSession) -> list[dict[str, Any]]:
     """Every team with its reps (active or not) and each rep's open assignments."""
     teams = await _dicts(session, _select_all(Team).order_by(Team.key))
-    reps = await _dicts(session, _select_all(Rep).order_by(Rep.team_key, Rep.id))
+    reps = await _dicts(session, _select_all(RepRow).order_by(RepRow.team_key, RepRow.id))
     loads = await _open_loads(session, [rep["id"] for rep in reps])
     by_team: dict[str, list[dict[str, Any]]] = {team["key"]: [] for team in teams}
     for rep in reps:
@@ -492,169 +522,6 @@ async def list_teams(session: AsyncSession) -> list[dict[str, Any]]:
 
 async def count_teams(session: AsyncSession) -> int:
     return int((await session.execute(select(func.count()).select_from(Team))).scalar_one())
-
-
-# ---------------------------------------------------------------- assignment
-
-
-@dataclass
-class RepChoice:
-    rep_id: str
-    rep_name: str
-    rep_email: str
-    team: str
-    manager_name: str | None
-    manager_email: str | None
-    reason: str
-
-
-async def _lock_team(session: AsyncSession, team_key: str) -> Row[str, str | None, str | None, str | None] | None:
-    """Serialise assignment per team; returns the team row read under the lock, or None if unknown."""
-    if _dialect(session) == "sqlite":
-        # A write as the transaction's first statement takes SQLite's single write lock (waiting on
-        # busy_timeout), so the reads that follow see every earlier assignment. SELECT first would
-        # read a snapshot that a concurrent writer can make stale.
-        await session.execute(
-            update(Team)
-            .where(Team.key == team_key)
-            .values(rr_cursor=Team.rr_cursor)
-            .execution_options(synchronize_session=False)
-        )
-        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email)
-    else:
-        query = select(Team.key, Team.rr_cursor, Team.manager_name, Team.manager_email).with_for_update()
-    return (await session.execute(query.where(Team.key == team_key))).one_or_none()
-
-
-async def _existing_choice(session: AsyncSession, key: str) -> RepChoice | None:
-    stmt = (
-        select(
-            Assignment.rep_id,
-            Assignment.team_key,
-            Assignment.reason,
-            Rep.name,
-            Rep.email,
-            Team.manager_name,
-            Team.manager_email,
-        )
-        .outerjoin(Rep, Rep.id == Assignment.rep_id)
-        .outerjoin(Team, Team.key == Assignment.team_key)
-        .where(Assignment.key == key)
-    )
-    row = (await session.execute(stmt)).one_or_none()
-    if row is None:
-        return None
-    return RepChoice(
-        rep_id=row.rep_id,
-        rep_name=row.name or row.rep_id,
-        rep_email=row.email or "",
-        team=row.team_key,
-        manager_name=row.manager_name,
-        manager_email=row.manager_email,
-        reason=row.reason,
-    )
-
-
-async def _candidates(session: AsyncSession, team_key: str, exclude: set[str], now: datetime) -> list[Candidate]:
-    """Active reps of the team, not excluded, not out of office, in id order.
-
-    Sorted here, not by ORDER BY: a PostgreSQL collation may order ids differently from the plain
-    string comparison that moves the round-robin cursor.
-    """
-    stmt = select(Rep.id, Rep.name, Rep.email, Rep.capacity, Rep.weight, Rep.away_until).where(
-        Rep.team_key == team_key, Rep.active.is_(True)
-    )
-    rows = (await session.execute(stmt)).all()
-    return sorted(
-        (
-            Candidate(r.id, r.name, r.email, r.capacity, r.weight or 1)
-            for r in rows
-            if r.id not in exclude and (r.away_until is None or r.away_until <= now)
-        ),
-        key=lambda c: c.id,
-    )
-
-
-async def _total_counts(session: AsyncSession, team_key: str, rep_ids: list[str]) -> dict[str, int]:
-    """Every assignment ever made to each rep in this team (the weighted strategy's share so far)."""
-    counts = dict.fromkeys(rep_ids, 0)
-    if rep_ids:
-        rows = await session.execute(
-            select(Assignment.rep_id, func.count())
-            .where(Assignment.team_key == team_key, Assignment.rep_id.in_(rep_ids))
-            .group_by(Assignment.rep_id)
-        )
-        counts.update({rep_id: n for rep_id, n in rows.all()})
-    return counts
-
-
-async def assign_rep(
-    session: AsyncSession,
-    *,
-    key: str,
-    lead_id: str,
-    team_key: str,
-    strategy: str,
-    exclude_rep_ids: list[str],
-    now: datetime,
-    rep_id: str | None = None,
-) -> RepChoice | None:
-    """Give the lead a rep of ``team_key``; idempotent by ``key``; None when nobody is available.
-
-    Eligible: active, not excluded, fewer open assignments than capacity (the lead's own current
-    assignment does not count against its rep). The lead's previous open assignments are closed.
-    """
-    if strategy not in STRATEGIES:
-        raise ValueError(f"unknown assignment strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
-    async with _writing(session):
-        team = await _lock_team(session, team_key)
-        existing = await _existing_choice(session, key)
-        if existing is not None or team is None:
-            return existing
-        reps = await _candidates(session, team_key, set(exclude_rep_ids), now)
-        loads = await _open_loads(session, [r.id for r in reps], except_lead=lead_id)
-        totals = await _total_counts(session, team_key, [r.id for r in reps]) if strategy == "weighted" else None
-        picked = choose(reps, strategy=strategy, open_loads=loads, cursor=team.rr_cursor, totals=totals, named=rep_id)
-        if picked is None:
-            return None
-        rep, how = picked
-        reason = f"{how} in team {team_key}"
-        await session.execute(
-            update(Assignment)
-            .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
-            .values(open=False)
-            .execution_options(synchronize_session=False)
-        )
-        session.add(
-            Assignment(key=key, lead_id=lead_id, team_key=team_key, rep_id=rep.id, reason=reason, assigned_at=now)
-        )
-        if strategy == "round_robin":
-            await session.execute(
-                update(Team)
-                .where(Team.key == team_key)
-                .values(rr_cursor=rep.id)
-                .execution_options(synchronize_session=False)
-            )
-        return RepChoice(
-            rep_id=rep.id,
-            rep_name=rep.name,
-            rep_email=rep.email,
-            team=team_key,
-            manager_name=team.manager_name,
-            manager_email=team.manager_email,
-            reason=reason,
-        )
-
-
-async def list_assignments(
-    session: AsyncSession, *, lead_id: str | None = None, open_only: bool = False
-) -> list[dict[str, Any]]:
-    stmt = _select_all(Assignment).order_by(Assignment.assigned_at, Assignment.key)
-    if lead_id is not None:
-        stmt = stmt.where(Assignment.lead_id == lead_id)
-    if open_only:
-        stmt = stmt.where(Assignment.open.is_(True))
-    return await _dicts(session, stmt)
 
 
 # ---------------------------------------------------------------- emails
@@ -739,16 +606,12 @@ async def ping(session: AsyncSession) -> None:
 
 
 __all__ = [
-    "STRATEGIES",
-    "RepChoice",
     "RepIn",
     "TeamIn",
     "add_touchpoints",
-    "assign_rep",
     "count_teams",
     "email_status",
     "get_lead",
-    "list_assignments",
     "list_emails",
     "list_followups",
     "list_score_changes",
@@ -805,5 +668,5 @@ async def claim_email(
 async def set_rep_availability(session: AsyncSession, rep_id: str, away_until: datetime | None) -> bool:
     """Mark a rep out of office until ``away_until`` (None: back). False when there is no such rep."""
     async with _writing(session):
-        result = await session.execute(update(Rep).where(Rep.id == rep_id).values(away_until=away_until))
+        result = await session.execute(update(RepRow).where(RepRow.id == rep_id).values(away_until=away_until))
     return rowcount(result) == 1

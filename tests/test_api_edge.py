@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.email import EmailJob
 from activities.leads import LeadActivities
 from api import errors
 from api.main import create_app
@@ -31,7 +32,7 @@ from tests.conftest import TEST_API_KEY
 from tests.test_integration import dev_server, stack  # noqa: F401  (fixtures)
 from tests.test_robustness import offline_settings
 from workflows.lead import LeadWorkflow
-from workflows.payloads import EmailJob, LeadOptions, LeadStart, LeadView
+from workflows.payloads import LeadOptions, LeadStart, LeadView
 
 AUTH = {"X-API-Key": TEST_API_KEY}
 LEAD = "lead-" + "0" * 32

@@ -22,7 +22,7 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
 from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
 
-from activities.email import PERMANENT_ERRORS, EmailActivities, Mailer
+from activities.email import PERMANENT_ERRORS, EmailActivities, EmailJob, Mailer
 from activities.rendering import EmailRenderer
 from api.main import create_app
 from rules.model import LeadSnapshot, LeadUpserted, SendEmail
@@ -31,7 +31,7 @@ from settings import Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
 from workflows.lead import EMAIL_RETRY, LeadWorkflow
-from workflows.payloads import EmailJob, LeadOptions, LeadStart
+from workflows.payloads import LeadOptions, LeadStart
 
 LEAD = "lead-" + "0" * 32
 # Every header the Mailer writes; anything else in a received message was injected.

@@ -150,7 +150,7 @@ async def test_lead_journey_over_http(
     ]
     view = await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["owner"] is not None)
     assert (view["stage"], view["score"]) == ("sql", 60)
-    assert view["owner"]["rep_id"] == "rep-aiko" and view["followup"]["status"] == "pending"
+    assert view["owner"]["rep"]["id"] == "rep-aiko" and view["followup"]["status"] == "pending"
     assert [c["rule_id"] for c in view["recent_score_changes"]] == [
         "whitepaper_download",
         "email_click",

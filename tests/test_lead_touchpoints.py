@@ -12,13 +12,14 @@ from temporalio import activity
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
+from activities.email import EmailJob
 from payload_converter import data_converter
-from rules.model import EventsReceived, LeadSnapshot, LeadUpserted, TrackedEvent
+from rules.model import AssignmentFailed, AssignRep, EventsReceived, LeadSnapshot, LeadUpserted, TrackedEvent
 from runtime import load_active_playbook, workflow_runner
 from settings import Settings
 from tests.conftest import venv_binary
 from workflows.lead import LeadWorkflow
-from workflows.payloads import AssignJob, AssignOutcome, EmailJob, LeadOptions, LeadStart
+from workflows.payloads import LeadOptions, LeadStart
 
 DELAY = 30
 
@@ -47,8 +48,8 @@ class StandIns:
         return None
 
     @activity.defn(name="assign_rep")
-    async def assign_rep(self, job: AssignJob) -> AssignOutcome:
-        return AssignOutcome(None, "nobody in this test")
+    async def assign_rep(self, command: AssignRep) -> AssignmentFailed:
+        return AssignmentFailed(command.key, command.team, "nobody in this test")
 
 
 def page_views(prefix: str, count: int, at: datetime) -> EventsReceived:

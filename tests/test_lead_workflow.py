@@ -88,7 +88,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
         handle = await start_sql_lead(client, settings, "ken@example.com")
         view = await wait_view(handle, lambda v: v.owner is not None)
         assert (view.stage, view.score, view.grade) == ("sql", 60, "B")
-        assert view.owner.rep_id == "rep-aiko" and view.owner.team == "inside-sales"
+        assert view.owner.rep.id == "rep-aiko" and view.owner.rep.team == "inside-sales"
         assert view.followup.status == "pending" and view.followup.policy_id == "default"
         assert view.followup.due_at - view.followup.started_at == timedelta(hours=24)
 
@@ -123,7 +123,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
 
         # 24 h after the escalation the lead is reassigned to the next rep, who gets a fresh SLA.
         await env.sleep(timedelta(hours=24, minutes=1))
-        view = await wait_view(handle, lambda v: v.owner.rep_id == "rep-ben")
+        view = await wait_view(handle, lambda v: v.owner.rep.id == "rep-ben")
         assert view.followup.status == "pending" and view.followup.key.endswith(":followup:2")
         await inbox.wait_for(lambda m: "ben@example.com" in m["X-Envelope-To"])
 
@@ -134,7 +134,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
             workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
         ).replay_workflow(history)
         if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-            (HISTORIES / "lead_sla_breach_reassign_v2.json").write_text(history.to_json())
+            (HISTORIES / "lead_sla_breach_reassign_v3.json").write_text(history.to_json())
 
 
 # A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping

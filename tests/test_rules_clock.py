@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from rules import decide, load_playbook_text
 from rules.clock import add_business_time, next_weekday_time
-from rules.model import EventsReceived, LeadState, LeadUpserted, RepAssigned, TrackedEvent
+from rules.model import EventsReceived, LeadState, LeadUpserted, Rep, RepAssigned, TrackedEvent
 
 TOKYO = ZoneInfo("Asia/Tokyo")
 WEEK = ["mon", "tue", "wed", "thu", "fri"]
@@ -86,7 +86,7 @@ def test_sla_due_time_counts_the_teams_business_hours() -> None:
     state, now = LeadState("L"), tokyo(2026, 11, 27, 17).astimezone(UTC)  # Friday 17:00 in Tokyo
     decide(state, LeadUpserted({"email": "a@example.jp"}), now, pb)
     (assign,) = decide(state, EventsReceived([TrackedEvent("e", "page_view", now)]), now, pb).commands
-    decide(state, RepAssigned(assign.key, "japan", "rep-yui", "Yui", "yui@x", "K", "k@x", "rr"), now, pb)
+    decide(state, RepAssigned(assign.key, Rep("rep-yui", "Yui", "yui@x", "japan", "K", "k@x"), "rr"), now, pb)
     # 1 h on Friday, Monday the 30th is a holiday, 3 h on Tuesday: due Tuesday 12:00, reminder at 11:00.
     assert state.followup.due_at.astimezone(TOKYO) == tokyo(2026, 12, 1, 12)
     assert state.followup.remind_at.astimezone(TOKYO) == tokyo(2026, 12, 1, 11)

@@ -20,6 +20,7 @@ from rules.model import (
     EventsReceived,
     LeadState,
     LeadUpserted,
+    Rep,
     RepAssigned,
     SendEmail,
     TimerFired,
@@ -76,7 +77,7 @@ def test_opt_in_policy_skips_nurture_but_still_scores_routes_and_notifies_the_re
     assert "no email opt-in" in hold.reason
     assign = decide(state, EventsReceived(SQL_EVENTS), TOKYO_NIGHT, OPT_IN).commands
     assert state.stage == "sql" and assign[0].team == "japan"
-    rep = RepAssigned(assign[0].key, "japan", "rep-yui", "Yui", "yui@example.com", None, None, "rr")
+    rep = RepAssigned(assign[0].key, Rep("rep-yui", "Yui", "yui@example.com", "japan", None, None), "rr")
     notified = decide(state, rep, TOKYO_NIGHT, OPT_IN).commands
     # Operational mail: neither consent nor the send window holds the rep's notice.
     assert [(c.kind, c.to) for c in notified] == [("rep_new_lead", "yui@example.com")]

@@ -18,6 +18,7 @@ from rules.model import (
     Input,
     LeadState,
     LeadUpserted,
+    Rep,
     RepAssigned,
     SendEmail,
     TimerFired,
@@ -164,7 +165,7 @@ class Lead:
         key = self.state.pending_assignment
         assert key is not None, "no assignment pending"
         return self.send(
-            RepAssigned(key, "inside-sales", rep, rep.title(), f"{rep}@example.com", "Mina", manager_email, "rr")
+            RepAssigned(key, Rep(rep, rep.title(), f"{rep}@example.com", "inside-sales", "Mina", manager_email), "rr")
         )
 
     def emails(self, kind: str | None = None) -> list[SendEmail]:
@@ -467,7 +468,7 @@ def test_routing_fires_once_at_the_route_stage_with_the_default_team(pb: Compile
     commands = lead.event("page_view", "/pricing")
     assert lead.state.stage == "sql"
     assert only(commands, AssignRep) == [
-        AssignRep(key="L1:assign:1", team="inside-sales", strategy="least_loaded", reason="default team")
+        AssignRep(lead_id="L1", key="L1:assign:1", team="inside-sales", strategy="least_loaded", reason="default team")
     ]
     assert lead.state.pending_assignment == "L1:assign:1"
     lead.event("webinar")
@@ -487,12 +488,12 @@ def test_rep_assigned_sets_owner_followup_timers_and_emails_the_rep(pb: Compiled
     lead.to_sql()
     at = T0 + timedelta(minutes=5)
     commands = lead.send(
-        RepAssigned("L1:assign:1", "inside-sales", "rep-ben", "Ben", "ben@x.com", "Mina", "mina@x.com", "rr"), at
+        RepAssigned("L1:assign:1", Rep("rep-ben", "Ben", "ben@x.com", "inside-sales", "Mina", "mina@x.com"), "rr"), at
     )
     state = lead.state
     assert state.pending_assignment is None
     assert state.owner is not None
-    assert (state.owner.rep_id, state.owner.rep_email, state.owner.team, state.owner.assigned_at) == (
+    assert (state.owner.rep.id, state.owner.rep.email, state.owner.rep.team, state.owner.assigned_at) == (
         "rep-ben",
         "ben@x.com",
         "inside-sales",
@@ -537,7 +538,7 @@ def test_grade_a_lead_gets_the_hot_sla_policy(pb: CompiledPlaybook) -> None:
 def test_stale_rep_assigned_is_ignored(pb: CompiledPlaybook) -> None:
     lead = Lead(pb, LEAD)
     lead.to_sql()
-    commands = lead.send(RepAssigned("L1:assign:0", "inside-sales", "r", "R", "r@x.com", None, None, "old"))
+    commands = lead.send(RepAssigned("L1:assign:0", Rep("r", "R", "r@x.com", "inside-sales", None, None), "old"))
     assert commands == []
     assert lead.state.owner is None and lead.state.followup is None
     assert lead.state.pending_assignment == "L1:assign:1"
@@ -580,6 +581,7 @@ def test_sla_reminder_then_escalation_then_reassignment(pb: CompiledPlaybook) ->
 
     (reassign,) = lead.fire("sla_reassign")
     assert reassign == AssignRep(
+        lead_id="L1",
         key="L1:assign:2",
         team="inside-sales",
         strategy="least_loaded",
@@ -587,7 +589,7 @@ def test_sla_reminder_then_escalation_then_reassignment(pb: CompiledPlaybook) ->
         exclude_rep_ids=["rep-aiko"],
     )
     commands = lead.assign("rep-ben")
-    assert lead.state.owner is not None and lead.state.owner.rep_id == "rep-ben"
+    assert lead.state.owner is not None and lead.state.owner.rep.id == "rep-ben"
     assert lead.state.followup is not None
     assert (lead.state.followup.key, lead.state.followup.status) == ("L1:followup:2", "pending")
     assert [c.kind for c in only(commands, SendEmail)] == ["rep_new_lead"]
@@ -1124,5 +1126,5 @@ def test_state_is_plain_data(pb: CompiledPlaybook) -> None:
     lead.to_sql()
     lead.assign()
     as_dict = dataclasses.asdict(lead.state)
-    assert as_dict["owner"]["rep_id"] == "rep-aiko"
+    assert as_dict["owner"]["rep"]["id"] == "rep-aiko"
     assert as_dict["journeys"]["nurture"]["status"] == "exited"

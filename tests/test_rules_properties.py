@@ -23,6 +23,7 @@ from rules.model import (
     Input,
     LeadState,
     LeadUpserted,
+    Rep,
     RepAssigned,
     TimerFired,
     TouchLogged,
@@ -191,7 +192,7 @@ def simulate(
             rep, with_manager = action[2], action[3]
             key = state.pending_assignment or "P1:assign:stale"
             manager = ("Mina", "mina@x.test") if with_manager else (None, None)
-            inp = RepAssigned(key, "inside-sales", rep, rep.upper(), f"{rep}@x.test", *manager, "test")
+            inp = RepAssigned(key, Rep(rep, rep.upper(), f"{rep}@x.test", "inside-sales", *manager), "test")
         elif kind == "fail":
             inp = AssignmentFailed(state.pending_assignment or "P1:assign:stale", "inside-sales", "nobody")
         else:

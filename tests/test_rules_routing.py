@@ -11,6 +11,7 @@ from rules.model import (
     EventsReceived,
     LeadState,
     LeadUpserted,
+    Rep,
     RepAssigned,
     TimerFired,
     TrackedEvent,
@@ -62,7 +63,7 @@ def test_nobody_in_the_team_goes_to_the_fallback_team_then_the_queue_with_retrie
     # The retry timer offers the lead again; a stale answer for the old key changes nothing.
     retry = decide(state, TimerFired("assign_retry"), T0 + timedelta(hours=2), PB).commands
     assert [(c.team, c.reason) for c in retry] == [("overflow", "retry from the team queue")]
-    decide(state, RepAssigned(first.key, "inside-sales", "rep-x", "X", "x@x", None, None, "late"), T0, PB)
+    decide(state, RepAssigned(first.key, Rep("rep-x", "X", "x@x", "inside-sales", None, None), "late"), T0, PB)
     assert state.owner is None
-    decide(state, RepAssigned(retry[0].key, "overflow", "rep-o", "O", "o@x", None, None, "rr"), T0, PB)
-    assert state.owner.rep_id == "rep-o" and state.queued_team is None and state.followup is not None
+    decide(state, RepAssigned(retry[0].key, Rep("rep-o", "O", "o@x", "overflow", None, None), "rr"), T0, PB)
+    assert state.owner.rep.id == "rep-o" and state.queued_team is None and state.followup is not None

@@ -9,7 +9,7 @@ import pytest
 import yaml
 
 from rules import PlaybookError, decide, load_playbook_text
-from rules.model import AssignRep, EventsReceived, LeadState, LeadUpserted, RepAssigned, TouchLogged, TrackedEvent
+from rules.model import AssignRep, EventsReceived, LeadState, LeadUpserted, Rep, RepAssigned, TouchLogged, TrackedEvent
 from rules.profile import parse_amount
 from rules.sources import SourceMap, compile_sources, match_key, touch_from_event
 
@@ -276,5 +276,5 @@ def test_source_category_routes_and_picks_the_sla_policy() -> None:
     decision = decide(state, EventsReceived(events), T0, pb)
     (assign,) = [c for c in decision.commands if isinstance(c, AssignRep)]
     assert (assign.team, assign.reason) == ("japan", "rule events_desk")
-    decide(state, RepAssigned(assign.key, "japan", "rep-yui", "Yui", "yui@example.com", None, None, "rr"), T0, pb)
+    decide(state, RepAssigned(assign.key, Rep("rep-yui", "Yui", "yui@example.com", "japan", None, None), "rr"), T0, pb)
     assert state.followup is not None and state.followup.policy_id == "event_leads"

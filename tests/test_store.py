@@ -26,8 +26,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
 
 from rules.model import (
+    AssignRep,
     FollowUp,
     LeadSnapshot,
+    Rep,
+    RepAssigned,
     ScoreChange,
     SlaStatus,
     SourceTouch,
@@ -35,7 +38,7 @@ from rules.model import (
     Touchpoint,
     TrackedEvent,
 )
-from store import repo
+from store import assignments, repo
 from store.db import alembic_config, make_engine, make_sessionmaker, normalize_url, run_migrations
 from store.models import Base
 from tests.conftest import postgres_database
@@ -182,18 +185,11 @@ async def assign(
     strategy: str = "round_robin",
     exclude: list[str] | None = None,
     rep_id: str | None = None,
-) -> repo.RepChoice | None:
-    return await run(
-        sm,
-        repo.assign_rep,
-        key=key,
-        lead_id=lead_id or f"lead-{key}",
-        team_key=team,
-        strategy=strategy,
-        exclude_rep_ids=exclude or [],
-        now=T0,
-        rep_id=rep_id,
-    )
+) -> RepAssigned | None:
+    """The rep the store gives, or None when nobody could take the lead."""
+    command = AssignRep(lead_id or f"lead-{key}", key, team, strategy, "", exclude or [], rep_id)
+    answer = await run(sm, assignments.assign_rep, command, T0)
+    return answer if isinstance(answer, RepAssigned) else None
 
 
 # ---------------------------------------------------------------- urls and engines
@@ -480,10 +476,9 @@ async def test_upsert_team_replaces_rep_set(sm: Sessions) -> None:
 async def test_round_robin_rotates_and_wraps(sm: Sessions) -> None:
     await make_team(sm)
     picks = [await assign(sm, f"k{i}") for i in range(7)]
-    assert [p.rep_id for p in picks] == ["rep-a", "rep-b", "rep-c", "rep-a", "rep-b", "rep-c", "rep-a"]
+    assert [p.rep.id for p in picks] == ["rep-a", "rep-b", "rep-c", "rep-a", "rep-b", "rep-c", "rep-a"]
     first = picks[0]
-    assert (first.rep_name, first.rep_email, first.team) == ("Rep A", "a@x.test", "inside-sales")
-    assert (first.manager_name, first.manager_email) == ("Mia", "mia@x.test")
+    assert first.rep == Rep("rep-a", "Rep A", "a@x.test", "inside-sales", "Mia", "mia@x.test")
     assert first.reason == "round-robin in team inside-sales"
 
 
@@ -496,9 +491,9 @@ async def test_round_robin_skips_inactive_and_excluded(sm: Sessions) -> None:
             repo.RepIn("rep-c", "C", "c@x.test"),
         ],
     )
-    assert [(await assign(sm, f"k{i}")).rep_id for i in range(3)] == ["rep-a", "rep-c", "rep-a"]
-    assert (await assign(sm, "k3", exclude=["rep-c"])).rep_id == "rep-a"
-    assert (await assign(sm, "k4", exclude=["rep-a"])).rep_id == "rep-c"
+    assert [(await assign(sm, f"k{i}")).rep.id for i in range(3)] == ["rep-a", "rep-c", "rep-a"]
+    assert (await assign(sm, "k3", exclude=["rep-c"])).rep.id == "rep-a"
+    assert (await assign(sm, "k4", exclude=["rep-a"])).rep.id == "rep-c"
 
 
 async def test_assignment_is_idempotent_by_key(sm: Sessions) -> None:
@@ -506,23 +501,23 @@ async def test_assignment_is_idempotent_by_key(sm: Sessions) -> None:
     first = await assign(sm, "same", "lead-1")
     again = await assign(sm, "same", "lead-1")
     assert again == first
-    assert len(await run(sm, repo.list_assignments, lead_id="lead-1")) == 1
-    assert (await assign(sm, "next")).rep_id == "rep-b"  # the retry did not move the cursor
+    assert len(await run(sm, assignments.list_assignments, lead_id="lead-1")) == 1
+    assert (await assign(sm, "next")).rep.id == "rep-b"  # the retry did not move the cursor
 
 
 async def test_capacity_counts_open_assignments_only(sm: Sessions) -> None:
     await make_team(
         sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=1), repo.RepIn("rep-b", "B", "b@x.test", capacity=2)]
     )
-    assert [(await assign(sm, f"k{i}")).rep_id for i in range(3)] == ["rep-a", "rep-b", "rep-b"]
+    assert [(await assign(sm, f"k{i}")).rep.id for i in range(3)] == ["rep-a", "rep-b", "rep-b"]
     assert await assign(sm, "k3") is None  # everyone full
 
     assert await assign(sm, "k1-again", "lead-k1", exclude=["rep-b"]) is None  # rep-a is full
     assert await assign(sm, "k0-again", "lead-k0", exclude=["rep-a"]) is None  # rep-b is full
     # Reassigning a lead to its own rep: its current assignment does not count against capacity.
     same = await assign(sm, "k0-third", "lead-k0")
-    assert same is not None and same.rep_id == "rep-a"
-    history = await run(sm, repo.list_assignments, lead_id="lead-k0")
+    assert same is not None and same.rep.id == "rep-a"
+    history = await run(sm, assignments.list_assignments, lead_id="lead-k0")
     assert [(a["key"], a["open"]) for a in history] == [("k0", False), ("k0-third", True)]
     teams = await run(sm, repo.list_teams)
     assert {r["id"]: r["open_assignments"] for r in teams[0]["reps"]} == {"rep-a": 1, "rep-b": 2}
@@ -531,7 +526,7 @@ async def test_capacity_counts_open_assignments_only(sm: Sessions) -> None:
     await make_team(
         sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", capacity=2), repo.RepIn("rep-b", "B", "b@x.test", capacity=2)]
     )
-    assert (await assign(sm, "k4")).rep_id == "rep-a"
+    assert (await assign(sm, "k4")).rep.id == "rep-a"
 
 
 async def test_nobody_available_returns_none(sm: Sessions) -> None:
@@ -540,7 +535,7 @@ async def test_nobody_available_returns_none(sm: Sessions) -> None:
     assert await assign(sm, "k-dormant", team="dormant") is None
     await make_team(sm)
     assert await assign(sm, "k-excluded", exclude=["rep-a", "rep-b", "rep-c"]) is None
-    assert await run(sm, repo.list_assignments) == []
+    assert await run(sm, assignments.list_assignments) == []
     with pytest.raises(ValueError, match="strategy"):
         await assign(sm, "k-bad", strategy="random")
 
@@ -549,7 +544,7 @@ async def test_least_loaded_picks_fewest_open(sm: Sessions) -> None:
     await make_team(sm)
     for key, rep in [("p1", "rep-a"), ("p2", "rep-a"), ("p3", "rep-c")]:  # loads: a=2, b=0, c=1
         await assign(sm, key, exclude=[r for r in ("rep-a", "rep-b", "rep-c") if r != rep])
-    picks = [(await assign(sm, f"ll{i}", strategy="least_loaded")).rep_id for i in range(4)]
+    picks = [(await assign(sm, f"ll{i}", strategy="least_loaded")).rep.id for i in range(4)]
     # b (0) -> b/c tie at 1: id order, b -> c (1) -> all at 2: id order, a
     assert picks == ["rep-b", "rep-b", "rep-c", "rep-a"]
     choice = await assign(sm, "ll-last", strategy="least_loaded")
@@ -559,14 +554,14 @@ async def test_least_loaded_picks_fewest_open(sm: Sessions) -> None:
 async def test_concurrent_assignments_are_serialised(sm: Sessions) -> None:
     await make_team(sm, "duo", [repo.RepIn("rep-x", "X", "x@x.test"), repo.RepIn("rep-y", "Y", "y@x.test")])
     picks = await asyncio.gather(*(assign(sm, f"c{i}", team="duo") for i in range(20)))
-    assert Counter(p.rep_id for p in picks) == {"rep-x": 10, "rep-y": 10}
-    rows = await run(sm, repo.list_assignments)
+    assert Counter(p.rep.id for p in picks) == {"rep-x": 10, "rep-y": 10}
+    rows = await run(sm, assignments.list_assignments)
     assert len(rows) == 20 and len({r["key"] for r in rows}) == 20
 
     # The same key from several callers at once: one assignment, one answer.
     same = await asyncio.gather(*(assign(sm, "dup", "lead-dup", team="duo") for _ in range(8)))
-    assert len({p.rep_id for p in same}) == 1
-    assert len(await run(sm, repo.list_assignments, lead_id="lead-dup")) == 1
+    assert len({p.rep.id for p in same}) == 1
+    assert len(await run(sm, assignments.list_assignments, lead_id="lead-dup")) == 1
 
 
 # ---------------------------------------------------------------- emails
@@ -612,7 +607,7 @@ async def test_email_ledger(sm: Sessions) -> None:
 
 async def test_weighted_shares_follow_the_weights(sm: Sessions) -> None:
     await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test", weight=3), repo.RepIn("rep-b", "B", "b@x.test")])
-    picks = [(await assign(sm, f"w{i}", strategy="weighted")).rep_id for i in range(40)]
+    picks = [(await assign(sm, f"w{i}", strategy="weighted")).rep.id for i in range(40)]
     assert (picks.count("rep-a"), picks.count("rep-b")) == (30, 10)
     assert all(picks[i : i + 4].count("rep-b") == 1 for i in range(0, 40, 4))  # spread out, not bunched
 
@@ -620,18 +615,18 @@ async def test_weighted_shares_follow_the_weights(sm: Sessions) -> None:
 async def test_named_rep_first_then_the_team_strategy(sm: Sessions) -> None:
     await make_team(sm)
     named = await assign(sm, "n1", rep_id="rep-c")
-    assert (named.rep_id, named.reason) == ("rep-c", "named rep in team inside-sales")
+    assert (named.rep.id, named.reason) == ("rep-c", "named rep in team inside-sales")
     await run(sm, repo.set_rep_availability, "rep-c", T0 + timedelta(days=7))
     fallback = await assign(sm, "n2", rep_id="rep-c")
-    assert fallback.rep_id != "rep-c" and fallback.reason.startswith("rep-c unavailable; round-robin")
+    assert fallback.rep.id != "rep-c" and fallback.reason.startswith("rep-c unavailable; round-robin")
 
 
 async def test_out_of_office_reps_get_no_leads_until_they_are_back(sm: Sessions) -> None:
     await make_team(sm, reps=[repo.RepIn("rep-a", "A", "a@x.test"), repo.RepIn("rep-b", "B", "b@x.test")])
     assert await run(sm, repo.set_rep_availability, "rep-a", T0 + timedelta(hours=1))
-    assert {(await assign(sm, f"o{i}")).rep_id for i in range(4)} == {"rep-b"}
+    assert {(await assign(sm, f"o{i}")).rep.id for i in range(4)} == {"rep-b"}
     await run(sm, repo.set_rep_availability, "rep-b", T0 + timedelta(hours=1))
     assert await assign(sm, "o-none") is None  # everybody away: the workflow queues the lead
     assert await run(sm, repo.set_rep_availability, "rep-a", None)
-    assert (await assign(sm, "o-back")).rep_id == "rep-a"
+    assert (await assign(sm, "o-back")).rep.id == "rep-a"
     assert not await run(sm, repo.set_rep_availability, "rep-nobody", None)

@@ -18,6 +18,8 @@ from temporalio.common import RetryPolicy, SearchAttributeUpdate
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.email import EmailActivities, EmailJob
+    from activities.leads import LeadActivities
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.consent import effective_status
     from rules.engine import Decision
@@ -30,6 +32,7 @@ with workflow.unsafe.imports_passed_through():
         EmailFeedback,
         EventsReceived,
         Input,
+        LeadSnapshot,
         LeadState,
         LeadUpserted,
         RepAssigned,
@@ -40,7 +43,7 @@ with workflow.unsafe.imports_passed_through():
     )
     from rules.playbook import CompiledPlaybook
     from workflows import search_attributes as sa
-    from workflows.payloads import AssignJob, AssignOutcome, EmailJob, LeadStart, LeadView
+    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -297,8 +300,8 @@ class LeadWorkflow:
 
     async def _send_email(self, command: SendEmail) -> None:
         try:
-            await workflow.execute_activity(
-                "send_email",
+            await workflow.execute_activity_method(
+                EmailActivities.send_email,
                 EmailJob(self._state.lead_id, command),
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=EMAIL_RETRY,
@@ -308,38 +311,28 @@ class LeadWorkflow:
             workflow.logger.warning("email %s failed: %s", command.key, err.cause or err)
 
     async def _assign(self, command: AssignRep) -> None:
-        job = AssignJob(
-            self._state.lead_id,
-            command.key,
-            command.team,
-            command.strategy,
-            command.reason,
-            command.exclude_rep_ids,
-            command.rep_id,
-        )
-        outcome = await workflow.execute_activity(
-            "assign_rep",
-            job,
-            result_type=AssignOutcome,
-            start_to_close_timeout=timedelta(seconds=30),
-            retry_policy=STORE_RETRY,
-        )
-        if outcome.assigned is None:
-            self._inbox.append(AssignmentFailed(command.key, command.team, outcome.reason))
-        else:
-            a = outcome.assigned
-            self._inbox.append(
-                RepAssigned(
-                    command.key,
-                    command.team,
-                    a.rep_id,
-                    a.rep_name,
-                    a.rep_email,
-                    a.manager_name,
-                    a.manager_email,
-                    a.reason,
-                )
+        if workflow.patched("assign-typed-activity"):
+            answer = await workflow.execute_activity_method(
+                LeadActivities.assign_rep,
+                command,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
             )
+            # Project once the answer is applied, even when it changes nothing the lead shows: an answer the lead
+            # no longer waits for (recycled meanwhile) left an open assignment that only the projection closes.
+            self._projected_view = None
+        else:
+            # Histories recorded before: the same activity, its answer in the shape of that time (or of today's
+            # activity, when a worker upgraded while it ran).
+            recorded = await workflow.execute_activity(
+                "assign_rep",
+                command,
+                result_type=AssignAnswerV1 | RepAssigned | AssignmentFailed,  # type: ignore[arg-type]  # a union: the converter decodes it, the stub says type
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=STORE_RETRY,
+            )
+            answer = recorded.answer(command) if isinstance(recorded, AssignAnswerV1) else recorded
+        self._inbox.append(answer)
 
     # ---------------------------------------------------------------- read model and visibility
 
@@ -359,7 +352,7 @@ class LeadWorkflow:
             self._projection_due = now + timedelta(seconds=delay_seconds)
 
     def _project(self) -> None:
-        snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq)
+        snap = snapshot(self._state, self._projected_score_seq, self._projected_stage_seq, self._playbook)
         snap.touchpoints, self._touchpoints = self._touchpoints, []
         if self._state.score_changes:
             self._projected_score_seq = self._state.score_changes[-1].seq
@@ -371,10 +364,13 @@ class LeadWorkflow:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _run_projection(self, snap: object) -> None:
+    async def _run_projection(self, snap: LeadSnapshot) -> None:
         try:
-            await workflow.execute_activity(
-                "project_lead", snap, start_to_close_timeout=timedelta(seconds=30), retry_policy=PROJECTION_RETRY
+            await workflow.execute_activity_method(
+                LeadActivities.project_lead,
+                snap,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=PROJECTION_RETRY,
             )
         except ActivityError as err:
             # The live view stays right; only the read model misses this snapshot. Say so and move on.
@@ -388,7 +384,7 @@ class LeadWorkflow:
             sa.LEAD_STAGE.value_set(s.stage),
             sa.LEAD_SCORE.value_set(round(s.score)),
             sa.LEAD_GRADE.value_set(s.grade or ""),
-            sa.LEAD_OWNER.value_set(s.owner.rep_id if s.owner else ""),
+            sa.LEAD_OWNER.value_set(s.owner.rep.id if s.owner else ""),
             sa.LEAD_SLA_STATUS.value_set(s.followup.status if s.followup else ""),
         ]
         updates.append(sa.LEAD_SLA_DUE.value_set(s.followup.due_at) if s.followup else sa.LEAD_SLA_DUE.value_unset())

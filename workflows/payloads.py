@@ -7,6 +7,8 @@ from datetime import datetime
 from typing import Any
 
 from rules.model import (
+    AssignmentFailed,
+    AssignRep,
     AttributeOrigin,
     ConsentRecord,
     ConsentStatus,
@@ -16,9 +18,10 @@ from rules.model import (
     LeadState,
     NurtureHold,
     Owner,
+    Rep,
+    RepAssigned,
     RuleError,
     ScoreChange,
-    SendEmail,
     SourceTouch,
     Touchpoint,
 )
@@ -89,35 +92,24 @@ class LeadView:
 
 
 @dataclass
-class EmailJob:
-    lead_id: str
-    command: SendEmail
+class AssignAnswerV1:
+    """The assign_rep activity's answer as the histories recorded before typed activities hold it
+    (``{"assigned": {rep fields} | null, "reason": ...}``). Only their replay reads it: this second shape of an
+    assigned rep is forced by those histories; everything else uses rules.model.RepAssigned."""
 
-
-@dataclass
-class AssignJob:
-    lead_id: str
-    key: str
-    team: str
-    strategy: str
-    reason: str
-    exclude_rep_ids: list[str]
-    rep_id: str | None = None
-
-
-@dataclass
-class AssignOutcome:
-    """The assign activity's answer: a rep, or why nobody could take the lead."""
-
-    assigned: RepAssignedPayload | None
+    assigned: dict[str, Any] | None
     reason: str
 
-
-@dataclass
-class RepAssignedPayload:
-    rep_id: str
-    rep_name: str
-    rep_email: str
-    manager_name: str | None
-    manager_email: str | None
-    reason: str
+    def answer(self, command: AssignRep) -> RepAssigned | AssignmentFailed:
+        if self.assigned is None:
+            return AssignmentFailed(command.key, command.team, self.reason)
+        got = self.assigned
+        rep = Rep(
+            got["rep_id"],
+            got["rep_name"],
+            got["rep_email"],
+            command.team,
+            got.get("manager_name"),
+            got.get("manager_email"),
+        )
+        return RepAssigned(command.key, rep, got["reason"])

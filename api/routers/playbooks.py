@@ -19,7 +19,7 @@ from rules.backtest import LeadHistory, backtest
 from rules.model import TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import BudgetExceeded, Deadline, Scenario, result_as_dict, simulate
-from store import playbooks, repo, reports
+from store import assignments, playbooks, repo, reports
 
 router = APIRouter(tags=["playbooks"], dependencies=[Authorized], responses=V1_ERRORS)
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a published version number")]
@@ -104,10 +104,13 @@ async def backtest_playbook(body: BacktestIn, state: State, session: Session) ->
     live = (await state.current_playbook()).compiled
     now = datetime.now(UTC)
     rows = await reports.lead_histories(session, since=now - timedelta(days=body.days), limit=body.limit)
+    teams = await assignments.team_snapshots(session)
     started = time.perf_counter()
     budget = BACKTEST_BUDGET_SECONDS
     try:
-        report = await asyncio.to_thread(backtest, live, draft, _histories(rows), now, deadline=_deadline(budget))
+        report = await asyncio.to_thread(
+            backtest, live, draft, _histories(rows), now, teams=teams, deadline=_deadline(budget)
+        )
     except BudgetExceeded as exc:
         raise _over_budget("backtest", budget, "replay fewer days or fewer leads (days, limit)") from exc
     return {**asdict(report), "days": body.days, "elapsed_ms": round((time.perf_counter() - started) * 1000, 1)}
@@ -190,9 +193,11 @@ async def simulate_playbook(body: SimulateIn, state: State, session: Session) ->
         if body.playbook
         else (await state.current_playbook()).compiled
     )
+    # A scenario without reps routes through the real teams (their reps, loads and cursors).
+    teams = await assignments.team_snapshots(session) if not body.scenario.reps else []
     budget = SIMULATION_BUDGET_SECONDS
     try:
-        result = await asyncio.to_thread(simulate, pb, body.scenario, deadline=_deadline(budget))
+        result = await asyncio.to_thread(simulate, pb, body.scenario, teams=teams, deadline=_deadline(budget))
     except BudgetExceeded as exc:
         raise _over_budget("simulation", budget, "shorten run_for or send fewer events") from exc
     except (ValueError, OverflowError) as exc:
