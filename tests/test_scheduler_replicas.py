@@ -1,11 +1,12 @@
 """The APScheduler jobs with several API replicas: every replica runs the scheduler, one store (PostgreSQL
-in production) decides which run sends: each digest run is claimed per team and day in the email ledger.
+in production) decides which run sends. Each digest run is claimed per team and day in the email ledger,
+the day being the run's scheduled fire time, so a replica running late never sends a second digest.
 """
 
 from __future__ import annotations
 
 import asyncio
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_EXECUTED, JobExecutionEvent
@@ -13,9 +14,10 @@ from apscheduler.triggers.cron import CronTrigger
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import jobs.scheduler
 from activities.email import Mailer
 from activities.rendering import EmailRenderer
-from jobs.scheduler import build_scheduler
+from jobs.scheduler import build_scheduler, scheduled_fire_time
 from settings import Settings
 from store import repo
 from store.db import make_engine, make_sessionmaker
@@ -76,3 +78,49 @@ async def test_two_schedulers_on_one_store_send_each_days_digest_once(
     assert await digests(inbox) == MANAGERS
     day = datetime.now(UTC).date().isoformat()
     assert await ledger(sessions) == [(f"digest:{team}:{day}", "sent") for team in ("inside-sales", "japan")]
+
+
+class _Clock(datetime):
+    """``datetime`` whose now() is whatever the test set: the moment one replica runs the job."""
+
+    at = datetime(2026, 11, 23, tzinfo=UTC)
+
+    @classmethod
+    def now(cls, tz=None):  # type: ignore[no-untyped-def, override]
+        return cls.at
+
+
+async def test_a_replica_running_late_past_midnight_claims_the_scheduled_day(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int], monkeypatch
+) -> None:
+    """Before the fix the claim was keyed by the day the replica ran the job: a replica whose loop stalled
+    (or whose host was suspended) across midnight ran the misfired 23:59 run the next day, claimed another
+    day, and the managers got a second digest."""
+    inbox, _ = smtp
+    await overdue_in_both_teams(sessions)
+    settings = settings.model_copy(update={"digest_cron": "59 23 * * *", "digest_timezone": "UTC"})
+    monkeypatch.setattr(jobs.scheduler, "datetime", _Clock)
+    engines = [make_engine(settings.resolved_database_url()) for _ in range(2)]
+    renderer = EmailRenderer(settings.templates_dir)
+    on_time, late = (build_scheduler(settings, Mailer(settings, make_sessionmaker(e), renderer)) for e in engines)
+    fired = datetime(2026, 11, 23, 23, 59, tzinfo=UTC)
+    try:
+        _Clock.at = fired + timedelta(milliseconds=20)
+        await on_time.get_job("manager_digest").func()
+        _Clock.at = fired + timedelta(minutes=2)  # 00:01 the next day, well within the misfire grace
+        await late.get_job("manager_digest").func()
+    finally:
+        for engine in engines:
+            await engine.dispose()
+    assert await digests(inbox) == MANAGERS
+    assert [key for key, _ in await ledger(sessions)] == ["digest:inside-sales:2026-11-23", "digest:japan:2026-11-23"]
+
+
+def test_scheduled_fire_time_is_the_latest_at_or_before_now() -> None:
+    daily = CronTrigger.from_crontab("0 8 * * mon-fri", timezone="Asia/Tokyo")
+    monday_8_jst = datetime(2026, 11, 22, 23, 0, tzinfo=UTC)
+    assert scheduled_fire_time(daily, monday_8_jst + timedelta(minutes=30)) == monday_8_jst
+    assert scheduled_fire_time(daily, monday_8_jst) == monday_8_jst
+    # Past the misfire grace (APScheduler would not run it), or never fired: the moment itself.
+    later = monday_8_jst + timedelta(hours=3)
+    assert scheduled_fire_time(daily, later) == later
