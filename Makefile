@@ -9,10 +9,11 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run test lint bench clean-data
+.PHONY: help venv run run-pg test lint bench clean-data
 
 help:
 	@echo "make run         start Temporal dev server, worker, API and SMTP sink (data in .data/)"
+	@echo "make run-pg POSTGRES=postgresql://...  the same, scaled out: store on PostgreSQL, 2 workers, 2 API processes"
 	@echo "make test        run the test suite (PYTEST_ARGS='-k sink' to narrow it)"
 	@echo "make lint        ruff check and mypy"
 	@echo "make bench       run the scripts in bench/"
@@ -29,6 +30,11 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(PY) -m devstack.run
+
+# Production's shape on one machine (README "Production"): the database must exist.
+run-pg: $(STAMP)
+	@test -n "$(POSTGRES)" || { echo "usage: make run-pg POSTGRES=postgresql://user:password@127.0.0.1:5432/leadflow" >&2; exit 1; }
+	$(PY) -m devstack.run --postgres "$(POSTGRES)" --workers 2 --api-processes 2
 
 test: $(STAMP)
 	$(PY) -m pytest -q -ra $(PYTEST_ARGS)

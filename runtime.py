@@ -4,12 +4,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.client import Client
 from temporalio.runtime import Runtime
-from temporalio.worker import Worker
+from temporalio.service import TLSConfig
+from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities, Mailer
@@ -44,11 +46,60 @@ async def connect_temporal(
         settings.temporal_address,
         namespace=settings.temporal_namespace,
         api_key=settings.temporal_api_key.get_secret_value() if settings.temporal_api_key else None,
-        tls=settings.temporal_tls,
+        tls=temporal_tls(settings),
         data_converter=lead_data_converter(key_ring(settings, sessions)),
         interceptors=client_interceptors(settings),
         runtime=runtime,
     )
+
+
+# ---------------------------------------------------------------- TLS to Temporal
+# Plain for a local dev server; TLS for Temporal Cloud (API key, or mTLS with a client certificate) and for a
+# self-hosted cluster behind TLS (a private CA, a server name). Variables are the Temporal CLI's (TEMPORAL_TLS_*).
+
+
+class TemporalTlsProblem(ValueError):
+    """The TLS settings contradict each other or name a file that cannot be read."""
+
+
+def temporal_tls(settings: Settings) -> TLSConfig | bool:
+    """``tls=`` for ``Client.connect``: False, True (system roots, no client certificate) or a TLSConfig."""
+    cert, key = settings.temporal_tls_client_cert_path, settings.temporal_tls_client_key_path
+    ca, name = settings.temporal_tls_server_ca_cert_path, settings.temporal_tls_server_name
+    if (cert is None) != (key is None):
+        raise TemporalTlsProblem(
+            "TEMPORAL_TLS_CLIENT_CERT_PATH and TEMPORAL_TLS_CLIENT_KEY_PATH go together (mTLS needs both): set "
+            "both, or neither"
+        )
+    details = any(value is not None for value in (cert, ca, name))
+    if settings.temporal_tls is False:
+        if details:
+            raise TemporalTlsProblem(
+                "TEMPORAL_TLS=false, yet TEMPORAL_TLS_* names certificates or a server name: remove them, or "
+                "drop TEMPORAL_TLS=false"
+            )
+        return False
+    # Temporal's own rule: an API key (or a client certificate) turns TLS on unless it is explicitly off.
+    wanted = settings.temporal_tls or settings.temporal_api_key is not None or details
+    if not wanted:
+        return False
+    if not details:
+        return True
+    return TLSConfig(
+        server_root_ca_cert=_read(ca, "TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+        domain=name,
+        client_cert=_read(cert, "TEMPORAL_TLS_CLIENT_CERT_PATH"),
+        client_private_key=_read(key, "TEMPORAL_TLS_CLIENT_KEY_PATH"),
+    )
+
+
+def _read(path: Path | None, variable: str) -> bytes | None:
+    if path is None:
+        return None
+    try:
+        return path.expanduser().read_bytes()
+    except OSError as exc:
+        raise TemporalTlsProblem(f"{variable}={path} cannot be read ({exc.strerror}): fix the path") from exc
 
 
 def lead_codec(client: Client) -> LeadPayloadCodec | None:
@@ -94,7 +145,12 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     return SandboxedWorkflowRunner(
         restrictions=SandboxRestrictions.default.with_passthrough_modules(
             # opentelemetry: the tracing interceptor's spans cross the sandbox (only with LEADFLOW_OTEL_ENABLED).
-            "rules", "pydantic", "yaml", "re2", "_re2", "opentelemetry"
+            "rules",
+            "pydantic",
+            "yaml",
+            "re2",
+            "_re2",
+            "opentelemetry",
         )
     )
 
@@ -126,6 +182,8 @@ def worker_bounds(settings: Settings) -> dict[str, Any]:
         "max_concurrent_workflow_tasks": settings.worker_max_concurrent_workflow_tasks,
         "max_concurrent_activities": settings.worker_max_concurrent_activities,
         "max_concurrent_local_activities": settings.worker_max_concurrent_local_activities,
+        "workflow_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_workflow_task_pollers),
+        "activity_task_poller_behavior": PollerBehaviorSimpleMaximum(settings.worker_activity_task_pollers),
         "max_task_queue_activities_per_second": settings.worker_max_task_queue_activities_per_second,
         "graceful_shutdown_timeout": timedelta(seconds=settings.worker_graceful_shutdown_seconds),
     }

@@ -2,7 +2,7 @@
 
 Names use the ``LEADFLOW_`` prefix, except the conventions shared with other tools:
 ``DATABASE_URL`` and the Temporal client's ``TEMPORAL_ADDRESS`` / ``TEMPORAL_NAMESPACE`` /
-``TEMPORAL_API_KEY`` / ``TEMPORAL_TLS``. README.md documents each one.
+``TEMPORAL_API_KEY`` / ``TEMPORAL_TLS`` / ``TEMPORAL_TLS_*``. README.md documents each one.
 """
 
 from __future__ import annotations
@@ -35,7 +35,28 @@ class Settings(BaseSettings):
     temporal_api_key: SecretStr | None = Field(
         default=None, validation_alias=AliasChoices("TEMPORAL_API_KEY", "LEADFLOW_TEMPORAL_API_KEY")
     )
-    temporal_tls: bool = Field(default=False, validation_alias=AliasChoices("TEMPORAL_TLS", "LEADFLOW_TEMPORAL_TLS"))
+    # TLS to the frontend. Unset: on when an API key or a client certificate is configured (Temporal Cloud),
+    # off otherwise (a local dev server). The variable names are the Temporal CLI's and SDKs' own.
+    temporal_tls: bool | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_TLS", "LEADFLOW_TEMPORAL_TLS")
+    )
+    # mTLS (Temporal Cloud's certificate auth, or a self-hosted cluster): the client's certificate and key (PEM).
+    temporal_tls_client_cert_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_CERT_PATH", "LEADFLOW_TEMPORAL_TLS_CLIENT_CERT_PATH"),
+    )
+    temporal_tls_client_key_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_TLS_CLIENT_KEY_PATH", "LEADFLOW_TEMPORAL_TLS_CLIENT_KEY_PATH"),
+    )
+    # A private CA that signed the frontend's certificate (unset: the system's roots), and the name to expect.
+    temporal_tls_server_ca_cert_path: Path | None = Field(
+        default=None,
+        validation_alias=AliasChoices("TEMPORAL_TLS_SERVER_CA_CERT_PATH", "LEADFLOW_TEMPORAL_TLS_SERVER_CA_CERT_PATH"),
+    )
+    temporal_tls_server_name: str | None = Field(
+        default=None, validation_alias=AliasChoices("TEMPORAL_TLS_SERVER_NAME", "LEADFLOW_TEMPORAL_TLS_SERVER_NAME")
+    )
     task_queue: str = "leadflow"
     # Off only for a Temporal server without leadflow's custom search attributes registered.
     search_attributes: bool = True
@@ -143,6 +164,10 @@ class Settings(BaseSettings):
     worker_max_concurrent_workflow_tasks: int = Field(default=100, ge=2)
     worker_max_concurrent_activities: int = Field(default=100, ge=1)
     worker_max_concurrent_local_activities: int = Field(default=100, ge=1)
+    # Long polls each worker process keeps open on the task queue, per task kind (the SDK's default, 5): enough
+    # for the concurrency limits above; raise them only when schedule-to-start latency grows with idle slots.
+    worker_workflow_task_pollers: int = Field(default=5, ge=2)
+    worker_activity_task_pollers: int = Field(default=5, ge=1)
     # Activities per second across the task queue (all workers), None = unlimited: protects SMTP and the store.
     worker_max_task_queue_activities_per_second: float | None = Field(default=None, gt=0)
     # On SIGTERM, how long running activities get to finish before they are cancelled.

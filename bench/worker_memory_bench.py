@@ -1,14 +1,20 @@
-"""Worker memory with many live leads: RSS of one leadflow worker process per 1,000 cached lead workflows.
+"""Worker memory with many live leads: RSS of one leadflow worker process as live leads grow.
 
-Starts a Temporal dev server (or uses --address), a discarding SMTP server and a SQLite store, runs the
-real worker (runtime.build_worker, sticky cache sized to hold every lead) in a child process, then creates
-leads in steps. Each lead is a real LeadWorkflow started the way the API starts it: it is graded, enrolled
-in the nurture journey, sends its welcome email, is projected to the store, and then sleeps on its 3-day
-wait: live and cached. After each step the bench waits until every lead so far has been projected (its
-first workflow task and activities are done) and prints the worker's RSS.
+Starts a Temporal dev server (or uses --address), a counting SMTP server and a store (SQLite, or
+--database-url), runs the real worker (worker.py's wiring: runtime.build_worker, the SDK runtime with its
+Prometheus metrics) in a child process, then creates leads in steps. Each lead is a real LeadWorkflow
+started the way the API starts it: it is graded, enrolled in the nurture journey, sends its welcome email,
+is projected to the store, and then sleeps on its 3-day wait: live. After each step the bench waits until
+every lead so far has been projected (its first workflow task and activities are done) and prints the
+worker's RSS, the SDK's own sticky cache size (``temporal_sticky_cache_size``) and the welcome emails the
+SMTP server received.
 
-    python -m bench.worker_memory_bench --leads 10000 --step 1000
-    python -m bench.worker_memory_bench --leads 2000 --step 500 --cache 1000   # cache smaller than the leads
+With the shipped sticky cache (LEADFLOW_WORKER_MAX_CACHED_WORKFLOWS, 1,000) the RSS grows with the first
+1,000 leads (the cost per cached lead) and then stays flat however many leads are live: sleeping leads
+live in Temporal, not in the worker. ``--cache all`` caches every lead instead (RSS grows without bound).
+
+    python -m bench.worker_memory_bench --leads 10000 --step 1000          # the shipped cache: bounded
+    python -m bench.worker_memory_bench --leads 2000 --step 500 --cache all  # every lead cached
 
 Bounded: stops at --leads, and at --max-seconds per step (it then says so and prints what it has).
 """
@@ -23,6 +29,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from pathlib import Path
 
 from aiosmtpd.controller import Controller
@@ -48,8 +55,14 @@ from workflows.payloads import LeadOptions, LeadStart
 STARTS_IN_PARALLEL = 8
 
 
-class Discard:
+class Counting:
+    """Accepts and counts, keeps nothing: 10,000 welcome emails need no memory here."""
+
+    def __init__(self) -> None:
+        self.received = 0
+
     async def handle_DATA(self, server, session, envelope):  # type: ignore[no-untyped-def]
+        self.received += 1
         return "250 OK"
 
 
@@ -68,14 +81,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def sticky_cache_size(port: int) -> int | None:
+    """The SDK's own gauge of workflows in this worker's sticky cache (None when not exported yet)."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+            text = response.read().decode()
+    except OSError:
+        return None
+    values = [
+        float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith("temporal_sticky_cache_size")
+    ]
+    return int(sum(values)) if values else None
+
+
 async def run_worker(settings: Settings) -> None:
-    """The child: leadflow's worker as worker.py builds it, until killed."""
+    """The child: leadflow's worker as worker.py builds it (SDK runtime and its metrics included), until killed."""
+    from observability.endpoints import temporal_runtime
     from observability.logging import configure_logging
     from runtime import build_worker, connect_temporal
 
     configure_logging("worker", settings.log_format, settings.log_level)
     sessions = make_sessionmaker(make_engine(settings.resolved_database_url()))
-    client = await connect_temporal(settings, sessions)
+    client = await connect_temporal(settings, sessions, runtime=temporal_runtime(settings))
     async with build_worker(client, settings, sessions):
         (settings.data_dir / "worker-ready").touch()
         await asyncio.Event().wait()
@@ -91,7 +118,9 @@ def settings_env(settings: Settings) -> dict[str, str]:
         "LEADFLOW_API_KEY": "bench",
         "LEADFLOW_ID_KEY": settings.secret("id_key"),
         "LEADFLOW_MASTER_KEY": settings.secret("master_key"),
+        "LEADFLOW_UNSUBSCRIBE_KEY": settings.secret("unsubscribe_key"),
         "LEADFLOW_WORKER_MAX_CACHED_WORKFLOWS": str(settings.worker_max_cached_workflows),
+        "LEADFLOW_TEMPORAL_METRICS_PORT": str(settings.temporal_metrics_port),
         "LEADFLOW_LOG_LEVEL": "WARNING",
     }
 
@@ -108,7 +137,8 @@ async def projected(settings: Settings) -> int:
 async def bench(args: argparse.Namespace) -> None:
     data = Path(tempfile.mkdtemp(prefix="leadflow-membench-"))
     smtp_port = free_port()
-    smtp = Controller(Discard(), hostname="127.0.0.1", port=smtp_port)
+    mailbox = Counting()
+    smtp = Controller(mailbox, hostname="127.0.0.1", port=smtp_port)
     smtp.start()
     env = None
     if args.address:
@@ -129,7 +159,9 @@ async def bench(args: argparse.Namespace) -> None:
         api_key="bench",
         id_key=f"bench-{secrets.token_hex(4)}",
         master_key="bench-master-key",
-        worker_max_cached_workflows=args.cache or args.leads + 100,
+        unsubscribe_key="bench-unsubscribe-key",
+        worker_max_cached_workflows=args.leads + 100 if args.cache == "all" else int(args.cache),
+        temporal_metrics_port=free_port(),
     )
     run_migrations(settings.resolved_database_url())
     engine = make_engine(settings.resolved_database_url())
@@ -151,8 +183,9 @@ async def bench(args: argparse.Namespace) -> None:
         options = LeadOptions(projection_delay_seconds=30, search_attributes=True)
         await asyncio.sleep(1.0)
         base = rss_mib(child.pid)
-        print(f"cache size {settings.worker_max_cached_workflows}, worker RSS idle: {base:.0f} MiB")
-        print(f"{'leads':>7} {'RSS MiB':>8} {'per 1,000 leads MiB':>20} {'step s':>7}")
+        cache = settings.worker_max_cached_workflows
+        print(f"sticky cache size {cache}, worker RSS idle: {base:.0f} MiB", flush=True)
+        print(f"{'leads':>7} {'RSS MiB':>8} {'cached':>7} {'per 1,000 cached MiB':>21} {'emails':>7} {'step s':>7}")
         limit = asyncio.Semaphore(STARTS_IN_PARALLEL)
         id_key = settings.secret("id_key")
 
@@ -194,8 +227,13 @@ async def bench(args: argparse.Namespace) -> None:
             started = upto
             await asyncio.sleep(1.0)  # the last welcome emails and task completions settle
             rss = rss_mib(child.pid)
-            per_k = (rss - base) / started * 1000
-            print(f"{started:>7} {rss:>8.0f} {per_k:>20.1f} {time.monotonic() - step_started:>7.1f}", flush=True)
+            cached = sticky_cache_size(settings.temporal_metrics_port)
+            per_k = f"{(rss - base) / cached * 1000:.1f}" if cached else "-"
+            print(
+                f"{started:>7} {rss:>8.0f} {cached if cached is not None else '-':>7} {per_k:>21} "
+                f"{mailbox.received:>7} {time.monotonic() - step_started:>7.1f}",
+                flush=True,
+            )
     finally:
         child.terminate()
         await asyncio.to_thread(child.wait, 30)
@@ -210,7 +248,11 @@ def main() -> None:
     parser.add_argument("--leads", type=int, default=10_000)
     parser.add_argument("--step", type=int, default=1_000)
     parser.add_argument("--wave", type=int, default=50, help="leads started before waiting for their projection")
-    parser.add_argument("--cache", type=int, default=0, help="max_cached_workflows (default: leads + 100)")
+    parser.add_argument(
+        "--cache",
+        default=str(Settings.model_fields["worker_max_cached_workflows"].default),
+        help="max_cached_workflows: a number, or 'all' for leads + 100 (default: the shipped setting)",
+    )
     parser.add_argument("--database-url", help="an empty database for the store (default: a new SQLite file)")
     parser.add_argument("--address", help="an existing Temporal server with the search attributes registered")
     parser.add_argument("--max-seconds", type=float, default=600.0, help="give up on a step after this long")

@@ -25,10 +25,12 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, TypeVar
 
-import yaml
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import OperationalError
 from temporalio.client import Client
 
+from devstack import profile
+from devstack.demo_teams import DEMO_TEAMS, load_demo_teams, seed_demo_teams
 from devstack.probes import LOCAL, NotReady, connect_host, http_ok, port_free, port_open
 from devstack.process import Child, note, process_cmdline, say, stop_orphan
 from devstack.temporal_dev import (
@@ -40,8 +42,7 @@ from devstack.temporal_dev import (
     worker_polling,
 )
 from settings import ROOT, Settings, get_settings
-from store.db import make_engine, make_sessionmaker, run_migrations
-from store.repo import RepIn, TeamIn, count_teams, upsert_team
+from store.db import run_migrations
 
 T = TypeVar("T")
 
@@ -51,7 +52,6 @@ SECRET_NAMES = ("api_key", "id_key", "master_key", "unsubscribe_key", "webhook_s
 # Owner-only for everything the stack creates (files 0600, dirs 0700): the store and Temporal's SQLite
 # files with their -wal/-shm, logs and mail hold personal data. Children inherit the umask.
 PRIVATE_UMASK = 0o077
-DEMO_TEAMS = Path(__file__).with_name("demo_team.yaml")
 
 
 class StartupError(RuntimeError):
@@ -121,6 +121,11 @@ FOREIGN_TEMPORAL_VARS = (
     "TEMPORAL_TLS",
     "LEADFLOW_TEMPORAL_TLS",
     "LEADFLOW_TEMPORAL_ADDRESS",
+    *(
+        f"{prefix}TEMPORAL_TLS_{name}"
+        for prefix in ("", "LEADFLOW_")
+        for name in ("CLIENT_CERT_PATH", "CLIENT_KEY_PATH", "SERVER_CA_CERT_PATH", "SERVER_NAME")
+    ),
 )
 
 
@@ -133,6 +138,8 @@ def child_env(settings: Settings, data_dir: Path, ports: Ports) -> dict[str, str
         LEADFLOW_DATA_DIR=str(data_dir),
         PYTHONUNBUFFERED="1",
     )
+    if settings.database_url:  # --postgres, or the user's own DATABASE_URL: every child uses the same store
+        env["DATABASE_URL"] = settings.database_url
     for name in SECRET_NAMES:
         var = f"LEADFLOW_{name.upper()}"
         if not env.get(var):  # the user's own key wins
@@ -183,28 +190,6 @@ def clear_leftovers(pids_file: Path) -> None:
     pids_file.unlink()
 
 
-# ---------------------------------------------------------------- store
-
-
-def load_demo_teams(path: Path = DEMO_TEAMS) -> list[TeamIn]:
-    document = yaml.safe_load(path.read_text(encoding="utf-8"))
-    return [TeamIn(**{**team, "reps": [RepIn(**rep) for rep in team.get("reps", [])]}) for team in document["teams"]]
-
-
-async def seed_demo_teams(database_url: str, teams: list[TeamIn]) -> list[str]:
-    """Demo teams for a store without any team; a store that has teams is the user's and left alone."""
-    engine = make_engine(database_url)
-    try:
-        async with make_sessionmaker(engine)() as session:
-            if await count_teams(session):
-                return []
-            for team in teams:
-                await upsert_team(session, team)  # commits
-    finally:
-        await engine.dispose()
-    return [team.key for team in teams]
-
-
 # ---------------------------------------------------------------- the stack
 
 
@@ -241,6 +226,7 @@ class Stack:
     children: list[Child] = field(default_factory=list)
     client: Client | None = None
     owns_pids_file: bool = False  # never delete another launcher's record
+    profile: profile.Profile = field(default_factory=profile.Profile)
     loop: asyncio.AbstractEventLoop = field(default_factory=asyncio.new_event_loop)
 
     @property
@@ -355,7 +341,13 @@ def start_temporal(stack: Stack, env: Mapping[str, str]) -> None:
 
 def prepare_store(stack: Stack) -> None:
     url = stack.settings.resolved_database_url()
-    run_migrations(url)
+    try:
+        run_migrations(url)
+    except OperationalError as exc:
+        raise StartupError(
+            f"the store at {display_url(url)} cannot be reached ({exc.orig or exc}): is the server running, "
+            "does the database exist, are the user and password right?"
+        ) from exc
     note(f"store migrated: {display_url(url)}")
     stack.check()
     seeded = stack.run_async(seed_demo_teams(url, load_demo_teams()))
@@ -372,14 +364,19 @@ def start_services(stack: Stack, env: Mapping[str, str], infra_only: bool) -> No
     stack.wait_until("SMTP sink", lambda: port_open(s.smtp_host, p.smtp))
     if infra_only:
         return
-    stack.launch("worker", [py, "worker.py"], env)
-    api = [py, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(p.api)]
+    for name in stack.profile.worker_names():
+        stack.launch(name, [py, "worker.py"], env)
+    api = [py, "-m", "uvicorn", "api.main:app", "--host", s.api_host, "--port", str(p.api), *stack.profile.api_args()]
     # Under our 15 s per child, so uvicorn ends its own connections before we would kill it.
     stack.launch("api", [*api, "--timeout-graceful-shutdown", "10"], env)
     stack.wait_until("API", lambda: http_ok(f"{stack.api_base}/health/ready"))
     client = stack.client
     assert client is not None
-    stack.wait_until("worker", lambda: stack.run_async(worker_polling(client, s.task_queue)))
+    workers = stack.profile.workers
+    stack.wait_until(
+        "worker" if workers == 1 else f"{workers} workers",
+        lambda: stack.run_async(worker_polling(client, s.task_queue, count=workers)),
+    )
 
 
 def banner(stack: Stack, infra_only: bool) -> str:
@@ -389,6 +386,7 @@ def banner(stack: Stack, infra_only: bool) -> str:
     if not infra_only:
         base = stack.api_base
         rows += [("API", base), ("API docs", f"{base}/docs"), ("Dashboard", f"{base}/dashboard")]
+        rows.append(("Processes", stack.profile.describe()))
     rows += [
         ("Temporal UI", f"http://{LOCAL}:{p.temporal_ui}"),
         ("Temporal", f"{stack.temporal_address}  namespace {s.temporal_namespace}, task queue {s.task_queue}"),
@@ -463,6 +461,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="start Temporal, the store and the SMTP sink only; run the worker and the API yourself "
         "(in a debugger, say)",
     )
+    profile.add_arguments(parser)
     return parser.parse_args(argv)
 
 
@@ -474,8 +473,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = StopSignal()
     stop.install()
     try:
-        stack = Stack(settings, data_dir, resolve_ports(settings), stop)
-    except StartupError as exc:
+        shape = profile.from_args(args)
+        if shape.postgres_url:
+            settings = settings.model_copy(update={"database_url": shape.postgres_url})
+        stack = Stack(settings, data_dir, resolve_ports(settings), stop, profile=shape)
+    except (StartupError, profile.ProfileError) as exc:
         note(f"error: {exc}")
         return 1
     code = 0

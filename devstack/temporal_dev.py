@@ -89,8 +89,8 @@ async def ensure_search_attributes(client: Client, namespace: str) -> list[str]:
     return sorted(missing)
 
 
-async def worker_polling(client: Client, task_queue: str) -> bool:
-    """True once a worker polls ``task_queue`` for workflow tasks (NotReady before)."""
+async def worker_polling(client: Client, task_queue: str, count: int = 1) -> bool:
+    """True once ``count`` workers poll ``task_queue`` for workflow tasks (NotReady before)."""
     try:
         described = await client.workflow_service.describe_task_queue(
             DescribeTaskQueueRequest(
@@ -103,4 +103,7 @@ async def worker_polling(client: Client, task_queue: str) -> bool:
         raise NotReady(str(exc)) from exc
     if not described.pollers:
         raise NotReady(f"nothing polls task queue {task_queue!r} yet")
+    # One identity (pid@host) per worker process, each polling its sticky queue and the shared one.
+    if len({poller.identity for poller in described.pollers}) < count:
+        raise NotReady(f"{len(described.pollers)} of {count} workers poll task queue {task_queue!r} so far")
     return True

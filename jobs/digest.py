@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
 from activities.email import Mailer
@@ -19,8 +19,10 @@ log = logging.getLogger("leadflow.jobs.digest")
 MAX_ITEMS = 500
 
 
-async def send_overdue_digests(mailer: Mailer, now: datetime) -> dict[str, str]:
-    """Send today's digest to every team manager with overdue follow-ups; returns team -> outcome."""
+async def send_overdue_digests(mailer: Mailer, now: datetime, day: date | None = None) -> dict[str, str]:
+    """Send the digest of ``day`` (default: ``now``'s date, UTC) to every team manager with overdue
+    follow-ups, once per team and day whatever the replicas; returns team -> outcome."""
+    day = day or now.date()
     async with mailer.sessions() as session:
         overdue = await repo.list_followups(session, status="overdue", limit=MAX_ITEMS, offset=0, now=now)
         teams = {t["key"]: t for t in await repo.list_teams(session)}
@@ -33,7 +35,7 @@ async def send_overdue_digests(mailer: Mailer, now: datetime) -> dict[str, str]:
         if not team or not team.get("manager_email"):
             outcomes[team_key] = "no manager email"
             continue
-        key = f"digest:{team_key}:{now.date().isoformat()}"
+        key = f"digest:{team_key}:{day.isoformat()}"
         async with mailer.sessions() as session:
             claimed = await repo.claim_email(
                 session,
@@ -49,7 +51,7 @@ async def send_overdue_digests(mailer: Mailer, now: datetime) -> dict[str, str]:
         context = {
             "team": {"key": team_key, "name": team["name"]},
             "manager_name": team.get("manager_name"),
-            "day": now.date().isoformat(),
+            "day": day.isoformat(),
             "items": items,
         }
         try:

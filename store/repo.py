@@ -653,16 +653,20 @@ async def claim_email(
                 created_at=now,
             )
             .on_conflict_do_nothing(index_elements=["key"])
+            # RETURNING, not rowcount: psycopg reports -1 for an ORM insert here, so on PostgreSQL nobody
+            # ever won the claim and no digest was sent.
+            .returning(EmailRow.key)
         )
-        if rowcount(result) == 1:
+        if result.first() is not None:
             return True
         cutoff = now - timedelta(seconds=stale_after_seconds)
         taken = await session.execute(
             update(EmailRow)
             .where(EmailRow.key == key, EmailRow.status.in_(("claimed", "sending")), EmailRow.created_at < cutoff)
             .values(created_at=now, status="claimed")
+            .returning(EmailRow.key)
         )
-        return rowcount(taken) == 1
+        return taken.first() is not None
 
 
 async def set_rep_availability(session: AsyncSession, rep_id: str, away_until: datetime | None) -> bool:

@@ -12,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
+from temporalio.worker import PollerBehaviorSimpleMaximum
 
 from api.main import create_app
 from observability import endpoints
@@ -45,6 +46,8 @@ async def test_worker_bounds_are_settings(
             "worker_max_concurrent_workflow_tasks": 9,
             "worker_max_concurrent_local_activities": 5,
             "worker_max_task_queue_activities_per_second": 50.0,
+            "worker_workflow_task_pollers": 3,
+            "worker_activity_task_pollers": 2,
         }
     )
     config = build_worker(dev_server.client, bounded, sessions).config()
@@ -53,6 +56,8 @@ async def test_worker_bounds_are_settings(
     assert config["max_concurrent_workflow_tasks"] == 9
     assert config["max_concurrent_local_activities"] == 5
     assert config["max_task_queue_activities_per_second"] == 50.0
+    assert config["workflow_task_poller_behavior"] == PollerBehaviorSimpleMaximum(3)
+    assert config["activity_task_poller_behavior"] == PollerBehaviorSimpleMaximum(2)
     # One worker per task queue and client: the defaults on a queue of their own.
     other_queue = on_dev_server.model_copy(update={"task_queue": f"{on_dev_server.task_queue}-defaults"})
     defaults = build_worker(dev_server.client, other_queue, sessions).config()
