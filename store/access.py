@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import functools
 import hashlib
 import hmac
 import secrets
@@ -137,9 +138,11 @@ def password_matches(password: str, stored: str) -> bool:
     return hmac.compare_digest(given, expected)
 
 
-# A real hash to check against when the user does not exist, so a wrong user name takes as long as a wrong
-# password (no user enumeration by timing).
-_DUMMY_HASH = hash_password(secrets.token_urlsafe(8))
+@functools.cache
+def _dummy_hash() -> str:
+    """A real hash to check against when the user does not exist, so a wrong user name takes as long as a
+    wrong password (no user enumeration by timing). Made on first use: importing this costs nothing."""
+    return hash_password(secrets.token_urlsafe(8))
 
 
 @dataclass(frozen=True)
@@ -205,7 +208,7 @@ async def disable_user(session: AsyncSession, username: str) -> bool:
 
 async def check_password(session: AsyncSession, username: str, password: str) -> Principal | None:
     row = await session.scalar(select(UserRow).where(UserRow.username == username, UserRow.disabled_at.is_(None)))
-    ok = await asyncio.to_thread(password_matches, password, row.password_hash if row else _DUMMY_HASH)
+    ok = await asyncio.to_thread(password_matches, password, row.password_hash if row else _dummy_hash())
     return _user_principal(row) if row is not None and ok else None
 
 
