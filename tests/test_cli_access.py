@@ -14,7 +14,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from cli.__main__ import main
-from devstack.run import DEV_ADMIN, ensure_dev_admin
+from devstack.dev_login import DEV_ADMIN, ensure_dev_admin
 from settings import ROOT
 from store import access
 from store.db import make_engine, make_sessionmaker
