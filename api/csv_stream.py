@@ -16,7 +16,9 @@ from typing import Any
 from fastapi.responses import StreamingResponse
 
 FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
-CSV_CONTENT = {200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, streamed"}}
+CSV_CONTENT: dict[int | str, dict[str, Any]] = {
+    200: {"content": {"text/csv": {"schema": {"type": "string"}}}, "description": "CSV, streamed"}
+}
 
 
 def cell(value: Any) -> str:

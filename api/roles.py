@@ -158,7 +158,7 @@ def declared_routes(app: Any) -> Iterator[tuple[str, str, RoleDeclaration | None
     for context in iter_route_contexts(app.routes):
         route = context.original_route
         if isinstance(route, APIRoute):
-            for method in sorted(route.methods):
+            for method in sorted(route.methods or ()):
                 yield method, route.path, declaration_of(route)
 
 

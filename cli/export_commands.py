@@ -14,7 +14,7 @@ import argparse
 import asyncio
 import json
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import nullcontext
 from datetime import datetime
 from pathlib import Path
@@ -64,6 +64,7 @@ def _scope(args: argparse.Namespace) -> exports.Scope:
 async def _export(args: argparse.Namespace, out: TextIO) -> int:
     async with store_sessions() as sessions:
         rows: AsyncIterator[dict[str, Any]]
+        columns: Sequence[str]
         async with sessions() as session:
             if args.what == "leads":
                 total = await exports.count_leads(session, _scope(args), args.stage, args.since)

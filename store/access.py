@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from rules.access import Principal, Role
 from store.access_models import ApiKeyRow, UserRow, UserSessionRow
+from store.db import rowcount
 from store.repo import _writing
 
 API_KEY_PREFIX = "lfk_"
@@ -90,7 +91,7 @@ async def revoke_api_key(session: AsyncSession, key_id: str) -> bool:
             .where(ApiKeyRow.id == key_id, ApiKeyRow.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    return bool(rowcount(result))
 
 
 @dataclass(frozen=True)
