@@ -12,6 +12,7 @@ import base64
 import binascii
 import hmac
 import json
+import logging
 import time
 from datetime import UTC, datetime
 from http.cookies import SimpleCookie
@@ -38,6 +39,8 @@ SELF_AUTHENTICATED = (
 # A stored key's lookup is reused this long (the event path must not pay a query per request); a key
 # revoked through this process's API is dropped at once, through another process within this time.
 KEY_CACHE_SECONDS = 5.0
+RETRY = (b"retry-after", b"2")
+log = logging.getLogger("leadflow.api")
 ADMIN_KEY_PRINCIPAL = Principal("admin-key", "admin-key", "LEADFLOW_API_KEY", Role.admin)
 
 
@@ -127,20 +130,24 @@ async def _session_principal(scope: Scope, token: str) -> access.SignedIn | None
         return await access.session_principal(session, token, datetime.now(UTC))
 
 
-async def _refuse(send: Send, message: str) -> None:
+async def _answer(send: Send, status: int, message: str, header: tuple[bytes, bytes]) -> None:
     body = json.dumps({"detail": message}).encode()
     await send(
         {
             "type": "http.response.start",
-            "status": 401,
+            "status": status,
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
+                header,
             ],
         }
     )
     await send({"type": "http.response.body", "body": body})
+
+
+async def _refuse(send: Send, message: str) -> None:
+    await _answer(send, 401, message, (b"www-authenticate", b"Bearer"))
 
 
 class ApiKeyMiddleware:
@@ -160,11 +167,17 @@ class ApiKeyMiddleware:
         token = session_token(headers) if key is None else None
         principal: Principal | None = None
         refusal = "send the API key in the X-API-Key header" if api else None
+        try:
+            if key is not None:
+                lookup = await _key_principal(scope, key)
+            signed_in = await _session_principal(scope, token) if key is None and token is not None else None
+        except Exception as exc:  # any store failure: this runs outside FastAPI's error handlers (never a 500)
+            log.warning("cannot check the caller's key or session: %s", type(exc).__name__)
+            await _answer(send, 503, "the store cannot be reached to check the key, retry shortly", RETRY)
+            return
         if key is not None:
-            lookup = await _key_principal(scope, key)
             principal, refusal = lookup.principal, lookup.refusal
         elif token is not None:
-            signed_in = await _session_principal(scope, token)
             if signed_in is not None:
                 principal = signed_in.principal
                 scope[CSRF] = signed_in.csrf_token

@@ -222,3 +222,25 @@ def test_a_rep_or_manager_key_needs_its_scope(api: Api) -> None:
         answer = api.client.post("/v1/admin/keys", json=body, headers=ADMIN)
         assert answer.status_code == 422, answer.text
         assert "rep_id" in answer.json()["detail"] or "teams" in answer.json()["detail"]
+
+
+def test_a_store_outage_while_checking_a_key_is_a_503_not_a_500(tmp_path: Path) -> None:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from store.db import make_sessionmaker
+
+    with TestClient(create_app(offline_settings(tmp_path)), raise_server_exceptions=False) as client:
+        key = make_key(client, R.marketer)["key"]
+        state = client.app.state.leadflow  # type: ignore[attr-defined]
+        working, state.sessions = (
+            state.sessions,
+            make_sessionmaker(create_async_engine("postgresql+psycopg://nobody@127.0.0.1:9/none")),
+        )
+        state.key_cache.clear()
+        try:
+            answer = client.get("/v1/playbooks", headers={"X-API-Key": key})
+            assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
+            assert "store" in answer.json()["detail"]
+            assert client.get("/dashboard", cookies={"leadflow_session": "x"}).status_code == 503
+        finally:
+            state.sessions = working
