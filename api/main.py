@@ -32,6 +32,7 @@ from api.routers import (
     ingest_admin,
     leads,
     login,
+    me,
     playbooks,
     reports,
     segment,
@@ -119,6 +120,7 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
         access_admin,
         audit_log,
         exports,
+        me,
     ):
         app.include_router(module.router)
     if (settings or get_settings()).api_metrics:

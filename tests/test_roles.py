@@ -62,6 +62,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     },
     ("GET", "/dashboard"): frozenset({R.manager, R.marketer}),
     ("POST", "/logout"): frozenset(Role),
+    ("GET", "/v1/me"): frozenset(Role),
     **{
         (method, path): frozenset({R.admin})
         for method, path in [
@@ -241,6 +242,14 @@ def test_a_store_outage_while_checking_a_key_is_a_503_not_a_500(tmp_path: Path) 
             answer = client.get("/v1/playbooks", headers={"X-API-Key": key})
             assert answer.status_code == 503 and answer.headers["retry-after"] == "2"
             assert "store" in answer.json()["detail"]
-            assert client.get("/dashboard", cookies={"leadflow_session": "x"}).status_code == 503
+            client.cookies.set("leadflow_session", "x")
+            assert client.get("/dashboard").status_code == 503
         finally:
             state.sessions = working
+
+
+def test_me_says_who_the_caller_is(api: Api) -> None:
+    answer = api.client.get("/v1/me", headers=api.as_role(R.rep)).json()
+    assert answer == {"kind": "key", "id": api.key_ids[R.rep], "name": "rep key", "role": "rep",
+                      "rep_id": "rep-aiko", "teams": []}  # fmt: skip
+    assert api.client.get("/v1/me", headers=ADMIN).json()["id"] == "admin-key"
