@@ -20,7 +20,7 @@ from http.cookies import SimpleCookie
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from api.roles import CSRF, PRINCIPAL, REFUSAL, UNSAFE_METHODS
-from rules.access import Principal, Role
+from rules.access import ADMIN_KEY_PRINCIPAL, Principal
 from store import access
 
 PROTECTED_PREFIX = "/v1/"
@@ -41,7 +41,6 @@ SELF_AUTHENTICATED = (
 KEY_CACHE_SECONDS = 5.0
 RETRY = (b"retry-after", b"2")
 log = logging.getLogger("leadflow.api")
-ADMIN_KEY_PRINCIPAL = Principal("admin-key", "admin-key", "LEADFLOW_API_KEY", Role.admin)
 
 
 def self_authenticated(path: str) -> bool:
@@ -111,7 +110,8 @@ class KeyCache:
         self._entries.clear()
 
 
-async def _key_principal(scope: Scope, key: str) -> access.KeyLookup:
+async def key_principal(scope: Scope, key: str) -> access.KeyLookup:
+    """The admin key, else a stored key (cached KEY_CACHE_SECONDS): a principal, or why it opens nothing."""
     state = scope["app"].state.leadflow
     if hmac.compare_digest(key.encode(), state.api_key.encode()):
         return access.KeyLookup(ADMIN_KEY_PRINCIPAL)
@@ -169,7 +169,7 @@ class ApiKeyMiddleware:
         refusal = "send the API key in the X-API-Key header" if api else None
         try:
             if key is not None:
-                lookup = await _key_principal(scope, key)
+                lookup = await key_principal(scope, key)
             signed_in = await _session_principal(scope, token) if key is None and token is not None else None
         except Exception as exc:  # any store failure: this runs outside FastAPI's error handlers (never a 500)
             log.warning("cannot check the caller's key or session: %s", type(exc).__name__)

@@ -39,6 +39,10 @@ class Principal:
     teams: frozenset[str] = field(default_factory=frozenset)
 
 
+# The configured admin key (LEADFLOW_API_KEY): it has no stored row.
+ADMIN_KEY_PRINCIPAL = Principal("admin-key", "admin-key", "LEADFLOW_API_KEY", Role.admin)
+
+
 def allowed(principal: Principal, roles: frozenset[Role]) -> bool:
     """Admin may call every route; anyone else only the routes that name their role."""
     return principal.role is Role.admin or principal.role in roles

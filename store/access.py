@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from rules.access import Principal, Role
+from rules.access import ADMIN_KEY_PRINCIPAL, Principal, Role
 from store.access_models import ApiKeyRow, UserRow, UserSessionRow
 from store.db import rowcount
 from store.repo import _writing
@@ -111,8 +111,11 @@ async def principal_for_key(session: AsyncSession, key: str, now: datetime) -> K
         return KeyLookup(None, "the API key was revoked")
     if row.expires_at is not None and row.expires_at <= now:
         return KeyLookup(None, f"the API key expired at {row.expires_at.isoformat()}: ask an admin for a new one")
-    principal = Principal("key", row.id, row.name, Role(row.role), row.rep_id, frozenset(row.teams or []))
-    return KeyLookup(principal, expires_at=row.expires_at)
+    return KeyLookup(_key_principal(row), expires_at=row.expires_at)
+
+
+def _key_principal(row: ApiKeyRow) -> Principal:
+    return Principal("key", row.id, row.name, Role(row.role), row.rep_id, frozenset(row.teams or []))
 
 
 # ---------------------------------------------------------------- passwords and users
@@ -223,7 +226,8 @@ class SignedIn:
 
 
 async def open_session(session: AsyncSession, user_id: str, lifetime: timedelta) -> tuple[str, str]:
-    """A new session for the user: (the cookie's token, the CSRF token of its forms)."""
+    """A new session for a user (or an API key's id, or ``admin-key``): (the cookie's token, the CSRF token
+    of its forms)."""
     token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
     now = datetime.now(UTC)
     async with _writing(session):
@@ -241,18 +245,22 @@ async def open_session(session: AsyncSession, user_id: str, lifetime: timedelta)
 
 
 async def session_principal(session: AsyncSession, token: str, now: datetime) -> SignedIn | None:
-    found = (
-        await session.execute(
-            select(UserRow, UserSessionRow.csrf_token)
-            .join(UserSessionRow, UserSessionRow.user_id == UserRow.id)
-            .where(
-                UserSessionRow.token_hash == hash_token(token),
-                UserSessionRow.expires_at > now,
-                UserRow.disabled_at.is_(None),
-            )
-        )
-    ).one_or_none()
-    return None if found is None else SignedIn(_user_principal(found[0]), found[1])
+    """The signed-in user, or the API key a browser signed in with (checked again: a revoked or expired
+    key ends its sessions), with the session's CSRF token."""
+    row = await session.scalar(
+        select(UserSessionRow).where(UserSessionRow.token_hash == hash_token(token), UserSessionRow.expires_at > now)
+    )
+    if row is None:
+        return None
+    if row.user_id == ADMIN_KEY_PRINCIPAL.id:
+        return SignedIn(ADMIN_KEY_PRINCIPAL, row.csrf_token)
+    if row.user_id.startswith("ak_"):
+        key = await session.get(ApiKeyRow, row.user_id)
+        if key is None or key.revoked_at is not None or (key.expires_at is not None and key.expires_at <= now):
+            return None
+        return SignedIn(_key_principal(key), row.csrf_token)
+    user = await session.scalar(select(UserRow).where(UserRow.id == row.user_id, UserRow.disabled_at.is_(None)))
+    return None if user is None else SignedIn(_user_principal(user), row.csrf_token)
 
 
 async def close_session(session: AsyncSession, token: str) -> None:

@@ -74,3 +74,17 @@ async def test_audit_entries_filter_and_export_in_order(sessions: async_sessionm
         assert total == 1
     exported = [row["target"] async for row in audit.iter_entries(sessions, audit.AuditFilter(since=start))]
     assert exported == [f"team_key=t{n}" for n in range(5)]
+
+
+@BOTH
+async def test_a_keys_session_ends_with_the_key(sessions: async_sessionmaker[AsyncSession]) -> None:
+    async with sessions() as session:
+        info, _ = await access.create_api_key(session, "desk", Role.manager, teams=["japan"])
+        token, _ = await access.open_session(session, info.id, timedelta(hours=1))
+        signed_in = await access.session_principal(session, token, datetime.now(UTC))
+        assert signed_in is not None and signed_in.principal.teams == frozenset({"japan"})
+        await access.revoke_api_key(session, info.id)
+        assert await access.session_principal(session, token, datetime.now(UTC)) is None
+        admin_token, _ = await access.open_session(session, "admin-key", timedelta(hours=1))
+        admin = await access.session_principal(session, admin_token, datetime.now(UTC))
+        assert admin is not None and admin.principal.role is Role.admin

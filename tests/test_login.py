@@ -13,6 +13,7 @@ from fastapi.testclient import TestClient
 from api.main import create_app
 from store.access import hash_password, password_matches
 from tests.access_fixtures import ADMIN, seed_store
+from tests.conftest import TEST_API_KEY
 from tests.test_robustness import offline_settings
 
 PASSWORD = "a long enough passphrase"
@@ -130,3 +131,18 @@ def test_sign_ins_are_audited_without_the_password(client: TestClient) -> None:
     assert [i["summary"].split(":")[0] for i in items[:2]] == ["sign-in refused", "signed in"]
     assert all("password" not in i["summary"] and PASSWORD not in str(i) for i in items)
     assert items[1]["actor_kind"] == "user" and items[1]["actor_role"] == "manager"
+
+
+def test_an_api_key_signs_in_with_no_user_name_until_it_is_revoked(client: TestClient) -> None:
+    created = client.post(
+        "/v1/admin/keys", json={"name": "aiko", "role": "rep", "rep_id": "rep-aiko"}, headers=ADMIN
+    ).json()
+    assert sign_in(client, "", created["key"])[0] == 303
+    assert client.get("/v1/me").json()["id"] == created["id"]
+    assert client.get("/dashboard", headers=BROWSER).status_code == 403  # a rep's key: not a manager's page
+    assert client.delete(f"/v1/admin/keys/{created['id']}", headers=ADMIN).status_code == 204
+    assert client.get("/v1/me").status_code == 401  # the key's sessions end with it
+    client.cookies.clear()
+    assert sign_in(client, "", TEST_API_KEY)[0] == 303
+    assert client.get("/dashboard", headers=BROWSER).status_code == 200
+    assert sign_in(client, "", "lfk_not_a_key")[0] == 401

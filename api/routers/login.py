@@ -1,4 +1,6 @@
-"""The pages' login: a user name and password (scrypt-hashed, store/access.py) opens a session whose cookie
+"""The pages' login: a user name and password (scrypt-hashed, store/access.py), or no user name and an API
+key as the password (the session then has the key's role and scope, and ends when the key is revoked or
+expires), opens a session whose cookie
 is HttpOnly, SameSite=Lax and (behind HTTPS) Secure; its CSRF token goes into every form of the pages.
 
 The login form itself is protected by a double-submit token (a cookie and a hidden field that must
@@ -16,7 +18,7 @@ from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 
-from api.auth import SESSION_COOKIE, session_token
+from api.auth import SESSION_COOKIE, key_principal, session_token
 from api.deps import State
 from api.roles import PRINCIPAL, LoginRequired, allow, page_form, public
 from rules.access import ROLES
@@ -61,8 +63,12 @@ async def login(request: Request, state: State) -> Response:
     expected, given = request.cookies.get(LOGIN_CSRF_COOKIE, ""), form.get("csrf_token", "")
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         return _login_page(request, error="The form expired: sign in again.", next_page=next_page, status_code=403)
+    username, password = form.get("username", "").strip()[:200], form.get("password", "")
     async with state.sessions() as session:
-        principal = await access.check_password(session, form.get("username", "")[:200], form.get("password", ""))
+        if username:
+            principal = await access.check_password(session, username, password)
+        else:  # no user name: the password is an API key, and the session has the key's role and scope
+            principal = (await key_principal(request.scope, password)).principal if password else None
         if principal is None:
             return _login_page(request, error="Wrong user name or password.", next_page=next_page, status_code=401)
         token, _csrf = await access.open_session(session, principal.id, timedelta(hours=state.settings.session_hours))
