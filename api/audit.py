@@ -1,5 +1,6 @@
 """The audit log's one writer: every write (POST, PUT, PATCH, DELETE) through the API or the pages by a
-known caller, and every sign-in attempt, is recorded after it is answered: who (key id or user), what (the
+known caller, every CSV export (``GET /v1/....csv``) and every sign-in attempt, is recorded after it is
+answered: who (key id or user), what (the
 route's template, its target, a summary of the change), when, from where (the client address), and the
 status it got (a 403 is worth as much to an auditor as a 200).
 
@@ -99,9 +100,15 @@ def _audited(scope: Scope) -> bool:
     if scope["type"] != "http":
         return False
     path = scope["path"]
+    if scope["method"] == "GET" and _is_export(path):
+        return True  # who took which data out is an auditor's question too
     return (
         scope["method"] in UNSAFE_METHODS and not self_authenticated(path) and not path.startswith(UNAUDITED_PREFIXES)
     )
+
+
+def _is_export(path: str) -> bool:
+    return path.startswith("/v1/") and path.endswith(".csv")
 
 
 class AuditMiddleware:
@@ -149,6 +156,9 @@ class AuditMiddleware:
             return  # accepted events are the lead's touchpoints (see the module's docstring)
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
         summary = body_summary(headers.get("content-type", ""), body, size)
+        if scope["method"] == "GET":
+            query = dict(parse_qsl(scope.get("query_string", b"").decode("latin-1")))
+            summary = "export" + (f": {summarize(query)}" if query else "")
         entry = audit.AuditEntry(
             at=datetime.now(UTC),
             actor_kind=principal.kind if principal else "anonymous",

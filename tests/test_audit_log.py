@@ -71,11 +71,15 @@ def test_no_secret_and_no_whole_address_is_kept(api: Api) -> None:
     assert key_entry["target"] == f"id={created['id']}"  # the id from the answer, never the key beside it
 
 
-def test_reads_are_not_recorded(api: Api) -> None:
+def test_reads_are_not_recorded_but_exports_are(api: Api) -> None:
     before = api.client.get("/v1/audit?limit=1", headers=ADMIN).json()["total"]
     api.client.get("/v1/teams", headers=ADMIN)
     api.client.get("/v1/followups", headers=api.as_role(Role.rep))
     assert api.client.get("/v1/audit?limit=1", headers=ADMIN).json()["total"] == before
+    assert api.client.get("/v1/leads.csv?stage=sql", headers=api.as_role(Role.manager)).status_code == 200
+    entry = entries(api, "?limit=1")[0]
+    assert (entry["method"], entry["route"], entry["summary"]) == ("GET", "/v1/leads.csv", "export: stage=sql")
+    assert entry["actor_id"] == api.key_ids[Role.manager]
 
 
 def test_the_log_is_for_admins_and_exports_as_csv(api: Api) -> None:
