@@ -173,11 +173,22 @@ class Settings(BaseSettings):
     # On SIGTERM, how long running activities get to finish before they are cancelled.
     worker_graceful_shutdown_seconds: float = Field(default=30.0, ge=0)
 
+    # The pages' login (README "Roles, keys and the audit log"): a session lasts this long; its cookie is
+    # Secure when this says so, or (unset) when public_base_url is https.
+    session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
+    session_cookie_secure: bool | None = None
+
     # Segment-compatible tracking: where an identify (or a track) names the person's email, in order:
     # "traits" (traits.email, context.traits.email) and "user_id" (a userId that is an email).
     segment_email_from: list[Literal["traits", "user_id"]] = ["traits", "user_id"]
     # An anonymous visitor's events wait this long (since their last event) for an identify, then go.
     visitor_retention_days: float = 30.0
+
+    @property
+    def secure_cookies(self) -> bool:
+        if self.session_cookie_secure is not None:
+            return self.session_cookie_secure
+        return self.public_base_url.startswith("https://")
 
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{self.data_dir / 'leadflow.db'}"

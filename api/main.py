@@ -5,26 +5,34 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
 
 from activities.email import Mailer
 from activities.rendering import EmailRenderer
 from api import errors
+from api.audit import AuditMiddleware
 from api.auth import ApiKeyMiddleware
 from api.deps import AppState
 from api.limits import BodyLimitMiddleware
+from api.roles import EnforceRoles, LoginRequired, document_roles
 from api.routers import (
+    access_admin,
+    audit_log,
     costs,
     dashboard,
     email_events,
     email_report,
     events,
+    exports,
     followups,
     forms,
     health,
     imports,
     ingest_admin,
     leads,
+    login,
+    me,
     playbooks,
     reports,
     segment,
@@ -77,12 +85,20 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
         version="0.1.0",
         description="Lead-management automation: every lead is a durable Temporal workflow.",
         lifespan=lifespan,
+        # Every route's declared roles are checked here (api/roles.py); undeclared routes admit only admin.
+        dependencies=[EnforceRoles],
     )
     # The last added runs first: the key is checked before the body is read, the size before it is parsed.
     app.add_middleware(BodyLimitMiddleware)
     app.add_middleware(ApiKeyMiddleware)
+    app.add_middleware(AuditMiddleware)  # outside the key check: it reads who the key check found
     app.add_middleware(ObservabilityMiddleware)  # outermost: it also times and counts the 401s
     errors.install(app)
+
+    async def _to_login(request: Request, exc: Exception) -> Response:
+        return login.login_redirect(request, exc)  # type: ignore[arg-type]
+
+    app.add_exception_handler(LoginRequired, _to_login)
     for module in (
         health,
         leads,
@@ -100,11 +116,17 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
         tracking,
         email_report,
         email_events,
+        login,
+        access_admin,
+        audit_log,
+        exports,
+        me,
     ):
         app.include_router(module.router)
     if (settings or get_settings()).api_metrics:
         app.include_router(endpoints.router)
     instrument_api(app, settings or get_settings())
+    document_roles(app)
     for door in (segment, forms, webhooks, ingest_admin):  # tracking, forms, webhooks and their admin
         app.include_router(door.router)
     return app

@@ -1,11 +1,15 @@
 """``leadflow`` (or ``python -m cli``): validate a playbook and simulate scenarios without a server.
 
-leadflow validate playbooks/default.yaml
+leadflow validate playbooks/default.yaml [--json]
 leadflow simulate playbooks/examples/seed_story.yaml [--playbook draft.yaml] [--json]
+leadflow publish playbooks/default.yaml --note "why" [--author NAME] [--json]
 leadflow rewrap-keys   (master key rotation: LEADFLOW_MASTER_KEY new, LEADFLOW_MASTER_KEY_PREVIOUS old)
 leadflow import leads.csv [--source expo-2026] [--consent-basis consent] [--map 'E-mail=email'] [--json]
 leadflow report sources --month 2026-01 [--by category] [--format json]   (see leadflow report -h)
 leadflow write-key create NAME | list | revoke ID   (tracking write keys for the Segment-compatible API)
+leadflow keys create NAME --role ROLE [--rep ID | --team KEY] [--expires-in-days N] | list | revoke ID
+leadflow users set NAME --role ROLE [--rep ID | --team KEY] | list | disable NAME   (logins of the pages)
+leadflow export leads|followups|audit [--out FILE] [--json]    leadflow overdue [--team KEY] [--json]
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ import yaml
 from pydantic import ValidationError
 
 from activities.rendering import EmailRenderer
-from cli import import_command, report
+from cli import access_commands, export_commands, import_command, report
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import Scenario, SimulationResult, result_as_dict, simulate
 from settings import ROOT
@@ -93,6 +97,16 @@ async def write_key_command(action: str, value: str | None) -> int:
     return 0
 
 
+def _issues(args: argparse.Namespace, exc: PlaybookError) -> int:
+    """A bad playbook: each issue at its line (as JSON with --json), exit status 1."""
+    if getattr(args, "json", False):
+        issues = [{"line": i.line, "path": i.path, "message": i.message} for i in exc.issues]
+        print(json.dumps({"valid": False, "issues": issues}, ensure_ascii=False))
+    for issue in exc.issues:
+        print(f"{args.playbook}:{issue}", file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="leadflow", description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -100,6 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     validate = sub.add_parser("validate", help="validate a playbook file")
     validate.add_argument("playbook", type=Path)
+    validate.add_argument("--json", action="store_true", help="print the outcome (and each issue) as JSON")
     sim = sub.add_parser("simulate", help="run scenario files through a playbook on a virtual clock")
     sim.add_argument("scenarios", type=Path, nargs="+")
     sim.add_argument("--playbook", type=Path, default=ROOT / "playbooks" / "default.yaml")
@@ -110,7 +125,20 @@ def main(argv: list[str] | None = None) -> int:
     keys = sub.add_parser("write-key", help="create, list or revoke tracking write keys")
     keys.add_argument("action", choices=["create", "list", "revoke"])
     keys.add_argument("value", nargs="?", help="create: a name for the key; revoke: its id (wk_...)")
+    access_commands.add_parsers(sub)
+    export_commands.add_parsers(sub)
     args = parser.parse_args(argv)
+    if args.command in ("keys", "users"):
+        return access_commands.run(args, parser)
+    if args.command == "export":
+        return export_commands.run_export(args)
+    if args.command == "overdue":
+        return export_commands.run_overdue(args)
+    if args.command == "publish":
+        try:
+            return export_commands.run_publish(args, EmailRenderer(ROOT / "templates").available())
+        except PlaybookError as exc:
+            return _issues(args, exc)
     if args.command == "write-key":
         if args.action == "revoke" and not args.value:
             parser.error("write-key revoke needs the key id (see write-key list)")
@@ -124,12 +152,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         pb = load(args.playbook)
     except PlaybookError as exc:
-        for issue in exc.issues:
-            print(f"{args.playbook}:{issue}", file=sys.stderr)
-        return 1
+        return _issues(args, exc)
     if args.command == "validate":
         counts = f"{len(pb.scoring)} scoring rules, {len(pb.journeys)} journeys"
-        print(f"{args.playbook}: valid (hash {pb.hash[:12]}, {counts})")
+        if args.json:
+            print(
+                json.dumps(
+                    {"valid": True, "hash": pb.hash, "scoring_rules": len(pb.scoring), "journeys": len(pb.journeys)}
+                )
+            )
+        else:
+            print(f"{args.playbook}: valid (hash {pb.hash[:12]}, {counts})")
         return 0
     failed = 0
     for path in args.scenarios:

@@ -31,6 +31,7 @@ from temporalio.client import Client
 
 from devstack import profile
 from devstack.demo_teams import DEMO_TEAMS, load_demo_teams, seed_demo_teams
+from devstack.dev_login import DEV_ADMIN, ensure_dev_admin
 from devstack.probes import LOCAL, NotReady, connect_host, http_ok, port_free, port_open
 from devstack.process import Child, note, process_cmdline, say, stop_orphan
 from devstack.temporal_dev import (
@@ -353,6 +354,9 @@ def prepare_store(stack: Stack) -> None:
     seeded = stack.run_async(seed_demo_teams(url, load_demo_teams()))
     if seeded:
         note(f"seeded demo teams: {', '.join(seeded)} ({DEMO_TEAMS.name})")
+    password = ensure_secret(stack.data_dir / "admin_password")
+    if stack.run_async(ensure_dev_admin(url, password)):
+        note(f"created the dev login {DEV_ADMIN} (password in {stack.data_dir / 'admin_password'})")
 
 
 def start_services(stack: Stack, env: Mapping[str, str], infra_only: bool) -> None:
@@ -387,6 +391,8 @@ def banner(stack: Stack, infra_only: bool) -> str:
         base = stack.api_base
         rows += [("API", base), ("API docs", f"{base}/docs"), ("Dashboard", f"{base}/dashboard")]
         rows.append(("Processes", stack.profile.describe()))
+        password = (data / "admin_password").read_text(encoding="utf-8").strip()
+        rows += [("Login", f"{DEV_ADMIN} / {password}  (role admin; kept in {data / 'admin_password'})")]
     rows += [
         ("Temporal UI", f"http://{LOCAL}:{p.temporal_ui}"),
         ("Temporal", f"{stack.temporal_address}  namespace {s.temporal_namespace}, task queue {s.task_queue}"),

@@ -16,10 +16,12 @@ from temporalio.runtime import (
     TelemetryFilter,
 )
 
+from api.roles import public
 from observability import metrics
 from settings import Settings
 
-router = APIRouter(tags=["operations"])
+# No key: scrape it on an internal network, block it at the edge (README "Operations").
+router = APIRouter(tags=["operations"], dependencies=[public("Prometheus scrapes it without a key")])
 
 
 @router.get("/metrics", include_in_schema=False)

@@ -470,3 +470,7 @@ class VisitorLink(Base):
     visitor_id: Mapped[str] = mapped_column(String(), primary_key=True)
     lead_id: Mapped[str] = mapped_column(index=True)
     linked_at: Mapped[datetime]
+
+
+# Keys, users, sessions and the audit log live in their own module; importing it registers their tables.
+from store import access_models as _access_models  # noqa: E402, F401

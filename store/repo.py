@@ -380,10 +380,13 @@ async def list_followups(
     limit: int,
     offset: int,
     now: datetime | None = None,
+    rep_id: str | None = None,
+    teams: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
     """Follow-ups by due time (soonest / most overdue first), with the lead and rep they concern.
 
-    ``status`` filters on the stored status (the workflow marks a follow-up overdue when its timer fires).
+    ``status`` filters on the stored status (the workflow marks a follow-up overdue when its timer fires);
+    ``rep_id`` / ``teams`` narrow to one rep's or some teams' follow-ups (a rep's or a manager's scope).
     """
     now = now or _utcnow()
     stmt = (
@@ -417,6 +420,10 @@ async def list_followups(
     )
     if status is not None:
         stmt = stmt.where(FollowUpRow.status == status)
+    if rep_id is not None:
+        stmt = stmt.where(FollowUpRow.rep_id == rep_id)
+    if teams is not None:
+        stmt = stmt.where(FollowUpRow.team_key.in_(list(teams)))
     out = []
     for row in (await session.execute(stmt)).all():
         item = _row_dict(row)

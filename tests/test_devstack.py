@@ -454,6 +454,10 @@ def test_make_run_end_to_end(tmp_path: Path) -> None:
         assert exposed(launcher.data_dir) == []
         first_key = launcher.api_key
         assert f'-H "X-API-Key: {first_key}"' in launcher.output
+        # The pages' dev login is printed and kept owner-only (issue 11: `make run` prints a dev admin login).
+        password = (launcher.data_dir / "admin_password").read_text(encoding="utf-8").strip()
+        assert f"admin / {password}" in launcher.output
+        assert stat.S_IMODE((launcher.data_dir / "admin_password").stat().st_mode) == 0o600
         assert_stops_cleanly(launcher)
 
         launcher.start()

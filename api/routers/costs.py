@@ -16,14 +16,16 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from api.deps import Authorized, Session
+from api.deps import Session
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.limits import MAX_BODY_BYTES
 from api.report_params import QueryDay, csv_response
+from api.roles import allow
+from rules.access import Role
 from rules.report_facts import CostFacts, month
 from store import costs
 
-router = APIRouter(tags=["costs"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(tags=["costs"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS)
 AS_CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}
 }

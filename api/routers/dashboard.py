@@ -1,22 +1,21 @@
-"""The managers' dashboard: server-rendered HTML (templates/dashboard/), behind the API key as the
-HTTP Basic password so a browser can open it."""
+"""The managers' dashboard: server-rendered HTML (templates/dashboard/), for signed-in managers and
+marketers (/login), or any user name with an API key as the HTTP Basic password (scripts)."""
 
 from __future__ import annotations
 
-import hmac
 from datetime import UTC, datetime
-from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Request, status
+from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
-from fastapi.security import HTTPBasic, HTTPBasicCredentials
 from fastapi.templating import Jinja2Templates
 
 from api.deps import Session, State
+from api.roles import allow, csrf_token
+from rules.access import Role
 from settings import ROOT
 from store import repo, reports
 
-router = APIRouter(tags=["dashboard"], include_in_schema=False)
+router = APIRouter(tags=["dashboard"], include_in_schema=False, dependencies=[allow(Role.manager, Role.marketer)])
 templates = Jinja2Templates(directory=ROOT / "templates" / "dashboard")
 
 
@@ -33,19 +32,11 @@ def when(value: datetime | str | None) -> str:
 
 
 templates.env.filters["when"] = when
-_basic = HTTPBasic(realm="leadflow", auto_error=False)
+# Every page's forms carry the session's CSRF token: {{ csrf_token(request) }} (api/roles.py checks it).
+templates.env.globals["csrf_token"] = csrf_token
 
 
-def require_browser_key(state: State, credentials: Annotated[HTTPBasicCredentials | None, Depends(_basic)]) -> None:
-    if credentials is None or not hmac.compare_digest(credentials.password.encode(), state.api_key.encode()):
-        raise HTTPException(
-            status.HTTP_401_UNAUTHORIZED,
-            "sign in with any user name and the API key as password",
-            headers={"WWW-Authenticate": 'Basic realm="leadflow"'},
-        )
-
-
-@router.get("/dashboard", response_class=HTMLResponse, dependencies=[Depends(require_browser_key)])
+@router.get("/dashboard", response_class=HTMLResponse)
 async def dashboard(request: Request, state: State, session: Session) -> HTMLResponse:
     playbook = await state.current_playbook()
     order, routed_at = playbook.compiled.stage_order, playbook.compiled.model.routing.at_stage

@@ -31,6 +31,7 @@ from api.deps import AppState, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.lead_ids import lead_id_for
 from api.limits import MAX_BODY_BYTES
+from api.roles import public
 from api.schemas import TIME_RANGE, Time
 from api.webhook_auth import refusal
 from privacy.addresses import address_hash
@@ -40,7 +41,9 @@ from store import email_feedback as feedback_store
 from store import suppressions
 from workflows.lead import LeadWorkflow
 
-router = APIRouter(tags=["email events"])
+router = APIRouter(
+    tags=["email events"], dependencies=[public("the API key or the relay's signature (api/webhook_auth.py)")]
+)
 KINDS = {"hard": "hard_bounce", "soft": "soft_bounce", "complaint": "complaint", "delivered": "delivered"}
 
 

@@ -11,13 +11,17 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from fastapi.responses import Response
 
-from api.deps import Authorized, Session
+from api.deps import Session
 from api.errors import V1_ERRORS
+from api.roles import allow
 from api.schemas import TIME_RANGE, Time
+from rules.access import Role
 from rules.engagement import REPORT_COUNTS, report_rows
 from store.email_report import email_counts
 
-router = APIRouter(prefix="/v1/reports", tags=["reports"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(
+    prefix="/v1/reports", tags=["reports"], dependencies=[allow(Role.manager, Role.marketer)], responses=V1_ERRORS
+)
 Since = Annotated[Time | None, Query(description=f"sends at or after this time ({TIME_RANGE})")]
 Until = Annotated[Time | None, Query(description=f"sends before this time ({TIME_RANGE}); none when not after since")]
 Kind = Annotated[str, Query(pattern=r"^[a-z][a-z0-9_]{0,63}$", description="email kind (nurture, rep_new_lead...)")]

@@ -6,13 +6,15 @@ from datetime import UTC, datetime
 
 from fastapi import APIRouter, status
 
-from api.deps import Authorized, State
+from api.deps import State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.intake import LeadBatch, deliver, tracked
 from api.lead_ids import lead_id_for, normalize_email
+from api.roles import allow
 from api.schemas import EventResult, EventsAccepted, IdentifiedEventsIn, refuse_unsendable, unsendable_problems
+from rules.access import Role
 
-router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(prefix="/v1/events", tags=["events"], dependencies=[allow(Role.tracking)], responses=V1_ERRORS)
 
 
 @router.post(

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from api import ingest_doors as intake
 from api.deps import AppState, State
 from api.errors import ErrorOut, documented
+from api.roles import public
 from api.schemas import EventType, LeadIn
 from rules.model import ConsentRecord, EventsReceived, TrackedEvent
 from store import ingest
@@ -49,6 +50,7 @@ Target = Annotated[
 router = APIRouter(
     prefix="/v1/forms",
     tags=["forms"],
+    dependencies=[public("a web form: only its configured fields get in")],
     responses=documented(400, 404, 410, 413, 422, 429, 503)
     | {303: {"description": "a browser's urlencoded post, sent on to the form's redirect_url"}}
     | {415: {"model": ErrorOut, "description": "neither application/x-www-form-urlencoded nor JSON"}},

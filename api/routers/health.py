@@ -16,9 +16,10 @@ from fastapi.responses import JSONResponse
 from api.auth import presented_key
 from api.deps import State
 from api.errors import RETRY_AFTER
+from api.roles import public
 from store import repo
 
-router = APIRouter(tags=["health"])
+router = APIRouter(dependencies=[public('health checks are for load balancers')], tags=["health"])
 CHECK_TIMEOUT_SECONDS = 5
 
 

@@ -16,12 +16,14 @@ from fastapi import Path as PathParam
 from fastapi.responses import StreamingResponse
 from pydantic import BaseModel
 
-from api.deps import AppState, Authorized, Session, State
+from api.deps import AppState, Session, State
 from api.errors import V1_ERRORS, documented
+from api.roles import allow
 from api.routers.leads import lead_start
 from capture.csv_source import CsvError, CsvRows
 from capture.delivery import LeadDelivery
 from capture.importer import Importer, ImportOptions, import_id_for
+from rules.access import Role
 from rules.cleaning import CleaningError, country_code
 from rules.import_rows import map_columns
 from store import imports
@@ -29,7 +31,7 @@ from store import imports
 MAX_UPLOAD_BYTES = 512 * 1024 * 1024
 DELIVERY_CONCURRENCY = 8
 REPORT_PAGE = 1000
-router = APIRouter(prefix="/v1/imports", tags=["imports"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(prefix="/v1/imports", tags=["imports"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS)
 ImportId = Annotated[str, PathParam(pattern=r"^imp-[0-9a-f]{24}$", description="as returned by POST /v1/imports")]
 # Imports this process is running, so a resume request never starts a second runner beside the first.
 _running: dict[str, asyncio.Task[Any]] = {}

@@ -11,13 +11,15 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel, StringConstraints
 
-from api.deps import Authorized, Session, State
+from api.deps import Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
+from api.roles import allow
 from api.routers.forms import InboundConfig, SourceId
 from api.routers.webhooks import webhook_secret
+from rules.access import Role
 from store import ingest
 
-router = APIRouter(prefix="/v1/admin", tags=["admin: ingest"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(prefix="/v1/admin", tags=["admin: ingest"], dependencies=[allow(Role.admin)], responses=V1_ERRORS)
 
 
 class WriteKeyIn(BaseModel):

@@ -8,16 +8,18 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Path, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from activities.erasure import ErasureOutcome, erase_person
-from api.deps import AppState, Authorized, Session, State
+from api.deps import AppState, Caller, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
 from api.intake import LeadBatch, deliver, lead_start, signal_events, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
+from api.lead_scope import lead_in_scope, touch_rep
+from api.roles import allow
 from api.routers.events import summary
 from api.schemas import (
     ConsentIn,
@@ -30,6 +32,7 @@ from api.schemas import (
     refuse_unsendable,
 )
 from privacy.keys import LeadErased
+from rules.access import Role
 from rules.model import ConsentRecorded, LeadUpserted, TouchLogged
 from runtime import lead_codec
 from store import email_feedback, privacy, repo
@@ -42,7 +45,13 @@ __all__ = ["router", "signal_events", "tracked"]
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=15)
 ERASE_STOP_SECONDS = 30.0
-router = APIRouter(prefix="/v1/leads", tags=["leads"], dependencies=[Authorized], responses=V1_ERRORS)
+# Reps and managers reach only their leads (api/lead_scope.py); a route's own allow() overrides the default.
+router = APIRouter(
+    prefix="/v1/leads",
+    tags=["leads"],
+    dependencies=[allow(Role.rep, Role.manager, Role.marketer), Depends(lead_in_scope)],
+    responses=V1_ERRORS,
+)
 LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>, as returned by POST /v1/leads")]
 
 
@@ -51,6 +60,7 @@ LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>
     status_code=status.HTTP_202_ACCEPTED,
     response_model=LeadAccepted,
     responses=BODY_ERRORS | documented(410, 429),
+    dependencies=[allow(Role.tracking, Role.manager, Role.marketer)],
 )
 async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
@@ -109,6 +119,7 @@ async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
     status_code=status.HTTP_202_ACCEPTED,
     response_model=EventsAccepted,
     responses=BODY_ERRORS | TEMPORAL_ERRORS,
+    dependencies=[allow(Role.tracking)],
 )
 async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State) -> EventsAccepted:
     """Behavioural events for a known lead (404 if there is none: post the lead, or use POST /v1/events).
@@ -131,11 +142,17 @@ async def post_lead_events(lead_id: LeadId, body: EventsIn, state: State) -> Eve
     return summary(results)  # type: ignore[arg-type]
 
 
-@router.post("/{lead_id}/touches", response_model=LeadView, responses=BODY_ERRORS | TEMPORAL_ERRORS)
-async def log_touch(lead_id: LeadId, body: TouchIn, state: State) -> LeadView:
+@router.post(
+    "/{lead_id}/touches",
+    response_model=LeadView,
+    responses=BODY_ERRORS | TEMPORAL_ERRORS,
+    dependencies=[allow(Role.rep, Role.manager)],
+)
+async def log_touch(lead_id: LeadId, body: TouchIn, state: State, caller: Caller) -> LeadView:
     """A rep's touch (call, email, meeting...): meets the follow-up SLA if it comes in time."""
     now = datetime.now(UTC)
-    touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), body.rep_id, body.note)
+    rep_id = touch_rep(caller, body.rep_id)
+    touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), rep_id, body.note)
     view = await _update(state, lead_id, LeadWorkflow.log_touch, touch, refused=status.HTTP_422_UNPROCESSABLE_CONTENT)
     # The workflow projects the touch as a touchpoint (it is the one writer of touchpoints).
     return view
@@ -176,7 +193,9 @@ async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) ->
     return True, email
 
 
-@router.delete("/{lead_id}", response_model=ErasureOutcome, responses=TEMPORAL_ERRORS)
+@router.delete(
+    "/{lead_id}", response_model=ErasureOutcome, responses=TEMPORAL_ERRORS, dependencies=[allow(Role.admin)]
+)
 async def erase_lead(lead_id: LeadId, state: State, session: Session) -> ErasureOutcome:
     """Right to erasure: end the lead's workflow, destroy its data key (Temporal's histories of it become
     unreadable), suppress the address (as a keyed hash) and anonymise the store. Safe to repeat."""

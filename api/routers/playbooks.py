@@ -13,15 +13,17 @@ from fastapi import APIRouter, HTTPException, Path, Response, status
 from pydantic import BaseModel, ConfigDict, Field
 
 from activities.rendering import EmailRenderer
-from api.deps import Authorized, Session, State
+from api.deps import Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, ApiError, documented
+from api.roles import allow
+from rules.access import Role
 from rules.backtest import LeadHistory, backtest
 from rules.model import TouchLogged, TrackedEvent
 from rules.playbook import CompiledPlaybook, PlaybookError, load_playbook_text
 from rules.simulate import BudgetExceeded, Deadline, Scenario, result_as_dict, simulate
 from store import assignments, playbooks, repo, reports
 
-router = APIRouter(tags=["playbooks"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(tags=["playbooks"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS)
 Version = Annotated[int, Path(ge=1, le=2**31 - 1, description="a published version number")]
 MAX_PLAYBOOK_CHARS = 256 * 1024
 # Simulations and backtests run in a worker thread (the event loop keeps answering) and stop at this budget.

@@ -13,15 +13,17 @@ from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 
-from api.deps import Authorized, Session, State
+from api.deps import Session, State
 from api.errors import V1_ERRORS
 from api.report_params import PeriodQuery, csv_response, period_query, today, wants_csv
+from api.roles import allow
+from rules.access import Role
 from rules.attribution import MODELS
 from rules.report_facts import FunnelStages
 from rules.report_money import MoneyOptions
 from store import reports_run
 
-router = APIRouter(tags=["reports"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(tags=["reports"], dependencies=[allow(Role.manager, Role.marketer)], responses=V1_ERRORS)
 # Every report also answers CSV (?format=csv or the .csv path).
 AS_CSV: dict[int | str, dict[str, Any]] = {
     200: {"content": {"application/json": {}, "text/csv": {"schema": {"type": "string"}}}}

@@ -30,6 +30,7 @@ from api.deps import AppState, State
 from api.errors import documented
 from api.lead_ids import normalize_email
 from api.limits import MAX_BODY_BYTES  # checked again after gzip inflation here
+from api.roles import public
 from rules.model import EventsReceived, TrackedEvent
 from rules.tracking_spec import SpecError, attributes_from_traits, email_of, event_from_message, visitor_keys
 from store import ingest
@@ -37,7 +38,11 @@ from store import ingest
 KINDS = ("track", "page", "screen", "identify", "group", "alias", "batch")
 PREFIXES = ("/v1", "/v1/segment")
 MAX_BATCH = 2500
-router = APIRouter(tags=["tracking (Segment API)"], responses=documented(400, 401, 413, 429, 503))
+router = APIRouter(
+    tags=["tracking (Segment API)"],
+    responses=documented(400, 401, 413, 429, 503),
+    dependencies=[public("a tracking write key (store/ingest.py)")],
+)
 
 
 class MessageResult(BaseModel):

@@ -18,13 +18,17 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from api.deps import Authorized, Session, State
+from api.deps import Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, ErrorOut, documented
+from api.roles import allow
+from rules.access import Role
 from rules.addresses import address_problem
 from store import suppressions
 from store.suppressions import SuppressionEntry, SuppressionReason, SuppressionScope, normalize_domain
 
-router = APIRouter(prefix="/v1/suppressions", tags=["suppressions"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(
+    prefix="/v1/suppressions", tags=["suppressions"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS
+)
 ERASED_CONFLICT: dict[int | str, dict[str, Any]] = {
     409: {"model": ErrorOut, "description": "an erased person's entry cannot be lifted"}
 }

@@ -7,12 +7,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Authorized, Session
+from api.deps import Caller, Session
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
+from api.roles import allow
 from api.schemas import TIME_RANGE, TeamBody, Time
+from rules.access import Role
 from store import repo
 
-router = APIRouter(tags=["teams"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(tags=["teams"], dependencies=[allow(Role.manager)], responses=V1_ERRORS)
 TeamKey = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 RepId = Annotated[str, Path(pattern=r"^[a-z0-9][a-z0-9_.-]{0,63}$")]
 
@@ -27,7 +29,7 @@ async def list_teams(session: Session) -> dict[str, Any]:
     return {"items": await repo.list_teams(session)}
 
 
-@router.put("/v1/teams/{team_key}", responses=BODY_ERRORS)
+@router.put("/v1/teams/{team_key}", responses=BODY_ERRORS, dependencies=[allow(Role.admin)])
 async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[str, Any]:
     """Create or replace a team; reps left out become inactive (their history stays)."""
     reps = [repo.RepIn(r.id, r.name, str(r.email), r.active, r.capacity, r.weight, r.away_until) for r in body.reps]
@@ -42,8 +44,13 @@ async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[
 
 
 @router.put("/v1/reps/{rep_id}/availability", responses=BODY_ERRORS | documented(404))
-async def set_availability(rep_id: RepId, body: AvailabilityIn, session: Session) -> dict[str, Any]:
-    """Out of office: the rep gets no new leads until ``away_until``; routing picks the next rep."""
+async def set_availability(rep_id: RepId, body: AvailabilityIn, session: Session, caller: Caller) -> dict[str, Any]:
+    """Out of office: the rep gets no new leads until ``away_until``; routing picks the next rep.
+    A manager sets it for the reps of their teams."""
+    if caller.role is Role.manager:
+        team = next((t["key"] for t in await repo.list_teams(session) for r in t["reps"] if r["id"] == rep_id), None)
+        if team is not None and team not in caller.teams:
+            raise HTTPException(status.HTTP_403_FORBIDDEN, f"rep {rep_id} is not in a team you manage")
     if not await repo.set_rep_availability(session, rep_id, body.away_until):
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no rep {rep_id}")
     return {"rep_id": rep_id, "away_until": body.away_until}

@@ -15,15 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from activities.email import RENDER_TIMEOUT_SECONDS, Mailer
 from activities.rendering import EmailRenderer, TemplateProblem
-from api.deps import Authorized, Session, State
+from api.deps import Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.lead_ids import LEAD_ID_PATTERN
+from api.roles import allow
+from rules.access import Role
 from rules.addresses import header_text
 from rules.locale import LOCALE_PATTERN
 from rules.preview import SAMPLE_LEAD_ID, PreviewKind, preview_email, sample_lead, template_kind
 from store import repo
 
-router = APIRouter(prefix="/v1/templates", tags=["templates"], dependencies=[Authorized], responses=V1_ERRORS)
+router = APIRouter(prefix="/v1/templates", tags=["templates"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS)
 TemplateName = Annotated[str, Path(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,99}$", description="a template folder")]
 # Lead columns the store keeps outside ``attributes``.
 LEAD_COLUMNS = ("email", "first_name", "last_name", "company", "title", "company_size", "industry", "country")

@@ -23,13 +23,14 @@ from temporalio.service import RPCError
 from activities.tracking_tokens import TrackedSend, tracking_key, verify
 from api.deps import AppState, ServiceUnavailable, State
 from api.errors import documented
+from api.roles import public
 from api.routers.leads import signal_events
 from rules.engagement import CLICK, OPEN, engagement_event_id
 from rules.model import EventsReceived, TrackedEvent
 from store import repo
 
 log = logging.getLogger("leadflow.tracking")
-router = APIRouter(prefix="/t", tags=["tracking"])
+router = APIRouter(dependencies=[public('mail clients follow signed links')], prefix="/t", tags=["tracking"])
 RECORD_TIMEOUT_SECONDS = 3.0
 # The smallest transparent GIF (1x1).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")

@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.unsubscribe import ONE_CLICK, Sender, lead_of_token
 from api.deps import AppState, State
+from api.roles import public
 from rules.model import ConsentRecord, ConsentRecorded, TrackedEvent
 from settings import ROOT
 from store import repo, suppressions
@@ -27,7 +28,12 @@ from workflows.lead import LeadWorkflow
 
 log = logging.getLogger("leadflow.api.unsubscribe")
 # Pages for people and mail clients, like the dashboard: documented in README, not in the API's spec.
-router = APIRouter(prefix="/unsubscribe", tags=["unsubscribe"], include_in_schema=False)
+router = APIRouter(
+    prefix="/unsubscribe",
+    tags=["unsubscribe"],
+    include_in_schema=False,
+    dependencies=[public("the signed token in the link is the proof")],
+)
 pages = Jinja2Templates(directory=ROOT / "templates" / "pages")
 PAGE_LOCALES = ("en", "ja")
 MAX_BODY_BYTES = 8 * 1024

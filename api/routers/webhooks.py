@@ -21,13 +21,17 @@ from pydantic import BaseModel
 
 from api.deps import State
 from api.errors import documented
+from api.roles import public
 from api.routers.forms import InboundConfig, SourceId, take_post
 from store import ingest
 
 SIGNATURE_HEADER = "x-leadflow-signature"
 MAX_WEBHOOK_BYTES = 256 * 1024
 router = APIRouter(
-    prefix="/v1/webhooks", tags=["webhooks"], responses=documented(400, 401, 404, 410, 413, 422, 429, 503)
+    prefix="/v1/webhooks",
+    tags=["webhooks"],
+    responses=documented(400, 401, 404, 410, 413, 422, 429, 503),
+    dependencies=[public("the sender's HMAC signature")],
 )
 
 
