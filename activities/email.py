@@ -150,7 +150,12 @@ class Mailer:
             # No address in the ledger row: the suppressed person may be an erased one.
             await self._record(mail, lead_id, "", "", "suppressed", SUPPRESSED)
             raise
-        smtp_time = _seconds_left(deadline)
+        try:
+            smtp_time = _seconds_left(deadline)
+        except AttemptExpired as exc:
+            if last_attempt:  # nothing will send it: say so rather than leave no trace
+                await self._record(mail, lead_id, to_addr, subject, "failed", f"AttemptExpired: {exc.message}")
+            raise
         try:
             async with asyncio.timeout(smtp_time):
                 await self._deliver(msg, wire)

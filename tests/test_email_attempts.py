@@ -6,6 +6,7 @@ says "sent", stays "sent" whatever a late attempt reports.
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -19,6 +20,7 @@ from rules.model import SendEmail
 from settings import Settings
 from store import repo
 from tests.conftest import Inbox, activity_environment
+from workflows.lead import EMAIL_RETRY
 
 LEAD = "lead-" + "7" * 32
 
@@ -56,6 +58,19 @@ async def test_an_attempt_past_its_timeout_does_not_send(
     in_time = attempt(started_ago=timedelta(seconds=1), timeout=timedelta(seconds=60))
     assert await in_time.run(send, rep_mail(f"{LEAD}:rep_new_lead:1")) == "sent"
     assert len(inbox.messages) == 1
+
+
+async def test_the_last_attempt_past_its_timeout_is_recorded_as_failed(
+    settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    inbox, _ = smtp
+    late = attempt(started_ago=timedelta(seconds=61), timeout=timedelta(seconds=60))
+    late.info = dataclasses.replace(late.info, attempt=EMAIL_RETRY.maximum_attempts, retry_policy=EMAIL_RETRY)
+    with pytest.raises(ApplicationError, match="deadline"):
+        await late.run(activities(settings, sessions).send_email, rep_mail(f"{LEAD}:rep_new_lead:3"))
+    async with sessions() as session:
+        (row,) = await repo.list_emails(session, lead_id=LEAD)
+    assert row["status"] == "failed" and row["error"].startswith("AttemptExpired:") and inbox.messages == []
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
