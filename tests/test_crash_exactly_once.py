@@ -242,7 +242,9 @@ async def test_worker_killed_repeatedly_sends_each_email_once_and_assigns_once(
 
     # SMTP: every ledger Message-ID arrived, nothing else did; the same Message-ID again is a resend SMTP allows.
     received = Counter(m["Message-ID"] for m in inbox.messages)
-    assert set(received) == {row["message_id"] for row in ledger}
+    known = {row["message_id"] for row in ledger}
+    assert not set(received) - known, f"sends under a Message-ID the ledger does not know: {set(received) - known}"
+    assert not known - set(received), f"sends the ledger has but SMTP never got: {known - set(received)}"
     resends = {message_id: n - 1 for message_id, n in received.items() if n > 1}
 
     # Assignment: first and reassignment per lead, never twice, one open and it is the workflow's owner.
