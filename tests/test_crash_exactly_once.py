@@ -101,7 +101,6 @@ class Chaos:
 
     worker: WorkerProcess
     kills: list[tuple[float, int]] = field(default_factory=list)
-    started: int = 1
 
 
 def lead_email(n: int) -> str:
@@ -143,7 +142,6 @@ async def kill_repeatedly(chaos: Chaos, client: Client, settings: Settings, inbo
         chaos.kills.append((time.monotonic() - began, len(inbox.messages)))
         await asyncio.sleep(0.5)  # signals and timers pile up meanwhile
         chaos.worker = WorkerProcess(settings, log, **WORKER_BOUNDS)
-        chaos.started += 1
         await chaos.worker.polling(client)
 
 
@@ -167,7 +165,7 @@ async def wait_for_all_mail(inbox: Inbox, expected: int, client: Client, lead_id
 async def _short_of_mail(client: Client, lead_ids: list[str], inbox: Inbox) -> str:
     """The first lead missing mail: its live view and pending activities, to tell a lost send from a slow one."""
     addressed = Counter(m["X-Envelope-To"] for m in inbox.messages)
-    for lead_id, n in zip(lead_ids, range(len(lead_ids)), strict=True):
+    for n, lead_id in enumerate(lead_ids):
         if addressed[lead_email(n)] >= SENDS_PER_LEAD["nurture"]:
             continue
         handle = client.get_workflow_handle(lead_id)
