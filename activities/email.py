@@ -9,6 +9,10 @@ a permanent problem (bad address, template, header, 5xx, no SMTPUTF8) as status 
 non-retryable ApplicationError of that type; relay trouble (4xx, down, timeout, an untrusted TLS
 certificate, refused SMTP credentials) as status "sending" and an error Temporal retries, so the mail
 goes out once the relay (or its setting) is fixed.
+
+An attempt hands nothing to SMTP after its own deadline (start + start-to-close timeout, less a margin):
+by then Temporal has given it up and the next attempt may be sending the same mail. Without that fence
+a slow attempt (a loaded worker, a locked store) and its successor both sent.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import asyncio
 import hashlib
 import ssl
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.utils import parseaddr
@@ -40,6 +44,8 @@ from store import repo
 RENDER_TIMEOUT_SECONDS = 5.0
 # The ApplicationError types a send fails with for good; workflows.lead.EMAIL_RETRY lists them too.
 PERMANENT_ERRORS = ("InvalidAddress", "TemplateError", "InvalidHeader", "SmtpRejected", "SmtpUtf8Unsupported")
+# An attempt stops this long before its deadline: the clocks of worker and Temporal server may differ a little.
+DEADLINE_MARGIN = timedelta(seconds=1)
 
 
 def message_id(key: str, domain: str) -> str:
@@ -73,6 +79,35 @@ def _smtp_failure(exc: Exception, wire: MailAddress) -> _Permanent | None:
     return None
 
 
+class AttemptExpired(ApplicationError):
+    """This attempt outlived its deadline before SMTP: the next attempt sends (nothing is recorded)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            "the attempt reached its deadline before sending; the next attempt sends", type="AttemptExpired"
+        )
+
+
+def _seconds_left(deadline: datetime | None) -> float | None:
+    """Time this attempt may still spend on SMTP (None: no limit); raises AttemptExpired when none is left."""
+    if deadline is None:
+        return None
+    left = (deadline - DEADLINE_MARGIN - datetime.now(UTC)).total_seconds()
+    if left <= 0:
+        raise AttemptExpired()
+    return left
+
+
+def attempt_deadline(info: activity.Info) -> datetime | None:
+    """When Temporal gives this activity attempt up (None when it has no start-to-close or schedule-to-close)."""
+    ends = []
+    if info.start_to_close_timeout:
+        ends.append(info.started_time + info.start_to_close_timeout)
+    if info.schedule_to_close_timeout:
+        ends.append(info.scheduled_time + info.schedule_to_close_timeout)
+    return min(ends) if ends else None
+
+
 class Mailer:
     """Render and send through aiosmtplib, recording every outcome in the email ledger."""
 
@@ -81,10 +116,18 @@ class Mailer:
         self.sessions = sessions
         self.renderer = renderer
 
-    async def send(self, mail: SendEmail, lead_id: str | None = None, *, last_attempt: bool = False) -> str:
+    async def send(
+        self,
+        mail: SendEmail,
+        lead_id: str | None = None,
+        *,
+        last_attempt: bool = False,
+        deadline: datetime | None = None,
+    ) -> str:
         """Send ``mail`` once per key; ``lead_id`` files it under a lead (None for team emails).
 
         ``last_attempt``: no retry follows, so relay trouble is recorded as "failed" too (never left "sending").
+        ``deadline``: when this attempt is given up (an activity's); SMTP is neither started nor waited on after it.
         """
         async with self.sessions() as session:
             if await repo.email_status(session, mail.key) == "sent":
@@ -108,7 +151,14 @@ class Mailer:
             await self._record(mail, lead_id, "", "", "suppressed", SUPPRESSED)
             raise
         try:
-            await self._deliver(msg, wire)
+            smtp_time = _seconds_left(deadline)
+        except AttemptExpired as exc:
+            if last_attempt:  # nothing will send it: say so rather than leave no trace
+                await self._record(mail, lead_id, to_addr, subject, "failed", f"AttemptExpired: {exc.message}")
+            raise
+        try:
+            async with asyncio.timeout(smtp_time):
+                await self._deliver(msg, wire)
         except Exception as exc:
             permanent = _smtp_failure(exc, wire)
             if permanent is not None:
@@ -235,4 +285,6 @@ class EmailActivities:
     async def send_email(self, job: EmailJob) -> str:
         info = activity.info()
         most = info.retry_policy.maximum_attempts if info.retry_policy else 0
-        return await self.mailer.send(job.command, job.lead_id, last_attempt=0 < most <= info.attempt)
+        return await self.mailer.send(
+            job.command, job.lead_id, last_attempt=0 < most <= info.attempt, deadline=attempt_deadline(info)
+        )

@@ -127,10 +127,23 @@ def capacity_held(state: LeadState, stage_order: Sequence[str]) -> CapacityHeld:
     a won, recycled, disqualified or lost lead holds nobody's), and the assignment still in flight."""
     owner = state.owner
     worked = owner is not None and state.stage in stage_order[:-1]
-    return CapacityHeld(owner.rep.id if owner is not None and worked else None, state.pending_assignment)
+    return CapacityHeld(
+        owner.rep.id if owner is not None and worked else None, state.pending_assignment, state.assignment_seq
+    )
 
 
 def to_release(open_assignments: Sequence[OpenAssignment], held: CapacityHeld) -> list[str]:
     """Keys of a lead's open assignments that no longer hold capacity: all but the working owner's and the
     one in flight (its answer may still make an owner)."""
-    return [a.key for a in open_assignments if a.rep_id != held.rep_id and a.key != held.pending_key]
+    return [
+        a.key
+        for a in open_assignments
+        if a.rep_id != held.rep_id and a.key != held.pending_key and not _asked_after(a.key, held.asked)
+    ]
+
+
+def _asked_after(key: str, asked: int | None) -> bool:
+    """Whether assignment ``key`` was asked after the snapshot's ``asked`` count (keys end in the lead's
+    assignment sequence number: rules.engine._request_assignment)."""
+    number = key.rpartition(":")[2]
+    return asked is not None and number.isdigit() and int(number) > asked

@@ -405,6 +405,10 @@ class CapacityHeld:
     rep_id: str | None
     # An assignment in flight: its answer may still make an owner, so it stays open too.
     pending_key: str | None = None
+    # How many assignments the lead had asked for (its assignment_seq) when the snapshot was taken: one asked
+    # later is unknown to this snapshot and stays as it is (a late projection must not close it). None: a
+    # snapshot from a worker before this field.
+    asked: int | None = None
 
 
 @dataclass

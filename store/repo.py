@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, Select, func, select, text, update
+from sqlalchemy import Row, Select, case, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
@@ -558,6 +558,7 @@ async def record_email(
 
     Every call counts one attempt (``attempts`` += 1). ``sent_at`` is set the first time status is
     "sent"; ``error`` is replaced (None clears it); a None subject or message_id keeps the stored one.
+    A "sent" row stays "sent" (error cleared): a late attempt's failure comes after the mail went out.
     """
     values = {
         "key": key,
@@ -580,11 +581,11 @@ async def record_email(
         stmt = stmt.on_conflict_do_update(
             index_elements=["key"],
             set_={
-                "status": new.status,
+                "status": case((EmailRow.status == "sent", EmailRow.status), else_=new.status),
                 "to_addr": new.to_addr,
                 "subject": func.coalesce(new.subject, EmailRow.subject),
                 "message_id": func.coalesce(new.message_id, EmailRow.message_id),
-                "error": new.error,
+                "error": case((EmailRow.status == "sent", EmailRow.error), else_=new.error),
                 "attempts": EmailRow.attempts + 1,
                 "sent_at": func.coalesce(EmailRow.sent_at, new.sent_at),
             },

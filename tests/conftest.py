@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import email
 import email.policy
 import os
@@ -13,8 +14,10 @@ import sys
 from collections.abc import AsyncIterator, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import Message
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
@@ -22,6 +25,7 @@ from sqlalchemy import create_engine
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.pool import NullPool
+from temporalio.testing import ActivityEnvironment
 
 from settings import ROOT, Settings
 from store import repo
@@ -45,6 +49,22 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def activity_environment(**info: Any) -> ActivityEnvironment:
+    """An ActivityEnvironment whose attempt starts now with a 60 s start-to-close timeout (the SDK's default
+    info dates from 1970 with a 1 s schedule-to-close: an activity minding its deadline would see it long past)."""
+    env = ActivityEnvironment()
+    started = datetime.now(UTC)
+    realistic: dict[str, Any] = {
+        "scheduled_time": started,
+        "current_attempt_scheduled_time": started,
+        "started_time": started,
+        "start_to_close_timeout": timedelta(seconds=60),
+        "schedule_to_close_timeout": None,
+    }
+    env.info = dataclasses.replace(env.info, **(realistic | info))
+    return env
 
 
 @dataclass

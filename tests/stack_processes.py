@@ -63,7 +63,7 @@ class _Process:
     def check_alive(self) -> None:
         if self.process.poll() is not None:
             tail = self.log_path.read_text(errors="replace")[-3000:]
-            raise AssertionError(f"{self.process.args} exited with {self.process.returncode}:\n{tail}")
+            raise AssertionError(f"{self.process.args!r} exited with {self.process.returncode}:\n{tail}")
 
     def kill(self) -> None:
         """SIGKILL: no shutdown, no flush, in-flight activities abandoned mid-way."""

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.exceptions import ApplicationError
-from temporalio.testing import ActivityEnvironment, WorkflowEnvironment
+from temporalio.testing import WorkflowEnvironment
 
 from activities.email import PERMANENT_ERRORS, EmailActivities, EmailJob, Mailer
 from activities.rendering import EmailRenderer
@@ -29,7 +29,7 @@ from rules.model import LeadSnapshot, LeadUpserted, SendEmail
 from runtime import build_worker, load_active_playbook, with_lead_codec
 from settings import Settings
 from store import repo
-from tests.conftest import TEST_API_KEY, Inbox, free_port, venv_binary
+from tests.conftest import TEST_API_KEY, Inbox, activity_environment, free_port, venv_binary
 from workflows.lead import EMAIL_RETRY, LeadWorkflow
 from workflows.payloads import LeadOptions, LeadStart
 
@@ -234,8 +234,7 @@ async def test_relay_trouble_on_the_last_attempt_is_recorded_as_failed(
     """After the retry policy's last attempt nothing will send it: the ledger must not say "sending"."""
     activities = EmailActivities(mailer(settings, sessions, smtp_port=free_port(), smtp_timeout_seconds=2.0))
     job = EmailJob(LEAD, welcome("down@example.com", None))
-    environment = ActivityEnvironment()
-    environment.info = dataclasses.replace(environment.info, attempt=19, retry_policy=EMAIL_RETRY)
+    environment = activity_environment(attempt=19, retry_policy=EMAIL_RETRY)
     with pytest.raises(OSError):  # connection refused
         await environment.run(activities.send_email, job)
     assert (await ledger(sessions))["status"] == "sending"

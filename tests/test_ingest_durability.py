@@ -6,10 +6,6 @@ reaches its lead exactly once: counted once by the workflow and stored once by i
 from __future__ import annotations
 
 import asyncio
-import os
-import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +23,7 @@ from runtime import build_worker, with_lead_codec
 from settings import ROOT, Settings
 from store import repo
 from tests.conftest import TEST_API_KEY, free_port
+from tests.stack_processes import ApiProcess
 from tests.test_integration import dev_server  # noqa: F401  (the session's Temporal dev server)
 from workflows.lead import LeadWorkflow
 
@@ -44,49 +41,6 @@ def counting_playbook(path: Path) -> Path:
     doc["journeys"] = []
     path.write_text(yaml.safe_dump(doc, allow_unicode=True))
     return path
-
-
-class ApiProcess:
-    """``python -m uvicorn api.main:app`` in its own process, configured like the test's settings."""
-
-    def __init__(self, settings: Settings, port: int) -> None:
-        self.port = port
-        env = os.environ | {
-            "LEADFLOW_DATA_DIR": str(settings.data_dir),
-            "DATABASE_URL": settings.database_url,
-            "TEMPORAL_ADDRESS": settings.temporal_address,
-            "LEADFLOW_TASK_QUEUE": settings.task_queue,
-            "LEADFLOW_API_KEY": settings.secret("api_key"),
-            "LEADFLOW_ID_KEY": settings.secret("id_key"),
-            "LEADFLOW_MASTER_KEY": settings.secret("master_key"),
-            "LEADFLOW_UNSUBSCRIBE_KEY": settings.secret("unsubscribe_key"),
-            "LEADFLOW_PLAYBOOK_PATH": str(settings.playbook_path),
-            "LEADFLOW_PROJECTION_DELAY_SECONDS": "1",
-            "LEADFLOW_SCHEDULER_ENABLED": "false",
-            "LEADFLOW_SMTP_PORT": str(settings.smtp_port),
-        }
-        command = [sys.executable, "-m", "uvicorn", "api.main:app", "--host", "127.0.0.1", "--port", str(port)]
-        self.process = subprocess.Popen(command, cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-
-    async def ready(self, http: httpx.AsyncClient) -> None:
-        for _ in range(300):
-            assert self.process.poll() is None, self.process.stderr.read().decode() if self.process.stderr else ""
-            try:
-                if (await http.get(f"http://127.0.0.1:{self.port}/health/live")).status_code < 500:
-                    return
-            except httpx.TransportError:
-                pass
-            await asyncio.sleep(0.1)
-        raise AssertionError("the API process never answered")
-
-    def kill(self) -> None:
-        self.process.send_signal(signal.SIGKILL)
-        self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process.poll() is None:
-            self.process.terminate()
-            self.process.wait(15)
 
 
 @pytest.fixture

@@ -114,9 +114,9 @@ async def test_an_answer_the_lead_no_longer_waits_for_is_followed_by_a_projectio
         assert command.lead_id == "lead-shell" and command.team == "inside-sales"
 
         await handle.signal(LeadWorkflow.upsert, LeadUpserted({"status": "nurture_again"}))
-        pending = ("projected", CapacityHeld(None, command.key))
+        pending = ("projected", CapacityHeld(None, command.key, asked=1))
         await eventually(lambda: pending in stand_ins.log)
-        recycled = ("projected", CapacityHeld(None, None))
+        recycled = ("projected", CapacityHeld(None, None, asked=1))
         await eventually(lambda: recycled in stand_ins.log[stand_ins.log.index(pending) :])
 
         stand_ins.answer_now.set()  # the store wrote rep-a's assignment; the lead has moved on
@@ -124,6 +124,6 @@ async def test_an_answer_the_lead_no_longer_waits_for_is_followed_by_a_projectio
         await eventually(lambda: bool(stand_ins.log[stand_ins.log.index(("answered", command.key)) + 1 :]))
         after = stand_ins.log[stand_ins.log.index(("answered", command.key)) + 1 :]
         # Projected again, holding nobody's capacity: the store closes rep-a's stale assignment.
-        assert after and all(entry == ("projected", CapacityHeld(None, None)) for entry in after)
+        assert after and all(entry == ("projected", CapacityHeld(None, None, asked=1)) for entry in after)
         view = await handle.query(LeadWorkflow.view)
         assert (view.stage, view.owner) == ("recycled", None)

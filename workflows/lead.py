@@ -303,7 +303,7 @@ class LeadWorkflow:
             await workflow.execute_activity_method(
                 EmailActivities.send_email,
                 EmailJob(self._state.lead_id, command),
-                start_to_close_timeout=timedelta(seconds=60),
+                start_to_close_timeout=self._activity_timeout(60),
                 retry_policy=EMAIL_RETRY,
             )
         except ActivityError as err:
@@ -315,7 +315,7 @@ class LeadWorkflow:
             answer = await workflow.execute_activity_method(
                 LeadActivities.assign_rep,
                 command,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=self._activity_timeout(30),
                 retry_policy=STORE_RETRY,
             )
             # Project once the answer is applied, even when it changes nothing the lead shows: an answer the lead
@@ -328,11 +328,16 @@ class LeadWorkflow:
                 "assign_rep",
                 command,
                 result_type=AssignAnswerV1 | RepAssigned | AssignmentFailed,  # type: ignore[arg-type]  # a union: the converter decodes it, the stub says type
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=self._activity_timeout(30),
                 retry_policy=STORE_RETRY,
             )
             answer = recorded.answer(command) if isinstance(recorded, AssignAnswerV1) else recorded
         self._inbox.append(answer)
+
+    def _activity_timeout(self, default_seconds: float) -> timedelta:
+        # The timeout is no part of replay's command matching: changing it needs no patch.
+        chosen = self._options.activity_timeout_seconds
+        return timedelta(seconds=default_seconds if chosen is None else chosen)
 
     # ---------------------------------------------------------------- read model and visibility
 
@@ -369,7 +374,7 @@ class LeadWorkflow:
             await workflow.execute_activity_method(
                 LeadActivities.project_lead,
                 snap,
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=self._activity_timeout(30),
                 retry_policy=PROJECTION_RETRY,
             )
         except ActivityError as err:

@@ -39,6 +39,9 @@ class PlaybookBundle:
 class LeadOptions:
     projection_delay_seconds: int = 30
     search_attributes: bool = True
+    # Start-to-close timeout of every activity the lead runs; None: each activity's own (email 60 s, store
+    # 30 s). An attempt on a worker that died is retried only after this timeout: the crash test shortens it.
+    activity_timeout_seconds: float | None = None
 
 
 @dataclass
