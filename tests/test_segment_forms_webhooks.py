@@ -323,3 +323,20 @@ async def test_signed_webhooks_valid_forged_and_replayed(stack: Stack) -> None:
     assert rotated.json()["secret"] not in (None, secret)
     assert (await deliver(sign(secret, int(time.time()), body))).status_code == 401
     assert (await deliver(sign(rotated.json()["secret"], int(time.time()), body))).status_code == 202
+
+
+async def test_identify_and_form_posts_say_where_each_attribute_came_from(stack: Stack) -> None:
+    form = {"fields": {"mail": "email", "org": "company"}}
+    assert (await stack.http.put("/v1/admin/forms/contact", json=form, headers=AUTH)).status_code == 200
+    email = f"ren.{uuid.uuid4().hex[:6]}@example.com"
+    assert (await stack.http.post("/v1/forms/contact", json={"mail": email, "org": "Kaisha"})).status_code == 202
+    view = await stack.lead(email, lambda v: v["attributes"].get("company") == "Kaisha")
+    assert view["attribute_origins"]["company"]["origin"] == "form:contact"
+
+    basic = httpx.BasicAuth(await stack.write_key(), "")
+    identify = {"type": "identify", "userId": email, "traits": {"email": email, "title": "CTO"}, "messageId": "i-1"}
+    answer = await stack.http.post("/v1/identify", json=identify, auth=basic)
+    assert answer.status_code == 200 and answer.json()["results"][0]["status"] == "accepted", answer.text
+    view = await stack.lead(email, lambda v: v["attributes"].get("title") == "CTO")
+    origins = {name: stamp["origin"] for name, stamp in view["attribute_origins"].items()}
+    assert origins["title"] == "segment:identify" and origins["company"] == "form:contact"
