@@ -28,7 +28,7 @@ from api.lead_ids import lead_id_for
 from api.main import create_app
 from api.routers.webhooks import sign
 from payload_converter import data_converter
-from runtime import build_worker
+from runtime import build_worker, with_lead_codec
 from settings import Settings
 from store import ingest
 from tests.conftest import TEST_API_KEY, free_port, venv_binary
@@ -132,7 +132,8 @@ async def test_real_segment_client_tracks_anonymously_then_identify_stitches(sta
 
     # Accepted and held durably by the visitor's workflow: no lead exists for anyone yet.
     visitor_id = visitor_id_for(f"anon:{anonymous_id}", stack.settings.secret("id_key"))
-    visitor = stack.env.client.get_workflow_handle(visitor_id)
+    # Its payloads are sealed with the visitor's own key (privacy/codec.py): read through the codec.
+    visitor = with_lead_codec(stack.env.client, stack.settings, stack.sessions).get_workflow_handle(visitor_id)
     deadline = time.monotonic() + 20
     while (await visitor.query(VisitorWorkflow.view)).held < 6:
         assert time.monotonic() < deadline, "the visitor never held the six events"
