@@ -56,7 +56,11 @@ def visitor_id_for(handle: str, key: str) -> str:
     return "visitor-" + hmac.new(key.encode(), handle.encode(), hashlib.sha256).hexdigest()[:32]
 
 
-async def upsert(state: AppState, lead_id: str, attributes: dict[str, Any], consent: ConsentRecord | None) -> None:
+async def upsert(
+    state: AppState, lead_id: str, attributes: dict[str, Any], consent: ConsentRecord | None, *, origin: str
+) -> None:
+    """Create or update the lead; ``origin`` (e.g. "form:whitepaper", "segment:identify") is kept as each
+    attribute's provenance (rules/profile.py), so the lead view says where every value came from."""
     start = await lead_start(state, lead_id)
     async with state.temporal_call() as client:
         await client.start_workflow(
@@ -65,7 +69,7 @@ async def upsert(state: AppState, lead_id: str, attributes: dict[str, Any], cons
             id=lead_id,
             task_queue=state.settings.task_queue,
             start_signal="upsert",
-            start_signal_args=[LeadUpserted(attributes, consent)],
+            start_signal_args=[LeadUpserted(attributes, consent, origin=origin)],
         )
 
 

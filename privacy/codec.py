@@ -6,7 +6,12 @@ picking personal fields, and what the UI and CLI need stays readable because Tem
 workflow ids, activity types or search attributes (stage, score, grade, owner, SLA) through a codec.
 
 The serialization context tells the codec whose payload it handles: a workflow id shaped like a
-lead id selects the key. Payloads of other workflows, payloads without a context, and the
+lead id, or like a visitor id (an anonymous visitor's held events carry URLs and properties, personal
+before anyone knows whose they are), selects the key; a visitor has a key of its own, stored beside
+the leads' under its workflow id. Erasing the lead a visitor was stitched to does not destroy the
+visitor's key yet: the visitor workflow may still run (up to workflows/visitor.py LINGER after its last
+forward) and could not even complete once its key is gone; its history leaves Temporal with the
+namespace's retention. Payloads of other workflows, payloads without a context, and the
 unencrypted histories recorded before this codec existed pass through unchanged. Decoding needs no
 context: a sealed payload names its lead and key in its metadata.
 
@@ -37,15 +42,17 @@ from privacy.keys import NONCE_BYTES, KeyRing
 ENCODING = b"binary/leadflow-aesgcm"
 LEAD_META = "leadflow-lead"
 KEY_META = "leadflow-key"
-# The same shape api/lead_ids.py gives lead ids (kept here so the codec imports nothing from api/).
-LEAD_WORKFLOW_ID = re.compile(r"^lead-[0-9a-f]{32}$")
+# The shapes api/lead_ids.py gives lead ids and api/ingest_doors.py visitor ids (kept here so the codec
+# imports nothing from api/): each such workflow is one person's, sealed with that person's key.
+SEALED_WORKFLOW_ID = re.compile(r"^(lead|visitor)-[0-9a-f]{32}$")
 
 
 def lead_of(context: SerializationContext) -> str | None:
-    """The lead whose payload this is, from the workflow id of a workflow or activity context."""
+    """The person (lead or anonymous visitor) whose payload this is, from the workflow id of a workflow or
+    activity context: the id their data key is stored under."""
     if isinstance(context, WorkflowSerializationContext | ActivitySerializationContext):
         workflow_id = context.workflow_id
-        if workflow_id and LEAD_WORKFLOW_ID.match(workflow_id):
+        if workflow_id and SEALED_WORKFLOW_ID.match(workflow_id):
             return workflow_id
     return None
 

@@ -179,7 +179,10 @@ def run_migrations(url: str) -> None:
 
 def rowcount(result: Result[Any]) -> int:
     """Rows an INSERT/UPDATE/DELETE touched: its result is a CursorResult, which the typing of
-    ``AsyncSession.execute`` does not say."""
+    ``AsyncSession.execute`` does not say.
+
+    Not for INSERT ... ON CONFLICT DO NOTHING: psycopg reports -1 there on PostgreSQL. Whether such an
+    INSERT created its row is read from RETURNING (store/repo.py claim_email, store/imports.py)."""
     return cast("CursorResult[Any]", result).rowcount
 
 

@@ -40,8 +40,12 @@ async def create_import(session: AsyncSession, values: Mapping[str, Any]) -> boo
     row = {"status": "pending", "column_map": {}, "lines_done": 1, "bytes_done": 0, "created_at": now,
            "updated_at": now} | {counter: 0 for counter in COUNTERS} | dict(values)  # fmt: skip
     async with _writing(session):
-        result = await session.execute(_insert(session, ImportRun).values(row).on_conflict_do_nothing())
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an INSERT
+        # RETURNING, not rowcount: psycopg reports -1 for INSERT ... ON CONFLICT DO NOTHING, so on PostgreSQL a
+        # second call for the same id looked as if it had created the import.
+        result = await session.execute(
+            _insert(session, ImportRun).values(row).on_conflict_do_nothing().returning(ImportRun.id)
+        )
+        return result.first() is not None
 
 
 async def set_status(session: AsyncSession, import_id: str, status: str, error: str | None = None) -> None:
@@ -53,9 +57,7 @@ async def set_status(session: AsyncSession, import_id: str, status: str, error: 
         await session.execute(update(ImportRun).where(ImportRun.id == import_id).values(values))
 
 
-async def first_seen(
-    session: AsyncSession, import_id: str, lines: Mapping[str, int]
-) -> dict[str, FirstSeen]:
+async def first_seen(session: AsyncSession, import_id: str, lines: Mapping[str, int]) -> dict[str, FirstSeen]:
     """For each lead id (with the first line of this chunk that names it): the first line of the whole file
     that named it. New ids are recorded, with whether the store already had the lead, before delivery."""
     ids = list(lines)

@@ -42,6 +42,7 @@ with workflow.unsafe.imports_passed_through():
         Touchpoint,
     )
     from rules.playbook import CompiledPlaybook
+    from rules.score_history import fold_score_changes
     from workflows import search_attributes as sa
     from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
@@ -361,6 +362,9 @@ class LeadWorkflow:
         snap.touchpoints, self._touchpoints = self._touchpoints, []
         if self._state.score_changes:
             self._projected_score_seq = self._state.score_changes[-1].seq
+            # Bounded: what the store now has beyond the latest changes is carried forward as one line
+            # (rules/score_history.py); no decision and no later projection reads what folding drops.
+            self._state.score_changes = fold_score_changes(self._state.score_changes, self._projected_score_seq)
         if self._state.stage_changes:
             self._projected_stage_seq = self._state.stage_changes[-1].seq
         if self._v2 and self._options.search_attributes:

@@ -155,7 +155,10 @@ async def take_post(
         consent = ConsentRecord("opted_in", "form", now, wording=config.consent.wording, form_id=f"{kind}:{source_id}")
     lead_id = intake.lead_of(lead.email, state)
     event = TrackedEvent(event_id, config.event_type, now, None, config.event_name or source_id, {kind: source_id})
-    failed = await intake.deliver_each({lead_id: lambda: intake.upsert(state, lead_id, lead.attributes(), consent)})
+    origin = f"{kind}:{source_id}"  # the form or webhook sender whose post set these attributes
+    failed = await intake.deliver_each(
+        {lead_id: lambda: intake.upsert(state, lead_id, lead.attributes(), consent, origin=origin)}
+    )
     if not failed:
         failed = await intake.deliver_each(
             {lead_id: lambda: intake.events_to_lead(state, lead_id, EventsReceived([event]), create=False)}

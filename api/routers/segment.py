@@ -38,6 +38,8 @@ from store import ingest
 KINDS = ("track", "page", "screen", "identify", "group", "alias", "batch")
 PREFIXES = ("/v1", "/v1/segment")
 MAX_BATCH = 2500
+# The provenance an identify call's traits carry in the lead's attribute_origins (rules/profile.py).
+IDENTIFY_ORIGIN = "segment:identify"
 router = APIRouter(
     tags=["tracking (Segment API)"],
     responses=documented(400, 401, 413, 429, 503),
@@ -221,7 +223,10 @@ async def _deliver(state: AppState, plan: _Plan) -> dict[str, str]:
         for lead, events in plan.linked_events.items()
     )
     steps: list[dict[str, Callable[[], Awaitable[None]]]] = [
-        {lead: partial(intake.upsert, state, lead, attrs, None) for lead, attrs in plan.upserts.items()},
+        {
+            lead: partial(intake.upsert, state, lead, attrs, None, origin=IDENTIFY_ORIGIN)
+            for lead, attrs in plan.upserts.items()
+        },
         lead_steps,
         {visitor: partial(intake.events_to_visitor, state, visitor, ev) for visitor, ev in plan.visitor_events.items()},
         {visitor: partial(intake.stitch_visitor, state, visitor, lead) for visitor, lead in plan.stitches.items()},
