@@ -62,10 +62,11 @@ class QueueFilter:
 
 
 def _open_in_queue(now: datetime, due_within: timedelta) -> ColumnElement[bool]:
-    """Overdue (the workflow marked it: the same status Temporal's LeadSlaStatus holds), or pending and due
-    within the window."""
+    """Overdue and not touched yet, or pending and due within the window. A touch after the deadline sets
+    ``met_at`` but leaves the status ``overdue`` (a breach stays a breach, in the store and in Temporal's
+    LeadSlaStatus): such a follow-up needs nothing more and leaves the queue."""
     return or_(
-        FollowUpRow.status == "overdue",
+        and_(FollowUpRow.status == "overdue", FollowUpRow.met_at.is_(None)),
         and_(FollowUpRow.status == "pending", FollowUpRow.due_at <= now + due_within),
     )
 
@@ -120,17 +121,22 @@ async def queue(
 async def queue_counts(
     session: AsyncSession, where: QueueFilter, *, now: datetime, due_within: timedelta
 ) -> list[dict[str, Any]]:
-    """Per team and rep: overdue and due-soon follow-ups (the whole queue, not just the page shown)."""
+    """Per team and rep: overdue (waiting for a touch), touched late (breached, then touched) and due soon.
+    Overdue plus touched late is what Temporal's visibility counts as ``LeadSlaStatus = 'overdue'``."""
+    touched = FollowUpRow.met_at.is_not(None)
     stmt = (
-        select(FollowUpRow.team_key, FollowUpRow.rep_id, FollowUpRow.status, func.count())
+        select(FollowUpRow.team_key, FollowUpRow.rep_id, FollowUpRow.status, touched, func.count())
         .outerjoin(Lead, Lead.id == FollowUpRow.lead_id)
-        .where(_open_in_queue(now, due_within), *where.conditions())
-        .group_by(FollowUpRow.team_key, FollowUpRow.rep_id, FollowUpRow.status)
+        .where(or_(_open_in_queue(now, due_within), FollowUpRow.status == "overdue"), *where.conditions())
+        .group_by(FollowUpRow.team_key, FollowUpRow.rep_id, FollowUpRow.status, touched)
     )
     counts: dict[tuple[str, str], dict[str, Any]] = {}
-    for team, rep, status, n in (await session.execute(stmt)).all():
-        entry = counts.setdefault((team, rep), {"team": team, "rep_id": rep, "overdue": 0, "due_soon": 0})
-        entry["overdue" if status == "overdue" else "due_soon"] += n
+    for team, rep, status, was_touched, n in (await session.execute(stmt)).all():
+        entry = counts.setdefault(
+            (team, rep), {"team": team, "rep_id": rep, "overdue": 0, "touched_late": 0, "due_soon": 0}
+        )
+        column = "due_soon" if status != "overdue" else ("touched_late" if was_touched else "overdue")
+        entry[column] += n
     return sorted(counts.values(), key=lambda e: (e["team"], e["rep_id"]))
 
 

@@ -69,7 +69,7 @@ async def queue_page(
         {
             "sections": {s: [r for r in rows if r["section"] == s] for s in sections},
             "counts": counts,
-            "totals": {s: sum(c[s] for c in counts) for s in ("overdue", "due_soon")},
+            "totals": {s: sum(c[s] for c in counts) for s in ("overdue", "touched_late", "due_soon")},
             "filters": filters,
             "sort": sort,
             "order": order,
