@@ -71,8 +71,10 @@ def timeline(
         if send_key and point["type"] in ("email_open", "email_click"):
             opened.setdefault(send_key, {"email_open": 0, "email_click": 0})[point["type"]] += 1
         props = point.get("properties") or {}
-        what = point.get("name") or point.get("url") or props.get("note") or ""
-        who = props.get("rep_id") or ("rep" if point["type"].startswith("touch.") else None)
+        if point["type"].startswith("touch."):  # a rep's touch: the rep is its name, the note its property
+            what, who = props.get("note") or "", point.get("name")
+        else:
+            what, who = point.get("name") or point.get("url") or "", None
         items.append({"at": point["occurred_at"], "kind": point["type"], "what": what, "who": who})
     for email in emails:
         counts = opened.get(email["key"], {})
