@@ -14,6 +14,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy import create_engine, insert
 
 from api.main import create_app
+from api.routers.pages_kpi import sla_view
 from rules.access import Role
 from settings import ROOT
 from store.models import FollowUpRow, ScoreChangeRow, StageChangeRow, Touchpoint
@@ -321,3 +322,24 @@ def test_backtest_from_the_workspace(api: Api) -> None:
                                               "csrf_token": token})  # fmt: skip
     assert bad.status_code == 422 and "days" in bad.text
     api.client.cookies.clear()
+
+
+def sla_row(team: str, rep: str | None, met: int, breached: int, median: float | None) -> dict[str, object]:
+    return {"team": team, "rep_id": rep, "met_on_time": met, "breached": breached, "response_median_hours": median}
+
+
+def test_sla_cards_count_each_follow_up_once() -> None:
+    rows = [
+        sla_row("inside-sales", None, 3, 1, 2.0), sla_row("inside-sales", "rep-aiko", 3, 1, 2.0),
+        sla_row("japan", None, 0, 2, None), sla_row("japan", "rep-yui", 0, 2, None),
+        sla_row("(total)", None, 3, 3, 2.0),
+    ]  # fmt: skip
+    shown, everyone = sla_view(rows, None, None)
+    assert (everyone["met"], everyone["breached"], everyone["median_hours"]) == (3, 3, 2.0)
+    assert all(r["team"] != "(total)" for r in shown)
+    shown, one_team = sla_view(rows, "japan", None)
+    assert (one_team["met"], one_team["breached"], len(shown)) == (0, 2, 2)
+    shown, manager = sla_view(rows, None, frozenset({"inside-sales", "japan"}))
+    assert (manager["met"], manager["breached"], manager["median_hours"]) == (3, 3, None)  # medians don't add
+    _, own = sla_view(rows, None, frozenset({"inside-sales"}))
+    assert (own["met_rate"], own["median_hours"]) == (0.75, 2.0)

@@ -5,7 +5,6 @@ and weekly trends, for a period and optionally one team. The figures come from t
 
 from __future__ import annotations
 
-from collections import Counter
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -24,12 +23,13 @@ from store import pages, reports_run
 from store.email_report import email_counts
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[allow(Role.manager, Role.marketer)])
+TOTAL = "(total)"  # the name rules.report_* give the all-groups row
 Team = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:-]{1,64}$", description="one team's figures")]
 
 
-def journey_steps(compiled_journeys: list[Any], email_rows: list[dict[str, Any]], exits: Counter[str]) -> list[dict]:
-    """Per journey and step that sends a template: the email report's counts for that template, and how many
-    leads left the journey (exits are counted per journey, shown on its last row)."""
+def journey_steps(compiled_journeys: list[Any], email_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per journey and step that sends a template: the email report's counts for that template. Exits per
+    step are not in the store (a journey's exit lives in the lead's workflow state only): the page says so."""
     by_template: dict[str, dict[str, Any]] = {}
     for row in email_rows:
         entry = by_template.setdefault(str(row["template"]), {"sends": 0, "unique_opens": 0, "unique_clicks": 0,
@@ -44,7 +44,6 @@ def journey_steps(compiled_journeys: list[Any], email_rows: list[dict[str, Any]]
             out.append({
                 "journey": journey.id, "step": getattr(step, "id", None) or position, "template": step.template,
                 **{k: counts.get(k, 0) for k in ("sends", "unique_opens", "unique_clicks", "unsubscribes")},
-                "exits": exits.get(journey.id, 0) if position == len(steps) else None,
             })  # fmt: skip
     return out
 
@@ -77,14 +76,13 @@ async def kpi_page(
     funnel_rows = (await reports_run.funnel(session, funnel, periods))[0]["rows"]
     stage_rows = [r for r in (await reports_run.stage_times(session, funnel, periods))[0]["rows"]
                   if r["measure"] == "in_stage"]  # fmt: skip
-    sla_rows = [r for r in (await reports_run.sla(session, periods, datetime.now(period.end.tzinfo)))[0]["rows"]
-                if team is None or r.get("team") == team]  # fmt: skip
+    sla_all = (await reports_run.sla(session, periods, datetime.now(period.end.tzinfo)))[0]["rows"]
+    sla_rows, sla_summary = sla_view(sla_all, team, caller.teams if caller.role is Role.manager else None)
     source_rows = (await reports_run.sources(session, funnel, periods, "source", money))[0]["rows"]
     attribution = (
         await reports_run.attribution(session, funnel, periods, "linear", None, "source", settings.report_currency)
     )[0]
     email_rows = report_rows(await email_counts(session, since=period.start, until=period.end))
-    exits: Counter[str] = Counter()  # journey exits are not projected to the store yet (see the report)
     qualified = funnel.order[funnel.order.index(funnel.sql) :] if funnel.sql in funnel.order else []
     trends = await pages.weekly_trends(session, period.start, period.end, qualified, team)
     context = {
@@ -96,26 +94,41 @@ async def kpi_page(
         "funnel_bars": bars(funnel_rows, "stage", "leads"),
         "stage_bars": bars(stage_rows, "stage", "median_hours"),
         "sla": sla_rows,
-        "sla_totals": _sla_totals(sla_rows),
+        "sla_totals": sla_summary,
         "sources": source_rows,
-        "source_bars": bars(source_rows, "group", "leads"),
+        "source_bars": bars([r for r in source_rows if r["group"] != TOTAL], "group", "leads"),
         "attribution": attribution,
-        "journeys": journey_steps(list(compiled.model.journeys), email_rows, exits),
+        "journeys": journey_steps(list(compiled.model.journeys), email_rows),
         "trends": {name: columns(series) for name, series in trends.items()},
         "currency": settings.report_currency,
     }
     return render(request, "kpi.html", context)
 
 
-def _sla_totals(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    met = sum(r["met_on_time"] for r in rows)
-    breached = sum(r["breached"] for r in rows)
-    medians = sorted(r["response_median_hours"] for r in rows if r["response_median_hours"] is not None)
-    return {
+def sla_view(
+    rows: list[dict[str, Any]], team: str | None, manager_teams: frozenset[str] | None
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """The SLA report's rows to show (one team's, a manager's teams', or all) and the figures for the cards:
+    the report's own total row, else the team's row (rep_id null), else the teams' counts added up (their
+    medians cannot be: the median is then left out)."""
+    if team is not None:
+        shown = [r for r in rows if r["team"] == team]
+    elif manager_teams is not None:
+        shown = [r for r in rows if r["team"] in manager_teams]
+    else:
+        shown = [r for r in rows if r["team"] != TOTAL]
+    summary_rows = [r for r in rows if r["team"] == TOTAL] if team is None and manager_teams is None else []
+    team_rows = [r for r in shown if r["rep_id"] is None]
+    if summary_rows or len(team_rows) == 1:
+        row = (summary_rows or team_rows)[0]
+        met, breached, median = row["met_on_time"], row["breached"], row["response_median_hours"]
+    else:
+        met, breached, median = sum(r["met_on_time"] for r in team_rows), sum(r["breached"] for r in team_rows), None
+    decided = met + breached
+    return shown, {
         "met": met,
         "breached": breached,
-        "met_rate": met / (met + breached) if met + breached else None,
-        "breached_rate": breached / (met + breached) if met + breached else None,
-        # The median of the per-rep medians: a summary for the card; the table has each rep's own.
-        "median_hours": medians[len(medians) // 2] if medians else None,
+        "met_rate": met / decided if decided else None,
+        "breached_rate": breached / decided if decided else None,
+        "median_hours": median,
     }
