@@ -27,7 +27,8 @@ BROWSER = {"accept": "text/html"}
 
 
 def seed_pages(url: str) -> None:
-    """Beyond access_fixtures' overdue follow-ups: one due soon, and lead A's score history and events."""
+    """Beyond access_fixtures' overdue follow-ups: one due soon, one touched late, and lead A's score history,
+    an event and a stage change."""
     engine = create_engine(url)
     with engine.begin() as conn:
         conn.execute(
@@ -41,6 +42,22 @@ def seed_pages(url: str) -> None:
                 status="pending",
                 started_at=NOW,
                 due_at=NOW + timedelta(hours=3),
+                updated_at=NOW,
+            )
+        )
+        # Lead C's earlier follow-up: breached, then touched (its status stays overdue, met_at is set).
+        conn.execute(
+            insert(FollowUpRow).values(
+                key="fu-late",
+                lead_id=LEAD_C,
+                rep_id="rep-yui",
+                team_key="japan",
+                kind="first_touch",
+                policy_id="p",
+                status="overdue",
+                started_at=NOW - timedelta(days=3),
+                due_at=NOW - timedelta(days=2),
+                met_at=NOW - timedelta(days=1),
                 updated_at=NOW,
             )
         )
@@ -149,6 +166,14 @@ def test_a_rep_sees_their_own_queue_and_leads_a_manager_their_teams(api: Api) ->
     # Admin sees every team; the counts by team and rep cover them all.
     counts = api.client.get("/queue", auth=as_role(api, Role.admin)).text.split('id="counts"')[1]
     assert "rep-yui" in counts and "japan" in counts
+
+
+def test_a_follow_up_touched_late_leaves_the_overdue_list_and_is_counted_apart(api: Api) -> None:
+    page = api.client.get("/queue?team=japan", auth=as_role(api, Role.admin)).text
+    overdue = page.split('id="overdue"')[1].split("</table>")[0]
+    assert overdue.count(f'data-lead="{LEAD_C}"') == 1  # its open follow-up, not the one touched late
+    assert re.search(r'id="total-overdue"><span>[^<]*</span><b>1</b>', page)
+    assert re.search(r'id="total-touched-late"[^>]*><span>[^<]*</span><b>1</b>', page)
 
 
 def test_queue_filters_and_sorting(api: Api) -> None:
