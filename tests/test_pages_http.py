@@ -368,3 +368,17 @@ def test_sla_cards_count_each_follow_up_once() -> None:
     assert (manager["met"], manager["breached"], manager["median_hours"]) == (3, 3, None)  # medians don't add
     _, own = sla_view(rows, None, frozenset({"inside-sales"}))
     assert (own["met_rate"], own["median_hours"]) == (0.75, 2.0)
+
+
+def test_a_session_opened_with_an_api_key_needs_the_csrf_token_too(api: Api) -> None:
+    """The login takes an API key as the password (no user name); that session's cookie rides along on a
+    forged cross-site form exactly like a user's, so its page posts need the token as well."""
+    client = api.client
+    client.cookies.clear()
+    page = client.get("/login")
+    answer = client.post("/login", data={"username": "", "password": api.keys[Role.rep],
+                                         "csrf_token": page_token(page.text)})  # fmt: skip
+    assert answer.status_code == 303
+    forged = client.post(f"/queue/{LEAD_A}/touch", data={"kind": "call"})
+    assert forged.status_code == 403 and "CSRF" in forged.text
+    client.cookies.clear()
