@@ -73,15 +73,11 @@ async def kpi_page(
     settings = state.settings
     money = MoneyOptions(settings.report_currency, settings.lifetime_value, settings.contract_months, "cohort")
 
-    funnel_rows = (await reports_run.funnel(session, funnel, periods))[0]["rows"]
-    stage_rows = [r for r in (await reports_run.stage_times(session, funnel, periods))[0]["rows"]
-                  if r["measure"] == "in_stage"]  # fmt: skip
-    sla_all = (await reports_run.sla(session, periods, datetime.now(period.end.tzinfo)))[0]["rows"]
-    sla_rows, sla_summary = sla_view(sla_all, team, caller.teams if caller.role is Role.manager else None)
-    source_rows = (await reports_run.sources(session, funnel, periods, "source", money))[0]["rows"]
-    attribution = (
-        await reports_run.attribution(session, funnel, periods, "linear", None, "source", settings.report_currency)
-    )[0]
+    figures = await reports_run.dashboard(session, funnel, period, money, datetime.now(period.end.tzinfo))
+    funnel_rows = figures["funnel"]
+    stage_rows = [r for r in figures["time_in_stage"] if r["measure"] == "in_stage"]
+    sla_rows, sla_summary = sla_view(figures["sla"], team, caller.teams if caller.role is Role.manager else None)
+    source_rows, attribution = figures["sources"], figures["attribution"]
     email_rows = report_rows(await email_counts(session, since=period.start, until=period.end))
     qualified = funnel.order[funnel.order.index(funnel.sql) :] if funnel.sql in funnel.order else []
     trends = await pages.weekly_trends(session, period.start, period.end, qualified, team)
