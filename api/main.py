@@ -33,6 +33,10 @@ from api.routers import (
     leads,
     login,
     me,
+    pages_kpi,
+    pages_lead,
+    pages_queue,
+    pages_workspace,
     playbooks,
     reports,
     segment,
@@ -121,6 +125,10 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
         audit_log,
         exports,
         me,
+        pages_queue,
+        pages_lead,
+        pages_kpi,
+        pages_workspace,
     ):
         app.include_router(module.router)
     if (settings or get_settings()).api_metrics:

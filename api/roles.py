@@ -108,7 +108,10 @@ async def enforce_declared_roles(request: Request) -> None:
             request.scope.get(REFUSAL) or "send the API key in the X-API-Key header, or sign in",
             headers={"WWW-Authenticate": "Bearer" if not is_page(request.url.path) else 'Basic realm="leadflow"'},
         )
-    if principal.kind == "user" and is_page(request.url.path) and request.method in UNSAFE_METHODS:
+    # Any caller that came with the session cookie (a user, or an API key signed in on /login): the browser
+    # sends that cookie with a forged cross-site form as readily as with leadflow's own.
+    from_session = principal.kind == "user" or CSRF in request.scope
+    if from_session and is_page(request.url.path) and request.method in UNSAFE_METHODS:
         await _check_page_csrf(request)
     roles = declaration.roles if declaration is not None else frozenset()
     if not allowed(principal, roles):

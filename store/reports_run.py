@@ -139,3 +139,21 @@ def csv_rows(report: str, periods: Sequence[dict[str, Any]]) -> list[dict[str, A
         return list(periods)
     flatten = _FLATTEN.get(report, _rows)
     return [row for period in periods for row in flatten(period)]
+
+
+async def dashboard(
+    session: AsyncSession, stages: FunnelStages, period: Period, options: MoneyOptions, now: datetime
+) -> dict[str, Any]:
+    """The KPI page's reports for one period from one load of each kind of fact (the separate reports load
+    the leads once each: four times over for this page). The figures are the same functions' as above."""
+    leads = await reports_facts.lead_facts(session, period.start, period.end)
+    touches = touches_by_lead(await reports_facts.touch_facts(session, period.start, period.end))
+    costs = await reports_facts.cost_facts(session, period.start, period.end)
+    followups = await reports_facts.followup_facts(session, period.start, period.end)
+    return {
+        "funnel": funnel_report(leads, stages, period),
+        "time_in_stage": time_in_stage(leads, stages, period),
+        "sla": sla_report(followups, period, now),
+        "sources": source_report(leads, costs, stages, period, "source", options),
+        "attribution": attribution_report(leads, touches, stages, period, "linear", None, "source", options.currency),
+    }

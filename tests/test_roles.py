@@ -61,6 +61,14 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
         for suffix in ("", ".csv")
     },
     ("GET", "/dashboard"): frozenset({R.manager, R.marketer}),
+    # The pages (api/routers/pages_*.py).
+    ("GET", "/queue"): frozenset({R.rep, R.manager}),
+    ("POST", "/queue/{lead_id}/touch"): frozenset({R.rep, R.manager}),
+    ("GET", "/leads"): frozenset({R.rep, R.manager, R.marketer}),
+    ("GET", "/leads/{lead_id}"): frozenset({R.rep, R.manager, R.marketer}),
+    ("GET", "/kpi"): frozenset({R.manager, R.marketer}),
+    ("GET", "/workspace"): frozenset({R.marketer}),
+    ("POST", "/workspace"): frozenset({R.marketer}),
     ("POST", "/logout"): frozenset(Role),
     ("GET", "/v1/me"): frozenset(Role),
     **{

@@ -1,0 +1,116 @@
+"""The follow-up queue page (reps and managers): overdue and due-soon follow-ups by team and rep, sortable and
+filtered by query parameters, with a form per row that logs a touch through the same workflow update as
+POST /v1/leads/{id}/touches. A rep sees their own follow-ups, a manager their teams'."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Literal
+from urllib.parse import urlencode
+
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.responses import RedirectResponse, Response
+from pydantic import ValidationError
+
+from api.deps import Caller, Session, State
+from api.lead_ids import LEAD_ID_PATTERN
+from api.lead_scope import lead_in_scope
+from api.page_kit import page_error, render
+from api.roles import allow, page_form
+from api.routers.leads import log_touch
+from api.schemas import TouchIn
+from rules.access import Principal, Role
+from rules.model import TOUCH_KINDS
+from store import pages
+
+router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[allow(Role.rep, Role.manager)])
+Key = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,64}$")]
+
+
+def store_scope(principal: Principal) -> tuple[str | None, frozenset[str] | None]:
+    """(rep, teams) the viewer is limited to: a rep their own, a manager their teams, admin everything."""
+    if principal.role is Role.rep:
+        return principal.rep_id or "", None
+    if principal.role is Role.manager:
+        return None, principal.teams
+    return None, None
+
+
+@router.get("/queue")
+async def queue_page(
+    request: Request,
+    session: Session,
+    caller: Caller,
+    team: Key = None,
+    rep: Key = None,
+    source: Annotated[str | None, Query(max_length=64)] = None,
+    grade: Annotated[str | None, Query(pattern=r"^[A-Za-z0-9+-]{1,8}$")] = None,
+    min_score: Annotated[int | None, Query(ge=-100_000, le=100_000)] = None,
+    due_within_hours: Annotated[int, Query(ge=1, le=24 * 30, description="what counts as due soon")] = 24,
+    show: Annotated[Literal["all", "overdue", "due_soon"], Query()] = "all",
+    sort: Annotated[pages.QueueSort, Query()] = "due",
+    order: Annotated[Literal["asc", "desc"], Query()] = "asc",
+    done: Annotated[str | None, Query(pattern=LEAD_ID_PATTERN)] = None,
+) -> Response:
+    scope_rep, scope_teams = store_scope(caller)
+    where = pages.QueueFilter(scope_rep, scope_teams, team, rep, source or None, grade, min_score)
+    now, window = datetime.now(UTC), timedelta(hours=due_within_hours)
+    rows = await pages.queue(session, where, now=now, due_within=window, sort=sort, descending=order == "desc")
+    counts = await pages.queue_counts(session, where, now=now, due_within=window)
+    filters = {
+        "team": team, "rep": rep, "source": source, "grade": grade, "min_score": min_score,
+        "due_within_hours": due_within_hours, "show": show,
+    }  # fmt: skip
+    kept = {k: v for k, v in filters.items() if v not in (None, "")}
+    sections = [s for s in ("overdue", "due_soon") if show in ("all", s)]
+    return render(
+        request,
+        "queue.html",
+        {
+            "sections": {s: [r for r in rows if r["section"] == s] for s in sections},
+            "counts": counts,
+            "totals": {s: sum(c[s] for c in counts) for s in ("overdue", "touched_late", "due_soon")},
+            "filters": filters,
+            "sort": sort,
+            "order": order,
+            "sort_link": lambda key: (
+                "/queue?"
+                + urlencode({**kept, "sort": key, "order": "desc" if sort == key and order == "asc" else "asc"})
+            ),
+            "back": "/queue?" + urlencode({**kept, "sort": sort, "order": order}),
+            "touch_kinds": TOUCH_KINDS,
+            "sorts": pages.QUEUE_SORTS,
+            "done": done,
+        },
+    )
+
+
+def _back_to(target: str | None, lead_id: str) -> str:
+    """Back to the queue as it was filtered, or to the lead's page (only these: never an open redirect)."""
+    if target == f"/leads/{lead_id}":
+        return f"{target}?done=touch"
+    base = target if target and target.startswith("/queue?") and "//" not in target else "/queue?"
+    return f"{base}&{urlencode({'done': lead_id})}"
+
+
+@router.post("/queue/{lead_id}/touch", dependencies=[Depends(lead_in_scope)])
+async def touch_from_queue(
+    request: Request,
+    lead_id: Annotated[str, Path(pattern=LEAD_ID_PATTERN)],
+    state: State,
+    caller: Caller,
+) -> Response:
+    """Log a touch (the CSRF token was checked before this runs): the follow-up is met and the lead leaves
+    the overdue list once its workflow projects it."""
+    form = await page_form(request)
+    try:
+        touch = TouchIn.model_validate({"kind": form.get("kind", ""), "note": form.get("note") or None})
+    except ValidationError as exc:
+        kinds = ", ".join(TOUCH_KINDS)
+        problem = exc.errors()[0]
+        return page_error(request, 422, f"{problem['loc'][0]}: {problem['msg']} (kind is one of {kinds})")
+    try:
+        await log_touch(lead_id, touch, state, caller)
+    except HTTPException as exc:
+        return page_error(request, exc.status_code, str(exc.detail))
+    return RedirectResponse(_back_to(form.get("back"), lead_id), status_code=status.HTTP_303_SEE_OTHER)
