@@ -403,11 +403,23 @@ class LeadWorkflow:
 
     async def _drain(self) -> None:
         """Before continue-as-new: finish in-flight activities, apply their results, flush the projection."""
+        # An update waits for its input to be applied (log_touch, merge, ...): waiting for every handler to
+        # finish before applying the inbox deadlocked one that arrived during the drain, so while a handler
+        # waits the inbox is applied at once (signals alone still wait for the activities, as before: applying
+        # each at once would start a projection per signal and a busy lead would never finish draining).
+        # Runs recorded before this change keep the old order.
+        applies_inbox = workflow.patched("drain-applies-inbox")
+
+        def drained_or_awaited() -> bool:
+            if not self._tasks and workflow.all_handlers_finished():
+                return True
+            return applies_inbox and bool(self._inbox) and not workflow.all_handlers_finished()
+
         while True:
             if self._projection_due is not None:
                 self._projection_due = None
                 self._project()
-            await workflow.wait_condition(lambda: not self._tasks and workflow.all_handlers_finished())
+            await workflow.wait_condition(drained_or_awaited)
             if not self._inbox:
                 return
             self._apply_due_inputs()
