@@ -15,6 +15,7 @@ from temporalio.worker import PollerBehaviorSimpleMaximum, Worker
 from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxRestrictions
 
 from activities.email import EmailActivities, Mailer
+from activities.lead_merge import LeadMergeActivities
 from activities.leads import LeadActivities
 from activities.rendering import EmailRenderer
 from activities.visitors import VisitorActivities
@@ -165,11 +166,19 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
     for name, value in worker_bounds(settings).items():
         kwargs.setdefault(name, value)
     visitors = VisitorActivities(sessions)
+    merges = LeadMergeActivities(sessions)
     return Worker(
         client,
         task_queue=settings.task_queue,
         workflows=[LeadWorkflow, VisitorWorkflow],
-        activities=[emails.send_email, leads.project_lead, leads.assign_rep, visitors.forward_visitor_events],
+        activities=[
+            emails.send_email,
+            leads.project_lead,
+            leads.assign_rep,
+            visitors.forward_visitor_events,
+            merges.release_merged_lead,
+            merges.record_lead_alias,
+        ],
         workflow_runner=workflow_runner(),
         **kwargs,
     )

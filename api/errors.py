@@ -53,6 +53,7 @@ WHY = {
     400: "the body is not JSON text, or Temporal refused the request as invalid",
     401: "no API key, or not a valid one",
     404: "no such resource",
+    409: "the request conflicts with the resource's state (e.g. a lead merged or being merged): `detail` says why",
     410: "the lead was erased: the address is suppressed and the lead cannot be recreated",
     413: f"the body is larger than {MAX_BODY_BYTES} bytes, or too large for one Temporal signal",
     422: "a field is malformed or out of range: `detail` and `errors` name it",
@@ -162,11 +163,12 @@ async def _erased(_: Request, exc: LeadErased) -> JSONResponse:
 
 async def _method_not_allowed(request: Request, exc: HTTPException) -> JSONResponse:
     # Starlette names only the methods of the first route that matched the path; several routes may share
-    # it (GET and POST /v1/playbooks), and Allow must list them all: the spec knows every route.
+    # it (GET and POST /v1/playbooks), and Allow must list them all: the spec knows every route. A parameter
+    # never holds a colon: "/v1/leads/{id}" is not "/v1/leads/{id}:merge" (api/lead_ids.py, LEAD_SEGMENT).
     allowed = sorted(
         method.upper()
         for path, ops in request.app.openapi()["paths"].items()
-        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/]+", re.escape(path)), request.url.path)
+        if re.fullmatch(re.sub(r"\\{[^}]+\\}", "[^/:]+", re.escape(path)), request.url.path)
         for method in ops
     )
     return JSONResponse(

@@ -17,6 +17,7 @@ from pydantic import ValidationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState
+from api.identity import current_lead
 from api.lead_ids import lead_id_for
 from api.routers.leads import lead_start, signal_events
 from api.schemas import LeadIn, refuse_unsendable
@@ -61,6 +62,7 @@ async def upsert(
 ) -> None:
     """Create or update the lead; ``origin`` (e.g. "form:whitepaper", "segment:identify") is kept as each
     attribute's provenance (rules/profile.py), so the lead view says where every value came from."""
+    lead_id = await current_lead(state, lead_id)  # an address a lead took on, or a merged duplicate's
     start = await lead_start(state, lead_id)
     async with state.temporal_call() as client:
         await client.start_workflow(

@@ -20,6 +20,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from temporalio.service import RPCError, RPCStatusCode
+
+from api.identity import current_leads, survivor_of
 from api.schemas import EventIn, EventResult
 from rules.model import EventsReceived, TrackedEvent
 from workflows.lead import LeadWorkflow
@@ -96,9 +99,17 @@ async def lead_start(state: AppState, lead_id: str) -> LeadStart:
     return LeadStart(lead_id=lead_id, playbook=playbook.bundle, options=state.lead_options)
 
 
-async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
+async def signal_events(
+    state: AppState, lead_id: str, batch: EventsReceived, *, create: bool, resolved: bool = False
+) -> None:
     """One signal for a request's events of one lead (signal-with-start when the lead may be new). Returns
-    once Temporal has acknowledged it: from then on the events are durable."""
+    once Temporal has acknowledged it: from then on the events are durable.
+
+    A lead that may be new is first resolved through the aliases (api/identity.py) unless the caller did
+    (``resolved``); a known lead whose workflow has ended is looked up then, and a merged one's survivor
+    gets the events."""
+    if create and not resolved:
+        lead_id = (await current_leads(state, [lead_id])).get(lead_id, lead_id)
     start = await lead_start(state, lead_id) if create else None
     async with state.temporal_call() as client:
         if start is not None:
@@ -111,7 +122,13 @@ async def signal_events(state: AppState, lead_id: str, batch: EventsReceived, *,
                 start_signal_args=[batch],
             )
         else:
-            await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
+            try:
+                await client.get_workflow_handle(lead_id).signal(LeadWorkflow.events, batch)
+            except RPCError as exc:
+                survivor = await survivor_of(state, lead_id) if exc.status == RPCStatusCode.NOT_FOUND else None
+                if survivor is None:
+                    raise
+                await client.get_workflow_handle(survivor).signal(LeadWorkflow.events, batch)
 
 
 async def deliver(
@@ -123,6 +140,10 @@ async def deliver(
     fails raises after the others were delivered (their results stand; the caller answers the error)."""
     recent: RecentIds = state.recent_event_ids
     to_send: list[tuple[LeadBatch, EventsReceived]] = []
+    if create:  # one look-up for the request: an address may belong to a lead under another id
+        aliases = await current_leads(state, [b.lead_id for b in batches])
+        for batch in batches:
+            batch.lead_id = aliases.get(batch.lead_id, batch.lead_id)
     for batch in batches:
         fresh = EventsReceived([], dict(batch.attributes), origin=origin)
         in_request: set[str] = set()
@@ -140,7 +161,7 @@ async def deliver(
 
     async def one(batch: LeadBatch, received: EventsReceived) -> None:
         async with limit:
-            await signal_events(state, batch.lead_id, received, create=create)
+            await signal_events(state, batch.lead_id, received, create=create, resolved=True)
         recent.add([(batch.lead_id, e.id) for e in received.events])
 
     outcomes = await asyncio.gather(*(one(b, r) for b, r in to_send), return_exceptions=True)

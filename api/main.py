@@ -30,6 +30,7 @@ from api.routers import (
     health,
     imports,
     ingest_admin,
+    lead_merge,
     leads,
     login,
     me,
@@ -106,6 +107,7 @@ def create_app(settings: Settings | None = None, *, own_logging: bool = False) -
     for module in (
         health,
         leads,
+        lead_merge,
         events,
         imports,
         followups,

@@ -162,7 +162,8 @@ def declared_routes(app: Any) -> Iterator[tuple[str, str, RoleDeclaration | None
         route = context.original_route
         if isinstance(route, APIRoute):
             for method in sorted(route.methods or ()):
-                yield method, route.path, declaration_of(route)
+                # path_format: the template as the spec shows it ("{lead_id:lead_segment}" is "{lead_id}").
+                yield method, route.path_format, declaration_of(route)
 
 
 def document_roles(app: Any) -> None:

@@ -18,6 +18,8 @@ from workflows.payloads import LeadStart
 
 TemporalCall = Callable[[], AbstractAsyncContextManager[Client]]
 StartFor = Callable[[str], Awaitable[LeadStart]]
+# lead ids -> the lead each is now, for those that are aliases (api/identity.py: merged or changed addresses).
+Resolve = Callable[[list[str]], Awaitable[dict[str, str]]]
 BACKOFF_FIRST_SECONDS = 0.2
 BACKOFF_MAX_SECONDS = 5.0
 OVERLOAD_ATTEMPTS = 12  # ~45 s of backing off before the import stops (it can be resumed)
@@ -35,18 +37,28 @@ def _overloaded(exc: BaseException) -> bool:
 
 
 class LeadDelivery:
-    def __init__(self, call: TemporalCall, start_for: StartFor, task_queue: str, concurrency: int = 8) -> None:
+    def __init__(
+        self,
+        call: TemporalCall,
+        start_for: StartFor,
+        task_queue: str,
+        concurrency: int = 8,
+        resolve: Resolve | None = None,
+    ) -> None:
         self._call, self._start_for, self._task_queue = call, start_for, task_queue
+        self._resolve = resolve
         self._limit = asyncio.Semaphore(concurrency)
 
     async def deliver(self, leads: Mapping[str, dict[str, Any]]) -> dict[str, str]:
         """Send each lead's attributes; returns the leads that failed for a reason of their own, with it."""
         failures: dict[str, str] = {}
+        # An address a lead took on, or a merged duplicate's, goes to that lead (never restarts the old id).
+        aliases = await self._resolve(list(leads)) if self._resolve is not None else {}
 
         async def one(lead_id: str, attributes: dict[str, Any]) -> None:
             async with self._limit:
                 try:
-                    await self._with_backoff(lead_id, attributes)
+                    await self._with_backoff(aliases.get(lead_id, lead_id), attributes)
                 except RPCError as exc:
                     failures[lead_id] = f"delivery failed: {exc.message or exc.status}"
 
@@ -79,5 +91,3 @@ class LeadDelivery:
                     raise DeliveryStalled(f"Temporal stayed overloaded: {exc}") from exc
                 await asyncio.sleep(delay)
                 delay = min(delay * 2, BACKOFF_MAX_SECONDS)
-
-

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from api.deps import AppState
+from api.identity import current_leads
 from api.routers.leads import lead_start
 from capture.csv_source import CsvError, CsvRows
 from capture.delivery import LeadDelivery
@@ -90,7 +91,11 @@ async def _run(args: argparse.Namespace, options: ImportOptions) -> dict[str, An
     state = AppState(settings, engine, sessions, load_active_playbook(settings), "", settings.secret("id_key"))
     try:
         delivery = LeadDelivery(
-            state.temporal_call, lambda lead_id: lead_start(state, lead_id), settings.task_queue, args.concurrency
+            state.temporal_call,
+            lambda lead_id: lead_start(state, lead_id),
+            settings.task_queue,
+            args.concurrency,
+            resolve=lambda lead_ids: current_leads(state, lead_ids),
         )
         importer = Importer(sessions, delivery, state.id_key)
         path = args.csv.resolve()

@@ -77,6 +77,20 @@ class SeenEvents:
         for event_id in event_ids:
             self.first_time(event_id, now)
 
+    def absorb(self, other: SeenEvents) -> None:
+        """Also remember every id ``other`` remembers, each under the day it was received there (a merge of
+        two leads: a retried event of either counts once for the survivor). One re-encoding per day."""
+        for theirs in other.days:
+            ours = next((d for d in self.days if d.day == theirs.day), None)
+            if ours is None:
+                ours = SeenDay(theirs.day)
+                self.days.append(ours)
+                self.days.sort(key=lambda d: d.day)
+            if theirs.bloom:
+                _or_bloom(ours, theirs)
+            else:
+                _add_all(ours, sorted(_exact_keys(theirs) - (set() if ours.bloom else _exact_keys(ours))))
+
     def size_bytes(self) -> int:
         """Bytes kept (a payload carries them as base64: 4/3 of this)."""
         return sum(len(base64.b64decode(d.hashes)) + len(base64.b64decode(d.bloom)) for d in self.days)
@@ -159,6 +173,38 @@ def _add(day: SeenDay, key: bytes) -> None:
         day.hashes = ""
     day.bloom = base64.b64encode(bits).decode("ascii")
     vars(day)[_CACHE] = (day.bloom, bits)
+
+
+def _add_all(day: SeenDay, keys: list[bytes]) -> None:
+    """``_add`` for many keys at once (sorted by the caller: the state must not depend on set order)."""
+    if not keys:
+        return
+    day.count += len(keys)
+    if not day.bloom and len(_exact_keys(day)) + len(keys) <= EXACT_PER_DAY:
+        day.hashes = base64.b64encode(base64.b64decode(day.hashes) + b"".join(keys)).decode("ascii")
+        return
+    bits = bytearray(_bloom_bits(day)) if day.bloom else bytearray(BLOOM_BITS // 8)
+    for key in [*([] if day.bloom else sorted(_exact_keys(day))), *keys]:
+        _set_bits(bits, key)
+    day.hashes = ""
+    day.bloom = base64.b64encode(bits).decode("ascii")
+    vars(day)[_CACHE] = (day.bloom, bits)
+
+
+def _or_bloom(ours: SeenDay, theirs: SeenDay) -> None:
+    """``ours`` becomes a Bloom day holding its own ids and those of the Bloom day ``theirs``."""
+    if ours.bloom:
+        bits = bytearray(_bloom_bits(ours))
+    else:
+        bits = bytearray(BLOOM_BITS // 8)
+        for key in _exact_keys(ours):
+            _set_bits(bits, key)
+    for i, byte in enumerate(_bloom_bits(theirs)):
+        bits[i] |= byte
+    ours.count += theirs.count
+    ours.hashes = ""
+    ours.bloom = base64.b64encode(bits).decode("ascii")
+    vars(ours)[_CACHE] = (ours.bloom, bits)
 
 
 def _set_bits(bits: bytearray, key: bytes) -> None:

@@ -33,6 +33,7 @@ from rules.model import (
     FollowUp,
     Input,
     JourneyRun,
+    LeadMerged,
     LeadSnapshot,
     LeadState,
     LeadUpserted,
@@ -50,7 +51,7 @@ from rules.model import (
     TrackedEvent,
 )
 from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
-from rules.profile import give_tracking_source, merge_attributes, note_set, note_touch
+from rules.profile import give_tracking_source, keeping_email, merge_attributes, note_set, note_touch
 from rules.sources import touch_from_event
 
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
@@ -124,9 +125,24 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
         _assigned(state, inp, now, pb, out)
     elif isinstance(inp, AssignmentFailed):
         _assignment_failed(state, inp, now, pb, out)
+    elif isinstance(inp, LeadMerged):
+        _merged(state, inp, now, pb, out)
     _react(state, now, pb, out)
     state.updated_at = now
     return Decision(state, out, duplicates, touchpoints)
+
+
+def _merged(state: LeadState, inp: LeadMerged, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    """A duplicate handed over (rules/merge.py decides what wins); then the survivor is graded again and, when
+    it had no owner, asks for the duplicate's owner by name."""
+    from rules.merge import absorb  # rules.merge builds on this module's helpers: import it when first used
+
+    outcome = absorb(state, inp, now, pb)
+    _grade(state, now, pb)
+    owner = outcome.adopt_owner
+    if owner is not None:
+        reason = f"merged from {inp.duplicate_id}: its owner"
+        _request_assignment(state, owner.rep.team, pb.model.routing.strategy, reason, [], out, owner.rep.id)
 
 
 # ------------------------------------------------------------------ attributes and grade
@@ -136,7 +152,8 @@ def _upsert(state: LeadState, inp: LeadUpserted, now: datetime, pb: CompiledPlay
     if state.created_at is None:
         state.created_at = now
         state.attributes.setdefault("created_at", now.isoformat())
-    merge_attributes(state, inp.attributes, now, inp.origin or "api", pb.sources)
+    attributes = inp.attributes if inp.email_change else keeping_email(state, inp.attributes)
+    merge_attributes(state, attributes, now, inp.origin or "api", pb.sources)
     _grade(state, now, pb)
     if pb.model.scoring.decay and TIMER_DECAY not in state.timers:
         state.timers[TIMER_DECAY] = now + parse_duration(pb.model.scoring.decay.every)

@@ -96,6 +96,9 @@ class LeadUpserted:
     consent: ConsentRecord | None = None
     # The door it came through (form, api, import, ...), kept as each attribute's provenance.
     origin: str | None = None
+    # An explicit change of address (PATCH /v1/leads/{id}). Any other post keeps the lead's email: an old or
+    # secondary address that resolves to this lead (an alias, rules/merge.py) must not take it over.
+    email_change: bool = False
 
 
 @dataclass
@@ -172,6 +175,14 @@ class EmailFeedback:
     template: str | None = None
 
 
+@dataclass
+class LeadMerged:
+    """A duplicate lead handed over to this one (rules/merge.py): its whole state, as it was when it stopped."""
+
+    duplicate_id: str
+    duplicate: LeadState
+
+
 Input = (
     LeadUpserted
     | EventsReceived
@@ -181,6 +192,7 @@ Input = (
     | AssignmentFailed
     | ConsentRecorded
     | EmailFeedback
+    | LeadMerged
 )
 
 
@@ -392,6 +404,10 @@ class LeadState:
     latest_source: SourceTouch | None = None
     # attribute -> when and from where it was last set (progressive profiling, rules/profile.py).
     attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
+    # Merges (rules/merge.py): the survivor this lead was merged into (it then takes no more inputs), and
+    # the duplicates merged into this lead, oldest first.
+    merged_into: str | None = None
+    merged_from: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- read-model projection

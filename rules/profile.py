@@ -93,6 +93,16 @@ def merge_attributes(
         note_touch(state, touch, sources)
 
 
+def keeping_email(state: LeadState, attributes: dict[str, Any]) -> dict[str, Any]:
+    """``attributes`` without an email other than the lead's own: a lead keeps its address unless it is
+    changed explicitly (``LeadUpserted.email_change``); a post under an address that resolves to this lead
+    (an old one, a merged duplicate's) adds what it knows but does not replace the address."""
+    current = state.attributes.get("email")
+    if not current or attributes.get("email") in (None, "", current):
+        return attributes
+    return {k: v for k, v in attributes.items() if k != "email"}
+
+
 def give_tracking_source(state: LeadState, now: datetime, origin: str, sources: CompiledSources) -> None:
     """A lead created by tracking gets the source ``tracking`` as its original source, only when it had none."""
     _adopt_legacy_source(state, sources)

@@ -431,6 +431,7 @@ class EmailFeedbackRow(Base):
     occurred_at: Mapped[datetime]
     received_at: Mapped[datetime]
 
+
 class WriteKey(Base):
     """A tracking write key (Segment/RudderStack style): it may only post events, nothing else.
 
@@ -470,6 +471,19 @@ class VisitorLink(Base):
     visitor_id: Mapped[str] = mapped_column(String(), primary_key=True)
     lead_id: Mapped[str] = mapped_column(index=True)
     linked_at: Mapped[datetime]
+
+
+class LeadAlias(Base):
+    """Another lead id of the same person: a duplicate merged into ``lead_id``, or the id of an address the lead
+    took on (an email change). Written only by the lead's workflow (activities/lead_merge.py); the API reads it
+    to send events, touches and lookups for the alias to the lead. Chains are flattened on write."""
+
+    __tablename__ = "lead_aliases"
+
+    alias_id: Mapped[str] = mapped_column(String(), primary_key=True)
+    lead_id: Mapped[str] = mapped_column(index=True)
+    reason: Mapped[str]  # merged | email_change
+    created_at: Mapped[datetime]
 
 
 # Keys, users, sessions and the audit log live in their own module; importing it registers their tables.

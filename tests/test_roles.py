@@ -31,6 +31,8 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/v1/leads/{lead_id}/events"): frozenset({R.tracking}),
     ("POST", "/v1/leads/{lead_id}/touches"): frozenset({R.rep, R.manager}),
     ("POST", "/v1/leads/{lead_id}/consent"): frozenset({R.rep, R.manager, R.marketer}),
+    ("POST", "/v1/leads/{lead_id}:merge"): frozenset({R.manager, R.marketer}),
+    ("PATCH", "/v1/leads/{lead_id}"): frozenset({R.manager, R.marketer}),
     ("DELETE", "/v1/leads/{lead_id}"): frozenset({R.admin}),
     ("GET", "/v1/leads.csv"): frozenset({R.rep, R.manager, R.marketer}),
     ("POST", "/v1/events"): frozenset({R.tracking}),

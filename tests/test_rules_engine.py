@@ -191,7 +191,9 @@ def test_upsert_merges_attributes_and_never_erases_with_empty_values(pb: Compile
     assert lead.state.created_at == T0
     assert lead.state.attributes["created_at"] == T0.isoformat()
     later = T0 + timedelta(hours=1)
-    lead.send(LeadUpserted({"title": "", "company_size": None, "city": "Tokyo", "email": "b@x.com"}), later)
+    # An explicit change of address (PATCH /v1/leads/{id}); any other post keeps the email (tests/test_rules_merge.py).
+    changes = {"title": "", "company_size": None, "city": "Tokyo", "email": "b@x.com"}
+    lead.send(LeadUpserted(changes, email_change=True), later)
     assert lead.state.attributes == {
         "email": "b@x.com",
         "title": "VP Sales",
@@ -972,7 +974,7 @@ def test_recycle_timer_is_dropped_when_the_stage_moves_on(v2: CompiledPlaybook) 
     lead.event("page_view", "/pricing", id_="again")
     assert lead.state.stage == "sql"
     assert "recycle" in lead.state.timers
-    lead.send(LeadUpserted({"email": "spy@rival.test"}))
+    lead.send(LeadUpserted({"email": "spy@rival.test"}, email_change=True))
     assert lead.state.stage == "disqualified"
     assert "recycle" not in lead.state.timers
     lead.send(TimerFired("recycle"), T0 + timedelta(days=30))  # a late firing changes nothing

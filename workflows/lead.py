@@ -44,6 +44,8 @@ with workflow.unsafe.imports_passed_through():
     from rules.playbook import CompiledPlaybook
     from rules.score_history import fold_score_changes
     from workflows import search_attributes as sa
+    from workflows.lead_merge import LeadMerges
+    from workflows.merge_payloads import HandOver
     from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
@@ -74,7 +76,7 @@ TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 
 
 @workflow.defn
-class LeadWorkflow:
+class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_merge.py
     @workflow.init
     def __init__(self, start: LeadStart) -> None:
         self._state: LeadState = start.state or LeadState(lead_id=start.lead_id)
@@ -95,6 +97,9 @@ class LeadWorkflow:
         # Touchpoints decided but not yet projected (the workflow is their one writer); see _project.
         self._touchpoints: list[Touchpoint] = list(start.touchpoints)
         self._project_touchpoints = False
+        # Merges (workflows/lead_merge.py): survivors asking this lead to hand itself over; refusals answered to it.
+        self._handover_requests: list[HandOver] = []
+        self._merge_refusals: dict[str, str] = {}
 
     # ---------------------------------------------------------------- handlers
 
@@ -123,13 +128,13 @@ class LeadWorkflow:
 
     @log_touch.validator
     def _validate_touch(self, touch: TouchLogged) -> None:
-        if self._state.created_at is None:
-            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
+        self._refuse_if_gone()  # no lead yet, merged or erased
+        created = self._state.created_at
         if touch.kind not in TOUCH_KINDS:
             raise ApplicationError(f"kind must be one of {', '.join(sorted(TOUCH_KINDS))}", type="InvalidTouch")
-        if touch.at < self._state.created_at - TOUCH_CLOCK_SKEW:
+        if created is not None and touch.at < created - TOUCH_CLOCK_SKEW:
             raise ApplicationError(
-                f"at: a touch cannot predate the lead (created {self._state.created_at.isoformat()})",
+                f"at: a touch cannot predate the lead (created {created.isoformat()})",
                 type="InvalidTouch",
             )
 
@@ -152,8 +157,7 @@ class LeadWorkflow:
 
     @record_consent.validator
     def _validate_consent(self, change: ConsentRecorded) -> None:
-        if self._state.created_at is None:
-            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
+        self._refuse_if_gone()
 
     @workflow.query
     def view(self) -> LeadView:
@@ -184,6 +188,8 @@ class LeadWorkflow:
             original_source=s.original_source,
             latest_source=s.latest_source,
             attribute_origins=s.attribute_origins,
+            merged_into=s.merged_into,
+            merged_from=s.merged_from,
         )
 
     # ---------------------------------------------------------------- main loop
@@ -218,10 +224,14 @@ class LeadWorkflow:
             self._project_if_needed(options.projection_delay_seconds)
             if options.search_attributes and not self._v2:
                 self._upsert_search_attributes()
+            if self._handover_requests and await self._hand_over_if_asked():
+                return  # merged into another lead (workflows/lead_merge.py)
             if workflow.info().is_continue_as_new_suggested():
                 await self._drain()
                 if self._erase_requested:  # arrived during the drain: end here, never carry it over
                     return
+                if self._handover_requests and await self._hand_over_if_asked():
+                    return  # asked during the drain: a hand-over is never carried over either
                 workflow.continue_as_new(
                     LeadStart(
                         lead_id=start.lead_id,
@@ -242,14 +252,14 @@ class LeadWorkflow:
 
     async def _sleep_until_work(self) -> None:
         deadline = self._next_deadline()
-        if self._inbox or self._erase_requested or (deadline is not None and deadline <= workflow.now()):
+        if self._has_work() or (deadline is not None and deadline <= workflow.now()):
             return
         if deadline != self._timer_deadline or self._timer_fired:
             if self._timer_task is not None:
                 self._timer_task.cancel()
             self._timer_deadline, self._timer_fired = deadline, False
             self._timer_task = asyncio.create_task(self._wake_at(deadline)) if deadline else None
-        await workflow.wait_condition(lambda: bool(self._inbox) or self._timer_fired or self._erase_requested)
+        await workflow.wait_condition(lambda: self._has_work() or self._timer_fired)
 
     async def _wake_at(self, deadline: datetime) -> None:
         await workflow.sleep(max((deadline - workflow.now()).total_seconds(), 0.001))
@@ -262,12 +272,15 @@ class LeadWorkflow:
         timeout = None
         if deadlines:
             timeout = max((min(deadlines) - workflow.now()).total_seconds(), 0.0)
-        if self._inbox or self._erase_requested or timeout == 0.0:
+        if self._has_work() or timeout == 0.0:
             return
         try:
-            await workflow.wait_condition(lambda: bool(self._inbox) or self._erase_requested, timeout=timeout)
+            await workflow.wait_condition(self._has_work, timeout=timeout)
         except TimeoutError:
             pass
+
+    def _has_work(self) -> bool:
+        return bool(self._inbox) or self._erase_requested or bool(self._handover_requests)
 
     def _apply_due_inputs(self) -> None:
         assert self._playbook is not None
@@ -403,11 +416,23 @@ class LeadWorkflow:
 
     async def _drain(self) -> None:
         """Before continue-as-new: finish in-flight activities, apply their results, flush the projection."""
+        # An update waits for its input to be applied (log_touch, merge, ...): waiting for every handler to
+        # finish before applying the inbox deadlocked one that arrived during the drain, so while a handler
+        # waits the inbox is applied at once (signals alone still wait for the activities, as before: applying
+        # each at once would start a projection per signal and a busy lead would never finish draining).
+        # Runs recorded before this change keep the old order.
+        applies_inbox = workflow.patched("drain-applies-inbox")
+
+        def drained_or_awaited() -> bool:
+            if not self._tasks and workflow.all_handlers_finished():
+                return True
+            return applies_inbox and bool(self._inbox) and not workflow.all_handlers_finished()
+
         while True:
             if self._projection_due is not None:
                 self._projection_due = None
                 self._project()
-            await workflow.wait_condition(lambda: not self._tasks and workflow.all_handlers_finished())
+            await workflow.wait_condition(drained_or_awaited)
             if not self._inbox:
                 return
             self._apply_due_inputs()

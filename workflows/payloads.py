@@ -92,6 +92,9 @@ class LeadView:
     latest_source: SourceTouch | None = None
     # attribute -> when and from where it was last set (progressive profiling).
     attribute_origins: dict[str, AttributeOrigin] = field(default_factory=dict)
+    # Merges (workflows/lead_merge.py): the lead this one was merged into, and the leads merged into this one.
+    merged_into: str | None = None
+    merged_from: list[str] = field(default_factory=list)
 
 
 @dataclass

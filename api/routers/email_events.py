@@ -29,6 +29,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
+from api.identity import survivor_of
 from api.lead_ids import lead_id_for
 from api.limits import MAX_BODY_BYTES
 from api.roles import public
@@ -133,6 +134,10 @@ async def _tell_lead(state: AppState, lead_id: str, feedback: EmailFeedback) -> 
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise  # 503: the relay retries, and the resent report repeats this
+        survivor = await survivor_of(state, lead_id)
+        if survivor is not None and feedback.kind == "complaint":  # merged: a complaint is the person's opt-out
+            async with state.temporal_call() as client:
+                await client.get_workflow_handle(survivor).signal(LeadWorkflow.email_feedback, feedback)
         # No such lead (a rep's address) or an erased one: the suppression is all there is to do.
 
 

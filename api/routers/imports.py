@@ -18,6 +18,7 @@ from pydantic import BaseModel
 
 from api.deps import AppState, Session, State
 from api.errors import V1_ERRORS, documented
+from api.identity import current_leads
 from api.roles import allow
 from api.routers.leads import lead_start
 from capture.csv_source import CsvError, CsvRows
@@ -47,7 +48,7 @@ class ImportAccepted(BaseModel):
 def _importer(state: AppState) -> Importer:
     delivery = LeadDelivery(
         state.temporal_call, lambda lead_id: lead_start(state, lead_id), state.settings.task_queue,
-        DELIVERY_CONCURRENCY,
+        DELIVERY_CONCURRENCY, resolve=lambda lead_ids: current_leads(state, lead_ids),
     )  # fmt: skip
     return Importer(state.sessions, delivery, state.id_key)
 

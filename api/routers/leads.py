@@ -16,6 +16,7 @@ from temporalio.service import RPCError, RPCStatusCode
 from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Caller, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
+from api.identity import current_lead, survivor_of
 from api.intake import LeadBatch, deliver, lead_start, signal_events, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.lead_scope import lead_in_scope, touch_rep
@@ -35,7 +36,7 @@ from privacy.keys import LeadErased
 from rules.access import Role
 from rules.model import ConsentRecorded, LeadUpserted, TouchLogged
 from runtime import lead_codec
-from store import email_feedback, privacy, repo
+from store import email_feedback, lead_aliases, privacy, repo
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadView
 
@@ -65,7 +66,8 @@ LeadId = Annotated[str, Path(pattern=LEAD_ID_PATTERN, description="lead-<32 hex>
 async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     refuse_unsendable({("email",): body.email}, smtp_utf8=state.settings.smtp_utf8)
-    lead_id = lead_id_for(body.email, state.id_key)
+    # The address may be one a lead took on, or a merged duplicate's: that lead is this person (api/identity.py).
+    lead_id = await current_lead(state, lead_id_for(body.email, state.id_key))
     consent = body.consent.record("form", datetime.now(UTC)) if body.consent else None
     start = await lead_start(state, lead_id)
     async with state.temporal_call() as client:
@@ -80,9 +82,10 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     return LeadAccepted(lead_id=lead_id, status_url=f"/v1/leads/{lead_id}")
 
 
-@router.get("/{lead_id}", response_model=LeadView, responses=TEMPORAL_ERRORS)
+@router.get("/{lead_id:lead_segment}", response_model=LeadView, responses=TEMPORAL_ERRORS)
 async def get_lead(lead_id: LeadId, state: State) -> LeadView:
-    """The lead's live state from its workflow: stage, score, grade, owner, SLA."""
+    """The lead's live state from its workflow: stage, score, grade, owner, SLA. A lead merged into another
+    answers the survivor's state (its `lead_id` says which)."""
     try:
         async with state.temporal_call() as client:
             # Bounded: with no worker polling, a query would otherwise wait for one.
@@ -90,9 +93,14 @@ async def get_lead(lead_id: LeadId, state: State) -> LeadView:
                 LeadWorkflow.view, rpc_timeout=QUERY_TIMEOUT
             )
     except RPCError as exc:
+        survivor = await survivor_of(state, lead_id) if exc.status == RPCStatusCode.NOT_FOUND else None
+        if survivor is not None:
+            return await get_lead(survivor, state)
         if exc.status == RPCStatusCode.NOT_FOUND:
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
         raise
+    if view.merged_into:
+        return await get_lead(await current_lead(state, view.merged_into), state)
     if not view.exists:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id} yet: only events were posted")
     return view
@@ -100,7 +108,9 @@ async def get_lead(lead_id: LeadId, state: State) -> LeadView:
 
 @router.get("/{lead_id}/timeline", responses=documented(404))
 async def lead_timeline(lead_id: LeadId, session: Session) -> dict[str, Any]:
-    """What the read model holds about the lead: touchpoints, score history, emails, bounces and complaints."""
+    """What the read model holds about the lead: touchpoints, score history, emails, bounces and complaints.
+    A merged lead's id answers its survivor's timeline (which holds the duplicate's touchpoints too)."""
+    lead_id = (await lead_aliases.resolve(session, [lead_id])).get(lead_id, lead_id)
     lead = await repo.get_lead(session, lead_id)
     touchpoints = await repo.list_touchpoints(session, lead_id)
     if lead is None and not touchpoints:
@@ -194,7 +204,10 @@ async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) ->
 
 
 @router.delete(
-    "/{lead_id}", response_model=ErasureOutcome, responses=TEMPORAL_ERRORS, dependencies=[allow(Role.admin)]
+    "/{lead_id:lead_segment}",
+    response_model=ErasureOutcome,
+    responses=TEMPORAL_ERRORS,
+    dependencies=[allow(Role.admin)],
 )
 async def erase_lead(lead_id: LeadId, state: State, session: Session) -> ErasureOutcome:
     """Right to erasure: end the lead's workflow, destroy its data key (Temporal's histories of it become
@@ -206,7 +219,15 @@ async def erase_lead(lead_id: LeadId, state: State, session: Session) -> Erasure
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
     client = await state.temporal()
     codec = lead_codec(client)
-    return await erase_person(state.sessions, codec.keys if codec else None, lead_id, email, state.id_key)
+    outcome = await erase_person(state.sessions, codec.keys if codec else None, lead_id, email, state.id_key)
+    # Duplicates merged into this lead were the same person: their keys, addresses and rows go too (their
+    # workflows ended at the merge).
+    for alias in await lead_aliases.list_aliases(session, lead_id):
+        if alias["reason"] == lead_aliases.MERGED:
+            alias_id = str(alias["alias_id"])
+            alias_email = await privacy.lead_email(session, alias_id)
+            await erase_person(state.sessions, codec.keys if codec else None, alias_id, alias_email, state.id_key)
+    return outcome
 
 
 async def _update(state: AppState, lead_id: str, update: Any, arg: Any, *, refused: int) -> LeadView:
@@ -222,6 +243,9 @@ async def _update(state: AppState, lead_id: str, update: Any, arg: Any, *, refus
         raise HTTPException(refused, message) from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
+            survivor = await survivor_of(state, lead_id)  # a merged lead's workflow has ended: its survivor's
+            if survivor is not None:
+                return await _update(state, survivor, update, arg, refused=refused)
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
         raise
     return view

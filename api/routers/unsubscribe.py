@@ -20,6 +20,7 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from activities.unsubscribe import ONE_CLICK, Sender, lead_of_token
 from api.deps import AppState, State
+from api.identity import survivor_of
 from api.roles import public
 from rules.model import ConsentRecord, ConsentRecorded, TrackedEvent
 from settings import ROOT
@@ -113,5 +114,10 @@ async def record_unsubscribe(state: AppState, lead_id: str, wording: str) -> Non
     except RPCError as exc:
         if exc.status != RPCStatusCode.NOT_FOUND:
             raise
+        survivor = await survivor_of(state, lead_id)
+        if survivor is not None:  # merged since the mail went out: the person's lead records the opt-out
+            async with state.temporal_call() as client:
+                await client.get_workflow_handle(survivor).signal(LeadWorkflow.consent, change)
+            return
         # No workflow (an erased lead): nothing more can be sent to it, so the person is unsubscribed.
         log.info("unsubscribe for %s: no workflow", lead_id)
