@@ -45,3 +45,10 @@ def test_a_managers_dashboard_lists_only_their_teams_leads(api: Api) -> None:
     assert "chie@example.jp" not in page.text  # yui's lead, team japan
     everyone = api.client.get("/dashboard", headers=api.as_role(Role.marketer))
     assert "chie@example.jp" in everyone.text
+
+
+def test_a_session_opened_with_an_api_key_needs_the_csrf_token_on_page_writes(api: Api) -> None:
+    api.client.follow_redirects = False
+    assert sign_in(api.client, "", api.keys[Role.manager]) == 303
+    forged = api.client.post("/logout")
+    assert forged.status_code == 403 and "CSRF" in forged.json()["detail"]
