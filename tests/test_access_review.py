@@ -52,3 +52,14 @@ def test_a_session_opened_with_an_api_key_needs_the_csrf_token_on_page_writes(ap
     assert sign_in(api.client, "", api.keys[Role.manager]) == 303
     forged = api.client.post("/logout")
     assert forged.status_code == 403 and "CSRF" in forged.json()["detail"]
+
+
+def test_the_login_refuses_guesses_after_too_many_failures(client: TestClient) -> None:
+    for _ in range(3):
+        assert sign_in(client, "mina", "a wrong guess") == 401
+    page = client.get("/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page.text).group(1)  # type: ignore[union-attr]
+    locked = client.post("/login", data={"username": "mina", "password": PASSWORD, "csrf_token": token})
+    assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
+    assert "leadflow_session" not in locked.headers.get("set-cookie", "")
+    assert "Too many" in locked.text
