@@ -177,6 +177,10 @@ class Settings(BaseSettings):
     # Secure when this says so, or (unset) when public_base_url is https.
     session_hours: float = Field(default=12.0, gt=0, le=24 * 90)
     session_cookie_secure: bool | None = None
+    # Password guessing (api/login_throttle.py): this many failed sign-ins for one name from one address
+    # (five times as many from one address) within the lockout window, and the login answers 429 until it ends.
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_seconds: float = Field(default=900.0, gt=0)
 
     # Segment-compatible tracking: where an identify (or a track) names the person's email, in order:
     # "traits" (traits.email, context.traits.email) and "user_id" (a userId that is an email).

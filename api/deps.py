@@ -15,6 +15,7 @@ from temporalio.client import Client
 
 from api.auth import KeyCache
 from api.intake import RecentIds
+from api.login_throttle import LoginThrottle
 from api.roles import current_principal
 from rules.access import Principal
 from runtime import ActivePlaybook, compile_published, connect_temporal
@@ -48,6 +49,7 @@ class AppState:
     # Stored API keys' lookups (api/auth.py); the keys API clears it when it revokes one.
     key_cache: KeyCache = field(default_factory=KeyCache)
     _client: Client | None = None
+    _login_throttle: LoginThrottle | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _inflight: asyncio.Semaphore | None = None
 
@@ -82,6 +84,13 @@ class AppState:
                 self._published = compile_published(row["document"], f"v{number}")
                 self._published_number = number
         return self._published or self.playbook
+
+    @property
+    def login_throttle(self) -> LoginThrottle:
+        """Failed sign-ins lately (api/login_throttle.py), made on first use from the settings."""
+        if self._login_throttle is None:
+            self._login_throttle = LoginThrottle(self.settings.login_max_failures, self.settings.login_lockout_seconds)
+        return self._login_throttle
 
     @property
     def lead_options(self) -> LeadOptions:

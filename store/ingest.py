@@ -6,7 +6,6 @@ CLI write them); visitor links are written only by the visitor workflow's activi
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -15,14 +14,11 @@ from typing import Any
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.access import hash_token
 from store.models import InboundSource, VisitorLink, WriteKey
 from store.repo import _insert, _writing
 
 WRITE_KEY_PREFIX = "lfw_"
-
-
-def hash_write_key(key: str) -> str:
-    return hashlib.sha256(key.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -40,9 +36,7 @@ def _info(row: WriteKey) -> WriteKeyInfo:
 async def create_write_key(session: AsyncSession, name: str) -> tuple[WriteKeyInfo, str]:
     """A new key; the clear key is returned here once and never stored."""
     key = WRITE_KEY_PREFIX + secrets.token_urlsafe(24)
-    row = WriteKey(
-        id=f"wk_{secrets.token_hex(4)}", name=name, key_hash=hash_write_key(key), created_at=datetime.now(UTC)
-    )
+    row = WriteKey(id=f"wk_{secrets.token_hex(4)}", name=name, key_hash=hash_token(key), created_at=datetime.now(UTC))
     async with _writing(session):
         session.add(row)
     return _info(row), key
@@ -65,7 +59,7 @@ async def revoke_write_key(session: AsyncSession, key_id: str) -> bool:
 
 async def write_key_valid(session: AsyncSession, key: str) -> bool:
     found = await session.scalar(
-        select(WriteKey.id).where(WriteKey.key_hash == hash_write_key(key), WriteKey.revoked_at.is_(None))
+        select(WriteKey.id).where(WriteKey.key_hash == hash_token(key), WriteKey.revoked_at.is_(None))
     )
     return found is not None
 

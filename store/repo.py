@@ -594,10 +594,18 @@ async def record_email(
 
 
 async def list_emails(
-    session: AsyncSession, *, lead_id: str | None = None, status: str | None = None, limit: int = 100
+    session: AsyncSession,
+    *,
+    lead_id: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    teams: Iterable[str] | None = None,
 ) -> list[dict[str, Any]]:
-    """Ledger rows, newest first; ``status`` "failed" lists the sends that will never go out (with ``error``)."""
+    """Ledger rows, newest first; ``status`` "failed" lists the sends that will never go out (with ``error``);
+    ``teams`` narrows to mail about leads those teams own (a manager's scope)."""
     stmt = _select_all(EmailRow).order_by(EmailRow.created_at.desc(), EmailRow.key).limit(limit)
+    if teams is not None:
+        stmt = stmt.where(EmailRow.lead_id.in_(select(Lead.id).where(Lead.owner_team.in_(sorted(teams)))))
     if lead_id is not None:
         stmt = stmt.where(EmailRow.lead_id == lead_id)
     if status is not None:

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import case, func, literal_column, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from store.models import FollowUpRow, Lead, Touchpoint
+from store.models import Lead, Touchpoint
 
 
 async def funnel(session: AsyncSession) -> dict[str, int]:
@@ -26,11 +26,6 @@ async def sources(session: AsyncSession, qualified_stages: Sequence[str]) -> lis
     stmt = select(source, func.count(), qualified).group_by(source).order_by(func.count().desc(), source)
     rows = (await session.execute(stmt)).all()
     return [{"source": s, "leads": n, "qualified": int(q or 0)} for s, n, q in rows]
-
-
-async def followup_counts(session: AsyncSession) -> dict[str, int]:
-    rows = await session.execute(select(FollowUpRow.status, func.count()).group_by(FollowUpRow.status))
-    return {status: count for status, count in rows.all()}
 
 
 async def lead_histories(session: AsyncSession, *, since: datetime, limit: int) -> list[dict[str, Any]]:

@@ -3,6 +3,7 @@ and in the CLI, ``leadflow keys`` / ``leadflow users``). A key is shown once, in
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Annotated
 
@@ -58,16 +59,11 @@ class ApiKeyIn(Scoped):
         return self
 
 
-class ApiKeyOut(BaseModel):
-    id: str
-    name: str
-    role: Role
-    rep_id: str | None
-    teams: list[str]
-    created_at: datetime
-    expires_at: datetime | None
-    revoked_at: datetime | None
-    key: str | None = Field(default=None, description="only in the answer that creates it: keep it, it is not stored")
+@dataclass(frozen=True)
+class ApiKeyOut(access.ApiKeyInfo):
+    """A key as the store describes it; ``key`` only in the answer that creates it (it is not stored)."""
+
+    key: str | None = None
 
 
 @router.post("/keys", status_code=status.HTTP_201_CREATED, response_model=ApiKeyOut, responses=BODY_ERRORS)
@@ -102,26 +98,15 @@ class UserIn(Scoped):
     )
 
 
-class UserOut(BaseModel):
-    id: str
-    username: str
-    role: Role
-    rep_id: str | None
-    teams: list[str]
-    created_at: datetime
-    disabled_at: datetime | None
-
-
-@router.put("/users/{username}", response_model=UserOut, responses=BODY_ERRORS)
-async def put_user(username: Annotated[Username, Path()], body: UserIn, session: Session) -> UserOut:
+@router.put("/users/{username}", response_model=access.UserInfo, responses=BODY_ERRORS)
+async def put_user(username: Annotated[Username, Path()], body: UserIn, session: Session) -> access.UserInfo:
     """Create a user of the pages, or replace one's password, role and scope (their sessions end)."""
-    info = await access.put_user(session, username, body.password, body.role, rep_id=body.rep_id, teams=body.teams)
-    return UserOut(**vars(info))
+    return await access.put_user(session, username, body.password, body.role, rep_id=body.rep_id, teams=body.teams)
 
 
-@router.get("/users", response_model=list[UserOut])
-async def list_users(session: Session) -> list[UserOut]:
-    return [UserOut(**vars(info)) for info in await access.list_users(session)]
+@router.get("/users", response_model=list[access.UserInfo])
+async def list_users(session: Session) -> list[access.UserInfo]:
+    return await access.list_users(session)
 
 
 @router.delete("/users/{username}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404))

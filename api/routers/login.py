@@ -64,13 +64,23 @@ async def login(request: Request, state: State) -> Response:
     if not expected or not hmac.compare_digest(expected.encode(), given.encode()):
         return _login_page(request, error="The form expired: sign in again.", next_page=next_page, status_code=403)
     username, password = form.get("username", "").strip()[:200], form.get("password", "")
+    address = request.client.host if request.client else "unknown"
+    wait = state.login_throttle.retry_after(username, address)
+    if wait:
+        page = _login_page(
+            request, error=f"Too many failed sign-ins: try again in {wait} s.", next_page=next_page, status_code=429
+        )
+        page.headers["Retry-After"] = str(wait)
+        return page
     async with state.sessions() as session:
         if username:
             principal = await access.check_password(session, username, password)
         else:  # no user name: the password is an API key, and the session has the key's role and scope
             principal = (await key_principal(request.scope, password)).principal if password else None
         if principal is None:
+            state.login_throttle.failed(username, address)
             return _login_page(request, error="Wrong user name or password.", next_page=next_page, status_code=401)
+        state.login_throttle.succeeded(username, address)
         token, _csrf = await access.open_session(session, principal.id, timedelta(hours=state.settings.session_hours))
     # The audit log records who signed in (api/audit.py reads the principal from the scope).
     request.scope[PRINCIPAL] = principal
