@@ -19,7 +19,7 @@ from http.cookies import SimpleCookie
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.roles import CSRF, PRINCIPAL, REFUSAL, UNSAFE_METHODS
+from api.roles import BASIC, CSRF, PRINCIPAL, REFUSAL, UNSAFE_METHODS
 from rules.access import ADMIN_KEY_PRINCIPAL, Principal
 from store import access
 
@@ -163,7 +163,11 @@ class ApiKeyMiddleware:
             return
         api = scope["path"].startswith(PROTECTED_PREFIX)
         headers = scope["headers"]
-        key = presented_key(headers) or (None if api else basic_password(headers))
+        key = presented_key(headers)
+        if key is None and not api:
+            key = basic_password(headers)
+            if key is not None:
+                scope[BASIC] = True
         token = session_token(headers) if key is None else None
         principal: Principal | None = None
         refusal = "send the API key in the X-API-Key header" if api else None

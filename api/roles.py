@@ -27,6 +27,8 @@ from rules.access import Principal, Role, allowed, denial
 
 PRINCIPAL = "leadflow.principal"
 CSRF = "leadflow.csrf"
+# Set when the caller came with HTTP Basic credentials (an API key as the password of a page).
+BASIC = "leadflow.basic"
 REFUSAL = "leadflow.refusal"
 CSRF_FIELD = "csrf_token"
 UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -113,6 +115,12 @@ async def enforce_declared_roles(request: Request) -> None:
     from_session = principal.kind == "user" or CSRF in request.scope
     if from_session and is_page(request.url.path) and request.method in UNSAFE_METHODS:
         await _check_page_csrf(request)
+    if BASIC in request.scope and is_page(request.url.path) and request.method in UNSAFE_METHODS:
+        # A browser resends Basic credentials by itself, on a forged cross-site form too, and they carry no
+        # CSRF token: Basic opens pages to read; acting on them takes a signed-in session.
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN, "sign in at /login to change anything from the pages (Basic is for reading)"
+        )
     roles = declaration.roles if declaration is not None else frozenset()
     if not allowed(principal, roles):
         detail = denial(roles) if declaration is not None else "this route declares no role: only admin may call it"

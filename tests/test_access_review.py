@@ -63,3 +63,12 @@ def test_the_login_refuses_guesses_after_too_many_failures(client: TestClient) -
     assert locked.status_code == 429 and int(locked.headers["retry-after"]) > 0
     assert "leadflow_session" not in locked.headers.get("set-cookie", "")
     assert "Too many" in locked.text
+
+
+def test_basic_credentials_open_pages_to_read_but_never_to_write(api: Api) -> None:
+    # A browser resends Basic credentials on its own, a forged cross-site form included, with no CSRF token.
+    basic = ("anyone", api.keys[Role.manager])
+    api.client.cookies.clear()
+    assert api.client.get("/dashboard", auth=basic).status_code == 200
+    forged = api.client.post("/logout", auth=basic)
+    assert forged.status_code == 403 and "/login" in forged.json()["detail"]
