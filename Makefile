@@ -9,14 +9,15 @@ STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv run run-pg test lint bench clean-data
+.PHONY: help venv run run-pg test lint bench bench-e2e clean-data
 
 help:
 	@echo "make run         start Temporal dev server, worker, API and SMTP sink (data in .data/)"
 	@echo "make run-pg POSTGRES=postgresql://...  the same, scaled out: store on PostgreSQL, 2 workers, 2 API processes"
 	@echo "make test        run the test suite (PYTEST_ARGS='-k sink' to narrow it)"
 	@echo "make lint        ruff check and mypy"
-	@echo "make bench       run the scripts in bench/"
+	@echo "make bench       run the scripts in bench/ (bench/README.md says what each measures)"
+	@echo "make bench-e2e   leadflow through HTTP against the bare engine, one run (PROFILE=dir: py-spy too)"
 	@echo "make clean-data  delete .data/ (Temporal history, store, dev keys, mail)"
 
 venv: $(STAMP)
@@ -50,6 +51,11 @@ bench: $(STAMP)
 		[ -e "$$f" ] || { echo "no benchmarks in bench/"; break; }; \
 		echo "== $$f"; $(PY) "$$f"; \
 	done
+
+# What a user pays end to end (starts its own stack on free ports; bench/README.md has the latest figures).
+bench-e2e: $(STAMP)
+	$(PY) -m pip install --disable-pip-version-check -q -e '.[dev,bench]'
+	$(PY) bench/e2e_bench.py $(if $(PROFILE),--profile $(PROFILE))
 
 # Named explicitly, so no prompt: everything make run created goes (keys too: lead ids change).
 clean-data:

@@ -41,16 +41,22 @@ class SharedCacheJSONConverter(PydanticJSONPlainPayloadConverter):
 
 
 class SharedCachePayloadConverter(CompositePayloadConverter):
-    """The default converters with JSON handled by pydantic through the process-wide adapter cache."""
+    """The default converters with JSON handled by pydantic through the process-wide adapter cache.
+
+    The SDK builds a converter of this class every time it gives a data converter a serialization context
+    (several times per workflow activation): the converters it holds are stateless, so one set serves all."""
 
     def __init__(self) -> None:
-        json_converter = SharedCacheJSONConverter()
-        super().__init__(
-            *(
-                json_converter if isinstance(c, JSONPlainPayloadConverter) else c
-                for c in DefaultPayloadConverter.default_encoding_payload_converters
-            )
-        )
+        super().__init__(*_shared_converters())
+
+
+@functools.cache
+def _shared_converters() -> tuple[Any, ...]:
+    json_converter = SharedCacheJSONConverter()
+    return tuple(
+        json_converter if isinstance(c, JSONPlainPayloadConverter) else c
+        for c in DefaultPayloadConverter.default_encoding_payload_converters
+    )
 
 
 data_converter = DataConverter(payload_converter_class=SharedCachePayloadConverter)

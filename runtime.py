@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import py_compile
+import sys
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -156,9 +159,24 @@ def workflow_runner() -> SandboxedWorkflowRunner:
     )
 
 
+def write_workflow_bytecode(*classes: type) -> None:
+    """The sandbox imports a workflow's module afresh for every workflow instance it creates (each new or
+    evicted lead). Without a bytecode cache beside the source (PYTHONDONTWRITEBYTECODE, usual in container
+    images) every such import compiled the module again: write the cache once, where it can be written."""
+    for cls in classes:
+        source = getattr(sys.modules.get(cls.__module__), "__file__", None)
+        if not source or not source.endswith(".py"):
+            continue
+        try:
+            py_compile.compile(source, cfile=importlib.util.cache_from_source(source), doraise=True)
+        except (OSError, py_compile.PyCompileError):
+            pass  # a read-only install: the imports compile as before
+
+
 def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
     # A worker without the codec would fail on every sealed payload: give it one whatever the caller passed.
     client = with_lead_codec(client, settings, sessions)
+    write_workflow_bytecode(LeadWorkflow, VisitorWorkflow)
     emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir, settings.default_locale)))
     leads = LeadActivities(sessions)
     # Client interceptors that are worker interceptors too (tracing) apply to the worker by themselves.

@@ -107,11 +107,13 @@ class AppState:
         return self._client
 
 
-def app_state(request: Request) -> AppState:
+# Dependencies are coroutines: FastAPI runs a plain function in its thread pool, two thread hops per
+# request for what is a dict read and a comparison.
+async def app_state(request: Request) -> AppState:
     return request.app.state.leadflow
 
 
-def require_api_key(request: Request) -> None:
+async def require_api_key(request: Request) -> None:
     """Kept for routers written before roles: it only asks for a caller. Such a route declares no role, so
     only admin may call it (api/roles.py) and tests/test_roles.py names it: declare its roles instead."""
     current_principal(request)

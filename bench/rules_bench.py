@@ -37,6 +37,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from rules.expressions import RUNTIME, Vocabulary, compile_expression
+from rules.sections import compile_section
 
 NOW = dt.datetime(2026, 11, 22, 12, 0, tzinfo=dt.UTC)
 PARAMS = "lead, event, score, grade, stage, now, history"
@@ -312,8 +313,7 @@ RULES: list[Rule] = [
         5,
         'event.type == "email_click" and days_since(lead.created_at) <= 14',
         'event["type"] == "email_click" and (d := days_since(now, lead["created_at"])) is not None and d <= 14',
-        'event.type == "email_click" and days_since(lead.created_at) is not None'
-        " and days_since(lead.created_at) <= 14",
+        'event.type == "email_click" and days_since(lead.created_at) is not None and days_since(lead.created_at) <= 14',
         'event["type"] == "email_click" and lead["created_at"] != null'
         ' and now - $parse_datetime(lead["created_at"]) <= t"P14D"',
         'event.type == "email_click" && lead.created_at != null'
@@ -327,8 +327,7 @@ RULES: list[Rule] = [
         'event.type == "page_view" and days_since(lead.created_at) is not None and days_since(lead.created_at) > 180',
         'event["type"] == "page_view" and lead["created_at"] != null'
         ' and now - $parse_datetime(lead["created_at"]) > t"P180D"',
-        'event.type == "page_view" && lead.created_at != null'
-        ' && now - timestamp(lead.created_at) > duration("4320h")',
+        'event.type == "page_view" && lead.created_at != null && now - timestamp(lead.created_at) > duration("4320h")',
     ),
     Rule(
         "mobile_form",
@@ -441,24 +440,76 @@ Pair = tuple[dict[str, Any], dict[str, Any], float, str, str, dt.datetime, Calla
 def make_pairs(n: int, seed: int = 20261122) -> list[Pair]:
     rnd = random.Random(seed)
     pick = rnd.choice
-    titles = ["VP of Marketing", "Head of Growth", "Marketing Manager", "Student", "Software Engineer", "CTO",
-              "Intern", "Director, IT", None, "Team Lead, Sales Ops", "Chief Revenue Officer", "Analyst",
-              "vice president sales", "Account Executive", "Internal Audit Lead", "HEAD OF DATA"]
-    domains = ["gmail.com", "acme.co.jp", "RivalCorp.com", "yahoo.co.uk", "globex.com", "initech.de", "outlook.com",
-               "hooli.io"]
-    urls = ["https://example.com/pricing", "https://example.com/Pricing?plan=pro", "https://example.com/demo",
-            "https://example.com/docs/api/leads", "https://example.com/blog/lead-scoring-101",
-            "https://example.com/blog/", "https://example.com/careers/backend-engineer",
-            "https://example.com/customers/acme", "https://example.com/Integrations", "https://example.com/",
-            "https://example.com/product/features", "https://example.com/jp/pricing", "https://example.com/about"]
-    downloads = ["Whitepaper: Lead Scoring 101", "eBook - Nurture Playbook", "E-book: ABM", "ROI Calculator",
-                 "roi calculator", "Checklist: SLA", "WHITEPAPER - Routing"]
-    forms = ["Demo Request", "Contact Sales", "talk to sales", "Free Trial", "Newsletter Signup", "Book a DEMO",
-             "Event Registration"]
+    titles = [
+        "VP of Marketing",
+        "Head of Growth",
+        "Marketing Manager",
+        "Student",
+        "Software Engineer",
+        "CTO",
+        "Intern",
+        "Director, IT",
+        None,
+        "Team Lead, Sales Ops",
+        "Chief Revenue Officer",
+        "Analyst",
+        "vice president sales",
+        "Account Executive",
+        "Internal Audit Lead",
+        "HEAD OF DATA",
+    ]
+    domains = [
+        "gmail.com",
+        "acme.co.jp",
+        "RivalCorp.com",
+        "yahoo.co.uk",
+        "globex.com",
+        "initech.de",
+        "outlook.com",
+        "hooli.io",
+    ]
+    urls = [
+        "https://example.com/pricing",
+        "https://example.com/Pricing?plan=pro",
+        "https://example.com/demo",
+        "https://example.com/docs/api/leads",
+        "https://example.com/blog/lead-scoring-101",
+        "https://example.com/blog/",
+        "https://example.com/careers/backend-engineer",
+        "https://example.com/customers/acme",
+        "https://example.com/Integrations",
+        "https://example.com/",
+        "https://example.com/product/features",
+        "https://example.com/jp/pricing",
+        "https://example.com/about",
+    ]
+    downloads = [
+        "Whitepaper: Lead Scoring 101",
+        "eBook - Nurture Playbook",
+        "E-book: ABM",
+        "ROI Calculator",
+        "roi calculator",
+        "Checklist: SLA",
+        "WHITEPAPER - Routing",
+    ]
+    forms = [
+        "Demo Request",
+        "Contact Sales",
+        "talk to sales",
+        "Free Trial",
+        "Newsletter Signup",
+        "Book a DEMO",
+        "Event Registration",
+    ]
     campaigns = ["2026-10 Newsletter", "Product launch", "newsletter-weekly", "Webinar follow-up"]
-    event_types = (["page_view"] * 10 + ["email_open"] * 3 + ["email_click"] * 3 + ["download"] * 3
-                   + ["form_submit"] * 3 + ["webinar_registered", "webinar_attended", "webinar_attended",
-                                            "unsubscribe", "email_bounce"])
+    event_types = (
+        ["page_view"] * 10
+        + ["email_open"] * 3
+        + ["email_click"] * 3
+        + ["download"] * 3
+        + ["form_submit"] * 3
+        + ["webinar_registered", "webinar_attended", "webinar_attended", "unsubscribe", "email_bounce"]
+    )
     pairs: list[Pair] = []
     for i in range(n):
         email = None if rnd.random() < 0.08 else f"lead{i}@{pick(domains)}"
@@ -470,8 +521,9 @@ def make_pairs(n: int, seed: int = 20261122) -> list[Pair]:
             "company": f"Company {i % 37}",
             "title": pick(titles),
             "company_size": pick([None, 1, 3, 12, 20, 45, 150, 199, 200, 640, 999, 1000, 5200]),
-            "industry": pick(["Software", "saas", "Manufacturing", "finance", "education", "Government", "retail",
-                              None]),
+            "industry": pick(
+                ["Software", "saas", "Manufacturing", "finance", "education", "Government", "retail", None]
+            ),
             "country": pick(["JP", "jp", "US", "us", "GB", "DE", "SG", "FR", "BR", "IR", "kp", None]),
             "region": pick(["APAC", "apac", "EMEA", "AMER", None]),
             "language": pick(["ja", "en", "JA", "de", None]),
@@ -501,8 +553,14 @@ def make_pairs(n: int, seed: int = 20261122) -> list[Pair]:
             props["campaign"] = pick(campaigns)
         elif etype == "webinar_attended" and rnd.random() < 0.8:
             props["minutes"] = pick([0, 3, 4, 5, 12, 29, 30, 55])
-        event = {"id": f"ev{i}", "type": etype, "at": NOW - dt.timedelta(seconds=rnd.randint(0, 3600)), "url": url,
-                 "name": name, "properties": props}
+        event = {
+            "id": f"ev{i}",
+            "type": etype,
+            "at": NOW - dt.timedelta(seconds=rnd.randint(0, 3600)),
+            "url": url,
+            "name": name,
+            "properties": props,
+        }
         span = pick([24, 72, 240])  # hours over which this lead's recent page views spread
         times = {
             "page_view": sorted(NOW - dt.timedelta(hours=rnd.uniform(0, span)) for _ in range(rnd.randint(0, 9))),
@@ -557,6 +615,34 @@ def leadflow_run(prepared: list[tuple[Callable[..., Any], int]], pairs: list[Pai
 
 def leadflow_fired(prepared: list[tuple[Callable[..., Any], int]], pair: Pair) -> list[bool]:
     return [bool(test(*pair)) for test, _ in prepared]
+
+
+# (a') leadflow as the engine scores an event: the section compiled into one function (rules/sections.py),
+# rules that read the score evaluated on their own after it
+def section_compile(rules: list[Rule]) -> tuple[Any, list[tuple[int, Callable[..., Any]]], list[int]]:
+    vocabulary = Vocabulary().with_fields(["job_function"])
+    section = compile_section([r.leadflow for r in rules], vocabulary)
+    assert section is not None
+    late = [(i, compile_expression(rules[i].leadflow, vocabulary)) for i in sorted(section.late)]
+    return section.test, late, [r.points for r in rules]
+
+
+def section_run(prepared: Any, pairs: list[Pair]) -> int:
+    test, late, points = prepared
+    total = 0
+    for pair in pairs:
+        for i in test(*pair):
+            total += points[i]
+        for i, rule in late:
+            if rule(*pair):
+                total += points[i]
+    return total
+
+
+def section_fired(prepared: Any, pair: Pair) -> list[bool]:
+    test, late, points = prepared
+    held = set(test(*pair)) | {i for i, rule in late if rule(*pair)}
+    return [i in held for i in range(len(points))]
 
 
 # (b) plain Python lambdas, (c) one generated function
@@ -636,8 +722,15 @@ def rule_engine_compile(rules: list[Rule]) -> Any:
 
 def _rule_engine_thing(pair: Pair) -> dict[str, Any]:
     lead, event, score, grade, stage, now, history = pair
-    return {"lead": lead, "event": event, "score": score, "grade": grade, "stage": stage, "now": now,
-            "count": lambda event_type, days: history(event_type, float(days), now)}
+    return {
+        "lead": lead,
+        "event": event,
+        "score": score,
+        "grade": grade,
+        "stage": stage,
+        "now": now,
+        "count": lambda event_type, days: history(event_type, float(days), now),
+    }
 
 
 def rule_engine_run(prepared: Any, pairs: list[Pair]) -> int:
@@ -716,9 +809,14 @@ def _celpy_activation(pair: Pair) -> dict[str, Any]:
 
     lead, event, score, grade, stage, now, history = pair
     _CELPY_SLOT[0], _CELPY_SLOT[1] = history, now
-    return {"lead": celpy.json_to_cel(lead), "event": celpy.json_to_cel(event), "score": celtypes.DoubleType(score),
-            "grade": celtypes.StringType(grade), "stage": celtypes.StringType(stage),
-            "now": celtypes.TimestampType(now)}
+    return {
+        "lead": celpy.json_to_cel(lead),
+        "event": celpy.json_to_cel(event),
+        "score": celtypes.DoubleType(score),
+        "grade": celtypes.StringType(grade),
+        "stage": celtypes.StringType(stage),
+        "now": celtypes.TimestampType(now),
+    }
 
 
 def celpy_run(prepared: Any, pairs: list[Pair]) -> int:
@@ -818,12 +916,28 @@ def cel_cpp_compile(rules: list[Rule]) -> Any:
 
     dyn_map = cel.Type.Map(cel.Type.STRING, cel.Type.DYN)
     env = cel.NewEnv(
-        variables={"lead": dyn_map, "event": dyn_map, "score": cel.Type.DOUBLE, "grade": cel.Type.STRING,
-                   "stage": cel.Type.STRING, "now": cel.Type.TIMESTAMP},
+        variables={
+            "lead": dyn_map,
+            "event": dyn_map,
+            "score": cel.Type.DOUBLE,
+            "grade": cel.Type.STRING,
+            "stage": cel.Type.STRING,
+            "now": cel.Type.TIMESTAMP,
+        },
         extensions=[ext_strings.ExtStrings()],
-        functions=[cel.FunctionDecl("count", [cel.Overload("count_string_int", return_type=cel.Type.INT,
-                                                           parameters=[cel.Type.STRING, cel.Type.INT],
-                                                           impl=_cel_cpp_count)])],
+        functions=[
+            cel.FunctionDecl(
+                "count",
+                [
+                    cel.Overload(
+                        "count_string_int",
+                        return_type=cel.Type.INT,
+                        parameters=[cel.Type.STRING, cel.Type.INT],
+                        impl=_cel_cpp_count,
+                    )
+                ],
+            )
+        ],
     )
     return env, [(env.compile(_cel_native_text(r.cel)), r.points) for r in rules]
 
@@ -836,8 +950,14 @@ def _cel_cpp_count(event_type: str, days: int) -> int:
 def _cel_cpp_activation(env: Any, pair: Pair) -> Any:
     lead, event, score, grade, stage, now, history = pair
     _CEL_CPP_SLOT[0], _CEL_CPP_SLOT[1] = history, now
-    data = {"lead": lead, "event": {**event, "at": event["at"].isoformat()}, "score": score, "grade": grade,
-            "stage": stage, "now": now}
+    data = {
+        "lead": lead,
+        "event": {**event, "at": event["at"].isoformat()},
+        "score": score,
+        "grade": grade,
+        "stage": stage,
+        "now": now,
+    }
     return env.Activation(data)
 
 
@@ -870,21 +990,42 @@ def _lambda_run(prepared: list[tuple[Callable[..., Any], int]], pairs: list[Pair
 
 ENGINES = [
     Engine("leadflow (ast-compiled)", leadflow_compile, leadflow_run, leadflow_fired),
+    Engine("leadflow, section in one function (as scored)", section_compile, section_run, section_fired),
     Engine("plain Python, one lambda per rule (the limit)", python_compile, _lambda_run, leadflow_fired),
     Engine("plain Python, one generated function (ceiling)", generated_compile, generated_run, None),
-    Engine("simpleeval (EvalWithCompoundTypes, parse once)", simpleeval_compile, simpleeval_run, simpleeval_fired,
-           "simpleeval"),
+    Engine(
+        "simpleeval (EvalWithCompoundTypes, parse once)",
+        simpleeval_compile,
+        simpleeval_run,
+        simpleeval_fired,
+        "simpleeval",
+    ),
     Engine('rule-engine (lead["x"] syntax)', rule_engine_compile, rule_engine_run, rule_engine_fired, "rule-engine"),
-    Engine("cel-python / celpy (CompiledRunner, Environment per rule)", celpy_compile, celpy_run, celpy_fired,
-           "cel-python"),
-    Engine("cel-python / celpy (InterpretedRunner, default)",
-           functools.partial(celpy_compile, compiled=False), celpy_run, celpy_fired, "cel-python"),
-    Engine("common-expression-language (Rust CEL)", rust_cel_compile, rust_cel_run, rust_cel_fired,
-           "common-expression-language"),
-    Engine("common-expression-language, regex via cached callback", rust_cel_rx_compile, rust_cel_run,
-           rust_cel_fired, "common-expression-language"),
-    Engine("cel-expr-python (Google C++ CEL, typed)", cel_cpp_compile, cel_cpp_run, cel_cpp_fired,
-           "cel-expr-python"),
+    Engine(
+        "cel-python / celpy (CompiledRunner, Environment per rule)", celpy_compile, celpy_run, celpy_fired, "cel-python"
+    ),
+    Engine(
+        "cel-python / celpy (InterpretedRunner, default)",
+        functools.partial(celpy_compile, compiled=False),
+        celpy_run,
+        celpy_fired,
+        "cel-python",
+    ),
+    Engine(
+        "common-expression-language (Rust CEL)",
+        rust_cel_compile,
+        rust_cel_run,
+        rust_cel_fired,
+        "common-expression-language",
+    ),
+    Engine(
+        "common-expression-language, regex via cached callback",
+        rust_cel_rx_compile,
+        rust_cel_run,
+        rust_cel_fired,
+        "common-expression-language",
+    ),
+    Engine("cel-expr-python (Google C++ CEL, typed)", cel_cpp_compile, cel_cpp_run, cel_cpp_fired, "cel-expr-python"),
 ]
 
 
@@ -945,10 +1086,14 @@ def main() -> int:
     always = [r.id for r, n in zip(RULES, per_rule, strict=True) if n == len(pairs)]
     assert not dead and not always, f"data set does not exercise: never {dead}, always {always}"
 
-    print(f"Rule evaluation: {len(RULES)} scoring rules x {len(pairs)} (lead, event) pairs; "
-          f"{sum(per_rule)} rule hits, total score {expected_total}")
-    print(f"{dt.date.today()}  Python {platform.python_version()}  {platform.machine()}  "
-          f"{os.cpu_count()} cores; one process, one core")
+    print(
+        f"Rule evaluation: {len(RULES)} scoring rules x {len(pairs)} (lead, event) pairs; "
+        f"{sum(per_rule)} rule hits, total score {expected_total}"
+    )
+    print(
+        f"{dt.date.today()}  Python {platform.python_version()}  {platform.machine()}  "
+        f"{os.cpu_count()} cores; one process, one core"
+    )
     rows: list[tuple[str, str, str]] = []  # (engine, version, rest of the line or a failure)
     timed: list[tuple[int, float, float, int]] = []  # (row index, compile ms, us per pair, total)
     failures = 0
@@ -964,8 +1109,12 @@ def main() -> int:
             compile_ms = (time.perf_counter() - start) * 1000
             if engine.fired is not None:
                 got = [engine.fired(prepared, pair) for pair in pairs]
-                wrong = [(RULES[i].id, p) for p, (a, b) in enumerate(zip(got, reference, strict=True))
-                         for i in range(len(RULES)) if a[i] != b[i]]
+                wrong = [
+                    (RULES[i].id, p)
+                    for p, (a, b) in enumerate(zip(got, reference, strict=True))
+                    for i in range(len(RULES))
+                    if a[i] != b[i]
+                ]
             else:
                 wrong = [("pair total", p) for p, pair in enumerate(pairs) if prepared(*pair) != pair_totals[p]]
             per_pass, total = time_engine(engine, prepared, pairs, args.seconds)
@@ -975,8 +1124,13 @@ def main() -> int:
             continue
         if wrong or total != expected_total:
             failures += 1
-            rows.append((engine.name, ver, f"DISAGREES: total {total} != {expected_total}; "
-                                           f"{len(wrong)} results differ, first {wrong[:5]}"))
+            rows.append(
+                (
+                    engine.name,
+                    ver,
+                    f"DISAGREES: total {total} != {expected_total}; {len(wrong)} results differ, first {wrong[:5]}",
+                )
+            )
             continue
         timed.append((len(rows), compile_ms, per_pass / len(pairs) * 1e6, total))
         rows.append((engine.name, ver, ""))
@@ -985,11 +1139,17 @@ def main() -> int:
 
     limit_us = next(us for i, _, us, _ in timed if "limit" in rows[i][0])
     for i, compile_ms, us, total in timed:
-        rows[i] = (rows[i][0], rows[i][1], f"{compile_ms:>8.1f} ms {us:>9.1f} {1e6 / us:>9,.0f} "
-                                           f"{len(RULES) * 1e6 / us:>13,.0f} {us / limit_us:>9.1f}  agree ({total})")
+        rows[i] = (
+            rows[i][0],
+            rows[i][1],
+            f"{compile_ms:>8.1f} ms {us:>9.1f} {1e6 / us:>9,.0f} "
+            f"{len(RULES) * 1e6 / us:>13,.0f} {us / limit_us:>9.1f}  agree ({total})",
+        )
     print()
-    header = (f"{'engine':<58} {'version':>9} {'compile 50':>11} {'us/pair':>9} {'pairs/s':>9} "
-              f"{'rule evals/s':>13} {'x python':>9}  result")
+    header = (
+        f"{'engine':<58} {'version':>9} {'compile 50':>11} {'us/pair':>9} {'pairs/s':>9} "
+        f"{'rule evals/s':>13} {'x python':>9}  result"
+    )
     print(header)
     print("-" * len(header))
     for name, ver, rest in rows:

@@ -154,7 +154,12 @@ def configure_logging(
     root.addHandler(handler)
     root.setLevel(level.upper())
     # uvicorn keeps its own handlers unless told otherwise: route its records through ours.
-    for name in ("uvicorn", "uvicorn.access", "uvicorn.error"):
+    for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
+    # leadflow.access (observability/http.py) logs every request with its route, time and ids: uvicorn's own
+    # access line said it again, a second log record per request on the hot path.
+    access = logging.getLogger("uvicorn.access")
+    access.handlers.clear()
+    access.propagate = False
     return handler

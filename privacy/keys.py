@@ -111,6 +111,8 @@ class KeyRing:
         self.ttl_seconds = ttl_seconds
         self._cache: OrderedDict[str, tuple[DataKey, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[DataKey]] = {}
+        self._batch: dict[str, bool] = {}  # lead -> create it if missing, for the next flush
+        self._flush: asyncio.Future[None] | None = None
         self.misses = 0
 
     def _cached(self, lead_id: str) -> DataKey | None:
@@ -135,31 +137,64 @@ class KeyRing:
         self._cache.pop(lead_id, None)
 
     async def _load(self, lead_id: str, *, create: bool) -> DataKey:
-        # One store round trip per lead and process, even when a burst of payloads misses at once.
+        # One store round trip per lead and process, even when a burst of payloads misses at once; and the
+        # leads that miss in the same moment (a burst of new leads at the API, a worker's first tasks) share
+        # one query and one transaction: on SQLite every transaction waits for the one write lock.
         pending = self._loading.get(lead_id)
         if pending is None:
-            pending = asyncio.ensure_future(self._fetch(lead_id, create=create))
+            pending = asyncio.get_running_loop().create_future()
             self._loading[lead_id] = pending
-            pending.add_done_callback(lambda _: self._loading.pop(lead_id, None))
+            self._batch[lead_id] = create
+        elif create and lead_id in self._batch:  # not fetched yet: fetch it for creating
+            self._batch[lead_id] = True
+        if self._batch and self._flush is None:
+            self._flush = asyncio.ensure_future(self._flush_batch())
         return await asyncio.shield(pending)
 
-    async def _fetch(self, lead_id: str, *, create: bool) -> DataKey:
-        self.misses += 1
+    async def _flush_batch(self) -> None:
+        await asyncio.sleep(0)  # the other misses of this moment join the batch
+        batch, self._batch, self._flush = self._batch, {}, None
+        try:
+            stored = await self._fetch(batch)
+        except BaseException as exc:  # each waiter gets it (this task's own result is never read)
+            for lead_id in batch:
+                self._settle(lead_id, exc)
+            return
+        for lead_id in batch:
+            row = stored.get(lead_id)
+            if row is None:
+                self._settle(lead_id, KeyUnavailable(f"lead {lead_id} has no data key in the store"))
+                continue
+            try:
+                key = self._remember(DataKey(lead_id, row.key_id, AESGCM(self.masters.unwrap(row))))
+            except Exception as exc:  # erased, or wrapped by a master key this process lacks
+                self._settle(lead_id, exc)
+            else:
+                self._settle(lead_id, key)
+
+    def _settle(self, lead_id: str, outcome: DataKey | BaseException) -> None:
+        pending = self._loading.pop(lead_id, None)
+        if pending is None or pending.done():
+            return
+        if isinstance(outcome, BaseException):
+            pending.set_exception(outcome)
+        else:
+            pending.set_result(outcome)
+
+    async def _fetch(self, batch: dict[str, bool]) -> dict[str, privacy.StoredKey]:
+        """lead -> stored key for the batch's leads, creating the missing ones marked for creation."""
+        self.misses += len(batch)
         async with self.sessions() as session:
-            stored = await privacy.get_lead_key(session, lead_id)
-            if stored is None and create:
-                key_id = uuid.uuid4().hex
-                stored = await privacy.add_lead_key(
-                    session,
-                    lead_id=lead_id,
-                    key_id=key_id,
-                    master_key_id=self.masters.current.key_id,
-                    wrapped_key=self.masters.wrap(AESGCM.generate_key(256), lead_id, key_id),
-                    now=datetime.now(UTC),
-                )
-        if stored is None:
-            raise KeyUnavailable(f"lead {lead_id} has no data key in the store")
-        return self._remember(DataKey(lead_id, stored.key_id, AESGCM(self.masters.unwrap(stored))))
+            stored = await privacy.get_lead_keys(session, list(batch))
+            new = []
+            for lead_id, create in batch.items():
+                if create and lead_id not in stored:
+                    key_id = uuid.uuid4().hex
+                    wrapped = self.masters.wrap(AESGCM.generate_key(256), lead_id, key_id)
+                    new.append(privacy.StoredKey(lead_id, key_id, self.masters.current.key_id, wrapped))
+            if new:
+                stored |= await privacy.add_lead_keys(session, new, datetime.now(UTC))
+        return stored
 
     async def for_encoding(self, lead_id: str) -> DataKey:
         """The lead's key, created on its first payload; LeadErased once it was erased."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 from bisect import bisect_left
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -264,10 +264,8 @@ def _score_event(
         "term": touch.term if touch else None,
     }
     history = _history(state)
-    for rule in pb.scoring:
+    for rule in _scoring_hits(state, view, now, pb, history):
         spec = rule.spec
-        if not _holds(rule.test, state, now, rule_id=spec.id, event=view, history=history):
-            continue
         hits = state.rule_hits.setdefault(spec.id, [])
         if spec.max_total is not None and len(hits) >= spec.max_total:
             continue
@@ -278,6 +276,34 @@ def _score_event(
         reason = spec.description or f"{event.type}{' ' + event.url if event.url else ''}"
         _add_points(state, spec.points, now, spec.id, reason, event.id)
     _resume_waiting(state, view, now, pb)
+
+
+def _scoring_hits(
+    state: LeadState, view: dict[str, Any], now: datetime, pb: CompiledPlaybook, history: Any
+) -> Iterator[Any]:
+    """The scoring rules that hold for this event, in playbook order, each judged when its turn comes.
+
+    The section function (rules/sections.py) answers all rules at once; a rule that reads the score is
+    judged on its own in its turn, after the points of the rules before it, as rule by rule always did.
+    When the section raises, rule by rule it is, so the failing rule is recorded as before."""
+    section = pb.scoring_section
+    held: list[int] | None = None
+    if section is not None:
+        try:
+            held = section.test(state.attributes, view, state.score, state.grade, state.stage, now, history)
+        except Exception:
+            held = None
+    if held is None:
+        for rule in pb.scoring:
+            if _holds(rule.test, state, now, rule_id=rule.spec.id, event=view, history=history):
+                yield rule
+        return
+    for position in sorted([*held, *section.late]) if section.late else held:  # type: ignore[union-attr]
+        rule = pb.scoring[position]
+        if position not in section.late or _holds(  # type: ignore[union-attr]
+            rule.test, state, now, rule_id=rule.spec.id, event=view, history=history
+        ):
+            yield rule
 
 
 def _decay(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:

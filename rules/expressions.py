@@ -518,6 +518,27 @@ Compiled = Callable[..., Any]
 def compile_expression(text: str, vocabulary: Vocabulary | None = None) -> Compiled:
     """Check ``text`` and compile it; raises :class:`ExpressionError` with a plain-words reason."""
     vocabulary = vocabulary or Vocabulary()
+    func = ast.Expression(
+        body=ast.Lambda(
+            args=ast.arguments(
+                posonlyargs=[], args=[ast.arg(arg=p) for p in PARAMS], kwonlyargs=[], kw_defaults=[], defaults=[]
+            ),
+            body=check_expression(text, vocabulary),
+        )
+    )
+    ast.fix_missing_locations(func)
+    code = compile(func, "<rule>", "eval")
+    return eval(code, runtime_for(vocabulary))  # noqa: S307 - a checked, rewritten tree, never marketer text
+
+
+def runtime_for(vocabulary: Vocabulary) -> dict[str, Any]:
+    """The helpers a compiled rule's globals hold (the regex engine is the vocabulary's)."""
+    return dict(RUNTIME, _matches=ENGINES[vocabulary.regex_engine])
+
+
+def check_expression(text: str, vocabulary: Vocabulary) -> ast.expr:
+    """The checked, rewritten tree of ``text`` (an expression over PARAMS and the RUNTIME helpers only);
+    raises :class:`ExpressionError` with a plain-words reason."""
     if not isinstance(text, str) or not text.strip():
         raise ExpressionError("the condition is empty.")
     if len(text) > MAX_LENGTH:
@@ -533,19 +554,8 @@ def compile_expression(text: str, vocabulary: Vocabulary | None = None) -> Compi
         raise ExpressionError(f"this is not a valid condition ({exc.msg}).{hint}", exc.offset) from None
     if sum(1 for _ in ast.walk(tree)) > MAX_NODES:
         raise ExpressionError("the condition is too long; split it into several rules.")
-    checked = _Checker(vocabulary).visit(tree)
-    func = ast.Expression(
-        body=ast.Lambda(
-            args=ast.arguments(
-                posonlyargs=[], args=[ast.arg(arg=p) for p in PARAMS], kwonlyargs=[], kw_defaults=[], defaults=[]
-            ),
-            body=checked.body,
-        )
-    )
-    ast.fix_missing_locations(func)
-    code = compile(func, "<rule>", "eval")
-    runtime = dict(RUNTIME, _matches=ENGINES[vocabulary.regex_engine])
-    return eval(code, runtime)  # noqa: S307 - a checked, rewritten tree, never marketer text
+    checked: ast.Expression = _Checker(vocabulary).visit(tree)
+    return checked.body
 
 
 def parse_duration(text: str | int | float) -> timedelta:

@@ -218,3 +218,29 @@ def _matches_python(text: Any, pattern: Any) -> bool:
 
 
 ENGINES: dict[str, Callable[[Any, Any], bool]] = {"re2": _matches_re2, "python": _matches_python}
+
+
+# A lead's title or email meets the same patterns at every event: remember the latest answers (pure, so
+# remembering changes no answer). Bounded: short texts only, and the memo starts over when full.
+MATCH_MEMO_SIZE = 2048
+MATCH_MEMO_TEXT = 200
+
+
+def memoised_matcher(engine: str, pattern: str) -> Callable[[Any], bool]:
+    """``matches(text, pattern)`` for one constant pattern, as ENGINES[engine] answers it."""
+    match = ENGINES[engine]
+    memo: dict[str, bool] = {}
+
+    def matcher(text: Any) -> bool:
+        if not isinstance(text, str):
+            return False
+        if len(text) > MATCH_MEMO_TEXT:
+            return match(text, pattern)
+        hit = memo.get(text)
+        if hit is None:
+            if len(memo) >= MATCH_MEMO_SIZE:
+                memo.clear()
+            hit = memo[text] = match(text, pattern)
+        return hit
+
+    return matcher

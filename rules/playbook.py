@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
 from rules.locale import LOCALE_PATTERN
+from rules.sections import CompiledSection, compile_section
 from rules.sources import CompiledSources, SourceMap, compile_sources
 
 Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
@@ -549,6 +550,8 @@ class CompiledPlaybook:
     sla: tuple[tuple[SlaPolicy, Callable[..., Any] | None], ...]
     journeys: tuple[CompiledJourney, ...]
     sources: CompiledSources
+    # The scoring rules in one function (rules/sections.py): what every event is scored with.
+    scoring_section: CompiledSection | None = None
 
     @property
     def stage_order(self) -> list[str]:
@@ -581,6 +584,7 @@ def _compile_all(
     out["scoring"] = tuple(
         Rule(r, comp(r.when, ("scoring", "rules", i, "when"), with_event)) for i, r in enumerate(pb.scoring.rules)
     )
+    out["scoring_section"] = compile_section([r.when for r in pb.scoring.rules], with_event)
     out["grading"] = tuple(
         Rule(r, comp(r.when, ("grading", "rules", i, "when"), lead_only)) for i, r in enumerate(pb.grading.rules)
     )

@@ -63,6 +63,35 @@ async def get_lead_key(session: AsyncSession, lead_id: str) -> StoredKey | None:
     return _stored(row) if row is not None else None
 
 
+async def get_lead_keys(session: AsyncSession, lead_ids: list[str]) -> dict[str, StoredKey]:
+    """The stored keys of these leads (those that have one), in one query."""
+    rows = (await session.execute(select(LeadKey).where(LeadKey.lead_id.in_(lead_ids)))).scalars()
+    return {row.lead_id: _stored(row) for row in rows}
+
+
+async def add_lead_keys(session: AsyncSession, keys: list[StoredKey], now: datetime) -> dict[str, StoredKey]:
+    """Store new leads' keys in one transaction, each unless one exists; returns the ones that won (two
+    processes may race for a lead)."""
+    async with _writing(session):
+        await session.execute(
+            _insert(session, LeadKey)
+            .values(
+                [
+                    {
+                        "lead_id": k.lead_id,
+                        "key_id": k.key_id,
+                        "master_key_id": k.master_key_id,
+                        "wrapped_key": k.wrapped_key,
+                        "created_at": now,
+                    }
+                    for k in keys
+                ]
+            )
+            .on_conflict_do_nothing(index_elements=["lead_id"])
+        )
+    return await get_lead_keys(session, [k.lead_id for k in keys])
+
+
 async def add_lead_key(
     session: AsyncSession, *, lead_id: str, key_id: str, master_key_id: str, wrapped_key: bytes, now: datetime
 ) -> StoredKey:

@@ -160,3 +160,45 @@ async def test_new_leads_reuse_the_process_wide_type_adapters(
     assert after.hits - before.hits >= 3 * 3
     # ...without building a single new adapter.
     assert after.misses == before.misses
+
+
+async def test_the_rep_is_notified_in_the_workflow_task_that_assigned_them(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    """The assignment runs as a local activity: the rep's email is scheduled in the workflow task that
+    decided the assignment, not one server round trip (an activity task and a new workflow task) later."""
+    inbox, _ = smtp
+    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+    client = with_lead_codec(env.client, settings, sessions)
+    async with build_worker(client, settings, sessions):
+        handle = await start_sql_lead(client, settings, "lea@example.com")
+        view = await wait_view(handle, lambda v: v.owner is not None)
+        await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead")
+        history = await handle.fetch_history()
+    scheduled = {
+        e.activity_task_scheduled_event_attributes.activity_type.name: e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+    }
+    markers = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_local_activity"
+    ]
+    assert "assign_rep" not in scheduled and len(markers) == 1
+    notify = [
+        e.activity_task_scheduled_event_attributes
+        for e in history.events
+        if e.HasField("activity_task_scheduled_event_attributes")
+        and e.activity_task_scheduled_event_attributes.activity_type.name == "send_email"
+    ][-1]
+    assert notify.workflow_task_completed_event_id == markers[0].workflow_task_completed_event_id
+    assert view.owner.rep.id.startswith("rep-")
+    # Today's shape joins the replay tests (LEADFLOW_RECORD_HISTORIES=1 records it, decoded).
+    decoded = await decoded_history(history, client.data_converter.payload_codec)
+    await Replayer(
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(decoded)
+    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+        (HISTORIES / "lead_assign_local_activity_v3.json").write_text(decoded.to_json())

@@ -5,6 +5,7 @@ Real store (SQLite; PostgreSQL too where LEADFLOW_TEST_POSTGRES_URL is set), rea
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -140,6 +141,31 @@ async def test_cache_is_bounded_and_one_store_trip_per_lead(sessions: Sessions) 
     for _ in range(5):
         await codecs[2].encode([personal_payload()])
     assert keys.misses == 3
+
+
+async def test_leads_missing_at_once_share_one_store_transaction(sessions: Sessions) -> None:
+    """A burst of new leads (16 requests at a time at the API) took one transaction each, each waiting for
+    SQLite's one write lock; now the misses of one moment share a query and a transaction."""
+    opened = 0
+
+    def counting() -> AsyncSession:
+        nonlocal opened
+        opened += 1
+        return sessions()
+
+    keys = KeyRing(counting, MasterKeys("master-1"))  # type: ignore[arg-type]
+    leads = [f"lead-{i:032x}" for i in range(20)]
+    sealed = await asyncio.gather(
+        *(LeadPayloadCodec(keys).with_context(workflow_context(lead)).encode([personal_payload()]) for lead in leads)
+    )
+    assert opened == 1 and keys.misses == 20
+    # Each lead has its own key, and a fresh process (reads only, also batched) opens every payload.
+    async with sessions() as session:
+        stored = await privacy.get_lead_keys(session, leads)
+    assert len({k.key_id for k in stored.values()}) == 20
+    reader = KeyRing(sessions, MasterKeys("master-1"))
+    opened_back = await asyncio.gather(*(LeadPayloadCodec(reader).decode(payloads) for payloads in sealed))
+    assert all(p[0] == personal_payload() for p in opened_back) and reader.misses == 20
 
 
 async def test_master_key_rotation_rewraps_every_data_key(sessions: Sessions) -> None:

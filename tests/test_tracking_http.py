@@ -3,7 +3,9 @@ waiting for it, an altered redirect is refused, prefetched opens count once, and
 
 from __future__ import annotations
 
+import asyncio
 import html
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
@@ -27,6 +29,22 @@ async def publish(http: httpx.AsyncClient, monkeypatch: pytest.MonkeyPatch, text
     monkeypatch.setattr("api.deps.PLAYBOOK_CHECK_SECONDS", 0.0)  # new leads pin the publication at once
     published = await http.post("/v1/playbooks", json={"playbook": text, "author": "test"}, headers=AUTH)
     assert published.status_code == 201, published.text
+
+
+async def timeline_when(http: httpx.AsyncClient, lead: str, predicate) -> dict[str, Any]:  # type: ignore[no-untyped-def]
+    """The lead's timeline once ``predicate`` holds: touchpoints reach the store with the lead's projection."""
+    body: dict[str, Any] = {}
+    for _ in range(150):
+        answer = await http.get(f"/v1/leads/{lead}/timeline", headers=AUTH)
+        body = answer.json()
+        if answer.status_code == 200 and predicate(body):
+            return body
+        await asyncio.sleep(0.1)
+    raise AssertionError(f"the timeline of {lead} never matched; last answer: {body}")
+
+
+def clicks(timeline: dict[str, Any]) -> list[dict[str, Any]]:
+    return [t for t in timeline["touchpoints"] if t["type"] == "email_click"]
 
 
 def path_of(url: str) -> str:
@@ -62,8 +80,7 @@ async def test_a_tracked_click_resumes_the_journey_waiting_for_it(
     assert view["journeys"][0]["status"] == "exited" and view["journeys"][0]["waiting_for"] is None
     click = next(c for c in view["recent_score_changes"] if c["rule_id"] == "email_click")
     assert click["points"] == 5
-    timeline = (await http.get(f"/v1/leads/{lead}/timeline", headers=AUTH)).json()
-    (touch,) = [t for t in timeline["touchpoints"] if t["type"] == "email_click"]
+    (touch,) = clicks(await timeline_when(http, lead, clicks))
     assert touch["properties"]["template"] == "offer" and touch["properties"]["send_key"] == f"{lead}:nurture:1"
     assert touch["url"] == "https://example.com/pricing?plan=team&ref=mail"
 
@@ -121,9 +138,28 @@ async def test_prefetched_and_repeated_opens_count_once(
     view = await eventually(
         http, f"/v1/leads/{lead}", lambda v: any(c["rule_id"] == "email_open" for c in v["recent_score_changes"])
     )
-    timeline = (await http.get(f"/v1/leads/{lead}/timeline", headers=AUTH)).json()
+    timeline = await timeline_when(http, lead, lambda t: any(p["type"] == "email_open" for p in t["touchpoints"]))
     assert [t["type"] for t in timeline["touchpoints"]].count("email_open") == 1
     opens = [c for c in view["recent_score_changes"] if c["rule_id"] == "email_open"]
     assert len(opens) == 1  # the playbook allows 3 a day: the dedupe, not the cap, made it one
     # The wait_for_event step waits for a click: an open does not end it.
     assert view["journeys"][0]["waiting_for"] == "wait_click"
+
+
+async def test_a_click_is_stored_once_by_the_workflow_with_the_campaign_of_its_link(
+    stack: httpx.AsyncClient,  # noqa: F811
+    smtp: tuple[Inbox, int],
+    settings: Settings,
+) -> None:
+    """The workflow is the one writer of touchpoints: the API wrote a click on the side first, without the
+    link's campaign, and the workflow's own row (with it) was then ignored as a repeat."""
+    http = stack
+    created = await http.post("/v1/leads", json={"email": "nia@example.com"}, headers=AUTH)
+    lead = created.json()["lead_id"]
+    await eventually(http, f"/v1/leads/{lead}", lambda v: v["exists"])
+    target = "https://example.com/pricing?utm_source=newsletter&utm_medium=email&utm_campaign=spring"
+    token = sign_for(tracking_key(settings.secret("id_key")), lead, target)
+    assert (await http.get(f"/t/c/{token}")).status_code == 302
+
+    (touch,) = clicks(await timeline_when(http, lead, lambda t: any(c["campaign"] for c in clicks(t))))
+    assert (touch["medium"], touch["campaign"]) == ("email", "spring")

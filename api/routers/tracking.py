@@ -2,9 +2,10 @@
 redirect or the pixel (no lead, no template, no reason for a refusal).
 
 A click or an open reaches the lead's workflow as an ``email_click`` / ``email_open`` event carrying the
-template, the send key, the A/B variant and the link (so ``wait_for_event`` and scoring react to it) and is
-kept as a touchpoint (the email report counts them). The event id comes from rules/engagement.py: repeats
-within ``LEADFLOW_TRACKING_DEDUPE_SECONDS`` (prefetchers, link scanners) count once. Recording never
+template, the send key, the A/B variant and the link (so ``wait_for_event`` and scoring react to it); the
+workflow keeps it as a touchpoint (the email report counts them), as it does every event. The event id comes
+from rules/engagement.py: repeats within ``LEADFLOW_TRACKING_DEDUPE_SECONDS`` (prefetchers, link scanners)
+count once. Recording never
 delays or breaks the redirect: when Temporal cannot be reached the person still gets where they clicked.
 """
 
@@ -27,7 +28,6 @@ from api.roles import public
 from api.routers.leads import signal_events
 from rules.engagement import CLICK, OPEN, engagement_event_id
 from rules.model import EventsReceived, TrackedEvent
-from store import repo
 
 log = logging.getLogger("leadflow.tracking")
 router = APIRouter(dependencies=[public('mail clients follow signed links')], prefix="/t", tags=["tracking"])
@@ -44,7 +44,8 @@ def _not_found() -> Response:
 
 
 async def _record(state: AppState, send: TrackedSend, kind: str, link: str | None) -> None:
-    """Tell the lead's workflow, then keep the touchpoint; a failure is logged, never shown to the person."""
+    """Tell the lead's workflow, which keeps the touchpoint (its one writer: with the link's campaign, in its
+    next projection); a failure is logged, never shown to the person."""
     lead_id = send.lead_id
     if lead_id is None:
         return
@@ -58,8 +59,6 @@ async def _record(state: AppState, send: TrackedSend, kind: str, link: str | Non
         await asyncio.wait_for(
             signal_events(state, lead_id, EventsReceived([event]), create=False), RECORD_TIMEOUT_SECONDS
         )
-        async with state.sessions() as session:
-            await repo.add_touchpoints(session, lead_id, [event], now)
     except (RPCError, ServiceUnavailable, TimeoutError, OSError) as exc:
         # An erased lead (its workflow ended) or Temporal down: the click still redirects.
         log.warning("%s for %s not recorded: %s", kind, send.send_key, type(exc).__name__)
