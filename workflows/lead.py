@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.consent import effective_status
     from rules.engine import Decision
+    from rules.migration import LeadMigrationPlan, MigrationResult, plan_lead_migration
     from rules.model import (
         TOUCH_KINDS,
         AssignmentFailed,
@@ -46,7 +47,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows import search_attributes as sa
     from workflows.lead_merge import LeadMerges
     from workflows.merge_payloads import HandOver
-    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
+    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView, PlaybookBundle, PlaybookMigration
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -71,6 +72,8 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_attempts=120,
     non_retryable_error_types=["UnstorableSnapshot"],
 )
+# A migration request carries one playbook document and at most this many step map entries.
+MAX_MIGRATION_STEP_MAP = 500
 # The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
 TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 
@@ -100,6 +103,13 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         # Merges (workflows/lead_merge.py): survivors asking this lead to hand itself over; refusals answered to it.
         self._handover_requests: list[HandOver] = []
         self._merge_refusals: dict[str, str] = {}
+        # The playbook this run follows: the start's, until a migration switches it (carried on continue-as-new).
+        self._bundle: PlaybookBundle = start.playbook
+        self._regex_engine = "re2"
+        # Playbook migrations accepted and waiting for the main loop (ticket, request), and their answers.
+        self._migrations: deque[tuple[int, PlaybookMigration]] = deque()
+        self._migration_plans: dict[int, LeadMigrationPlan] = {}
+        self._migration_tickets = 0
 
     # ---------------------------------------------------------------- handlers
 
@@ -200,6 +210,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
     async def run(self, start: LeadStart) -> None:
         # Rule patterns run on RE2 (linear time) from this change on; runs recorded before keep Python's re.
         engine = "re2" if workflow.patched("rules-re2-patterns") else "python"
+        self._regex_engine = engine
         self._playbook = compiled_from_document(start.playbook.document, start.playbook.version, engine)
         options = self._options = start.options
         # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
@@ -219,6 +230,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
             self._applying = True
             try:
                 self._apply_due_inputs()
+                self._apply_migrations()
             finally:
                 self._applying = False
             self._project_if_needed(options.projection_delay_seconds)
@@ -235,7 +247,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
                 workflow.continue_as_new(
                     LeadStart(
                         lead_id=start.lead_id,
-                        playbook=start.playbook,
+                        playbook=self._bundle,
                         options=options,
                         state=self._state,
                         projected_score_seq=self._projected_score_seq,
@@ -280,7 +292,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
             pass
 
     def _has_work(self) -> bool:
-        return bool(self._inbox) or self._erase_requested or bool(self._handover_requests)
+        # A playbook migration waits in its own queue (it is no rules input); it wakes the loop like one.
+        return bool(self._inbox) or self._erase_requested or bool(self._handover_requests) or bool(self._migrations)
 
     def _apply_due_inputs(self) -> None:
         assert self._playbook is not None
@@ -437,6 +450,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         def drained_or_awaited() -> bool:
             if not self._tasks and workflow.all_handlers_finished():
                 return True
+            if self._migrations:  # a migration accepted meanwhile waits for this loop: apply it, do not wait on it
+                return True
             return applies_inbox and bool(self._inbox) and not workflow.all_handlers_finished()
 
         while True:
@@ -444,7 +459,67 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
                 self._projection_due = None
                 self._project()
             await workflow.wait_condition(drained_or_awaited)
-            if not self._inbox:
+            if not self._inbox and not self._migrations:
                 return
             self._apply_due_inputs()
+            self._apply_migrations()
             self._project_if_needed(0)
+
+    # ---------------------------------------------------------------- playbook migration (rules/migration.py)
+
+    @workflow.query
+    def plan_migration(self, request: PlaybookMigration) -> LeadMigrationPlan:
+        """The dry run: what switching to ``request.playbook`` would change now. Changes nothing."""
+        return self._plan_migration(request).plan
+
+    @workflow.update
+    async def migrate_playbook(self, request: PlaybookMigration) -> LeadMigrationPlan:
+        """Switch the lead to another playbook version at the main loop's next safe point (between inputs,
+        never inside one); answers the plan that was applied, or the refusal."""
+        ticket = self._migration_tickets = self._migration_tickets + 1
+        self._migrations.append((ticket, request))
+        await workflow.wait_condition(lambda: ticket in self._migration_plans)
+        return self._migration_plans.pop(ticket)
+
+    @migrate_playbook.validator
+    def _validate_migration(self, request: PlaybookMigration) -> None:
+        if self._state.created_at is None:
+            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
+        if not request.options.target_version or request.playbook.version != request.options.target_version:
+            raise ApplicationError("the playbook sent is not the target version", type="InvalidMigration")
+        if len(request.options.step_map) > MAX_MIGRATION_STEP_MAP:
+            raise ApplicationError(f"a step map has at most {MAX_MIGRATION_STEP_MAP} entries", type="InvalidMigration")
+
+    def _plan_migration(self, request: PlaybookMigration) -> MigrationResult:
+        assert self._playbook is not None
+        try:
+            new = compiled_from_document(request.playbook.document, request.playbook.version, self._regex_engine)
+            events = [t.event for t in self._touchpoints] + list(request.events)
+            return plan_lead_migration(self._state, self._playbook, new, request.options, workflow.now(), events)
+        except Exception as exc:  # a bad document or a planning bug refuses this lead; it must never stall it
+            plan = LeadMigrationPlan(
+                lead_id=self._state.lead_id,
+                from_version=self._state.playbook_version,
+                to_version=request.playbook.version,
+                outcome="refused",
+                reason=f"the migration could not be planned: {type(exc).__name__}: {exc}"[:500],
+            )
+            return MigrationResult(plan)
+
+    def _apply_migrations(self) -> None:
+        while self._migrations:
+            ticket, request = self._migrations.popleft()
+            result = self._plan_migration(request)
+            if result.state is not None:
+                # Runs recorded before migrations existed never reach this path; the marker lets a later
+                # change of how a migration applies keep histories that contain one replaying.
+                workflow.patched("playbook-migration")
+                self._state = result.state
+                self._bundle = request.playbook
+                self._playbook = compiled_from_document(
+                    request.playbook.document, request.playbook.version, self._regex_engine
+                )
+                for command in result.commands:
+                    self._start(command)
+                self._projected_view = None  # the new version (and what it changed) reaches the read model now
+            self._migration_plans[ticket] = result.plan
