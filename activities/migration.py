@@ -18,6 +18,7 @@ from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
 from rules.migration import LeadMigrationPlan, LeadMigrationResult
+from rules.model import TrackedEvent
 from rules.playbook import parse_yaml
 from store import playbook_migration, playbooks
 from workflows.lead import LeadWorkflow
@@ -38,10 +39,16 @@ class MigrationActivities:
         async with self.sessions() as session:
             return await playbook_migration.leads_not_on(session, page.target_version, page.after, page.limit)
 
+    @activity.defn(name="stored_lead_events")
+    async def stored_lead_events(self, lead_id: str) -> list[TrackedEvent]:
+        """A lead's stored events, read by the lead itself when a migration recomputes its score."""
+        async with self.sessions() as session:
+            return await playbook_migration.lead_events(session, lead_id)
+
     @activity.defn(name="migrate_lead")
     async def migrate_lead(self, job: MigrateLead) -> LeadMigrationResult:
         request = PlaybookMigration(job.options, await self._bundle(job.target_number))
-        if job.options.recompute_score:
+        if job.options.recompute_score and job.dry_run:  # an apply reads them itself at its safe point
             async with self.sessions() as session:
                 request.events = await playbook_migration.lead_events(session, job.lead_id)
         handle = self.client.get_workflow_handle(job.lead_id)

@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import os
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -21,8 +22,10 @@ from temporalio.worker import Replayer
 
 from payload_converter import data_converter
 from privacy.history import decoded_history
+from rules.model import LeadSnapshot
 from runtime import with_lead_codec, workflow_runner
 from settings import ROOT, Settings
+from store import repo
 from store.models import Lead
 from tests.test_integration import AUTH, dev_server, stack  # noqa: F401  (fixtures)
 from workflows.lead import LeadWorkflow
@@ -170,6 +173,13 @@ async def test_running_leads_move_to_a_new_playbook_version(
         assert run["waiting_for"] == "wait_c"
 
     v2 = await publish(http, v2_document(), "step_b renamed, segment c's wait gone")
+    # A read-model row whose workflow is gone (never started here): skipped, never failed.
+    ghost = "lead-" + "f" * 32
+    async with sessions() as session:
+        snap = LeadSnapshot(
+            ghost, {"email": "ghost@example.com"}, "new", 0, None, None, None, None, None, f"v{v1}", None
+        )
+        await repo.project_lead(session, snap)
 
     # Unknown versions and bad maps are 4xx that say what to fix; steps leads wait at need a map.
     assert (await http.post("/v1/playbooks/999:migrate", json={}, headers=AUTH)).status_code == 404
@@ -192,10 +202,10 @@ async def test_running_leads_move_to_a_new_playbook_version(
     # The dry run lists what would change and changes nothing.
     started = await http.post(f"/v1/playbooks/{v2}:migrate", json=request, headers=AUTH)
     assert started.status_code == 202, started.text
-    assert started.json()["dry_run"] is True and started.json()["leads_on_other_versions"] == {f"v{v1}": 62}
+    assert started.json()["dry_run"] is True and started.json()["leads_on_other_versions"] == {f"v{v1}": 63}
     dry = await finished(http, started.json()["migration_id"])
-    assert dry["counts"] == {"planned": len(everyone)} and dry["seen"] == len(everyone)
-    plans = {item["lead_id"]: item["plan"] for item in dry["leads"]}
+    assert dry["counts"] == {"planned": len(everyone), "skipped": 1} and dry["seen"] == len(everyone) + 1
+    plans = {item["lead_id"]: item["plan"] for item in dry["leads"] if item["status"] == "planned"}
     assert len(plans) == len(everyone)
     a0, b0, c0 = segments["a"][0], segments["b"][0], segments["c"][0]
     assert plans[a0]["journeys"][0] | {"wait_until": None} == {
@@ -209,12 +219,25 @@ async def test_running_leads_move_to_a_new_playbook_version(
     unchanged = await views(http, everyone)
     assert {v["playbook_version"] for v in unchanged.values()} == {f"v{v1}"}
 
-    # Apply: every lead switches at a safe point, keeps its position and its remaining wait.
+    # Apply: every lead switches at a safe point (between two inputs), keeps its position and remaining wait.
+    # Segment b opens mail meanwhile: each open counts once, under whichever version is in force when it comes.
     applied = await http.post(f"/v1/playbooks/{v2}:migrate", json=request | {"dry_run": False}, headers=AUTH)
     assert applied.status_code == 202, applied.text
     migration_id = applied.json()["migration_id"]
+    for n in range(2):
+        for lead_id in segments["b"]:
+            opened = {"events": [{"id": f"open-{n}-{lead_id}", "type": "email_open"}]}
+            assert (await http.post(f"/v1/leads/{lead_id}/events", json=opened, headers=AUTH)).status_code == 202
     progress = await finished(http, migration_id)
-    assert progress["counts"] == {"migrated": len(everyone)}, progress["counts"]
+    assert progress["counts"] == {"migrated": len(everyone), "skipped": 1}, progress["counts"]
+    elapsed = datetime.fromisoformat(progress["finished_at"]) - datetime.fromisoformat(progress["started_at"])
+    print(f"migrated {len(everyone)} leads (concurrency 6, pages of 25) in {elapsed.total_seconds():.1f} s")
+    # The dry run and the apply gave the same answer (no lead moved in between but segment b's opens).
+    for item in progress["leads"]:
+        if item["status"] == "migrated" and item["lead_id"] not in segments["b"]:
+            planned = plans[item["lead_id"]]
+            for field in ("journeys", "stage_after", "score_after", "timers_after", "changes", "emails"):
+                assert item["plan"][field] == planned[field], (item["lead_id"], field)
     after = await views(http, everyone)
     assert {v["playbook_version"] for v in after.values()} == {f"v{v2}"}
     journey_timer = f"journey:{JOURNEY}"
@@ -231,6 +254,9 @@ async def test_running_leads_move_to_a_new_playbook_version(
         [run] = after[lead_id]["journeys"]
         assert run["status"] == "exited" and journey_timer not in after[lead_id]["timers"]
     assert {after[i]["score"] for i in segments["a"]} == {25}
+    assert {after[i]["score"] for i in segments["b"]} == {2}
+    for view in after.values():  # the score stays the sum of its explained changes
+        assert sum(c["points"] for c in view["recent_score_changes"]) == pytest.approx(view["score"], abs=0.5)
     assert after[a0]["recent_score_changes"][-1]["rule_id"] == "migration"
     for lead_id in hot:
         followup = after[lead_id]["followup"]
@@ -247,8 +273,8 @@ async def test_running_leads_move_to_a_new_playbook_version(
 
     # Asked again, nobody is left on another version.
     again = await http.post(f"/v1/playbooks/{v2}:migrate", json=request | {"dry_run": False}, headers=AUTH)
-    assert again.json()["leads_on_other_versions"] == {}
-    assert (await finished(http, again.json()["migration_id"]))["seen"] == 0
+    assert again.json()["leads_on_other_versions"] == {f"v{v1}": 1}  # the ghost
+    assert (await finished(http, again.json()["migration_id"]))["counts"] == {"skipped": 1}
 
     # Continue-as-new carries the new version (the dev server suggests it after 60 history events here).
     busy = segments["a"][1]

@@ -23,7 +23,6 @@ with workflow.unsafe.imports_passed_through():
     from rules import compiled_from_document, decide, material_view, snapshot
     from rules.consent import effective_status
     from rules.engine import Decision
-    from rules.migration import LeadMigrationPlan, MigrationResult, plan_lead_migration
     from rules.model import (
         TOUCH_KINDS,
         AssignmentFailed,
@@ -46,8 +45,9 @@ with workflow.unsafe.imports_passed_through():
     from rules.score_history import fold_score_changes
     from workflows import search_attributes as sa
     from workflows.lead_merge import LeadMerges
+    from workflows.lead_migration import PlaybookMigrations
     from workflows.merge_payloads import HandOver
-    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView, PlaybookBundle, PlaybookMigration
+    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -72,14 +72,13 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_attempts=120,
     non_retryable_error_types=["UnstorableSnapshot"],
 )
-# A migration request carries one playbook document and at most this many step map entries.
-MAX_MIGRATION_STEP_MAP = 500
 # The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
 TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 
 
 @workflow.defn
-class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_merge.py
+# Merges and identity changes: workflows/lead_merge.py; playbook migrations: workflows/lead_migration.py.
+class LeadWorkflow(LeadMerges, PlaybookMigrations):
     @workflow.init
     def __init__(self, start: LeadStart) -> None:
         self._state: LeadState = start.state or LeadState(lead_id=start.lead_id)
@@ -103,13 +102,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         # Merges (workflows/lead_merge.py): survivors asking this lead to hand itself over; refusals answered to it.
         self._handover_requests: list[HandOver] = []
         self._merge_refusals: dict[str, str] = {}
-        # The playbook this run follows: the start's, until a migration switches it (carried on continue-as-new).
-        self._bundle: PlaybookBundle = start.playbook
-        self._regex_engine = "re2"
-        # Playbook migrations accepted and waiting for the main loop (ticket, request), and their answers.
-        self._migrations: deque[tuple[int, PlaybookMigration]] = deque()
-        self._migration_plans: dict[int, LeadMigrationPlan] = {}
-        self._migration_tickets = 0
+        self._init_migrations(start)
 
     # ---------------------------------------------------------------- handlers
 
@@ -230,9 +223,10 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
             self._applying = True
             try:
                 self._apply_due_inputs()
-                self._apply_migrations()
             finally:
                 self._applying = False
+            if self._migrations:
+                await self._apply_migrations()
             self._project_if_needed(options.projection_delay_seconds)
             if options.search_attributes and not self._v2:
                 self._upsert_search_attributes()
@@ -409,6 +403,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         task = asyncio.create_task(self._run_projection(snap))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._projections.add(task)
+        task.add_done_callback(self._projections.discard)
 
     async def _run_projection(self, snap: LeadSnapshot) -> None:
         try:
@@ -462,64 +458,5 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
             if not self._inbox and not self._migrations:
                 return
             self._apply_due_inputs()
-            self._apply_migrations()
+            await self._apply_migrations()
             self._project_if_needed(0)
-
-    # ---------------------------------------------------------------- playbook migration (rules/migration.py)
-
-    @workflow.query
-    def plan_migration(self, request: PlaybookMigration) -> LeadMigrationPlan:
-        """The dry run: what switching to ``request.playbook`` would change now. Changes nothing."""
-        return self._plan_migration(request).plan
-
-    @workflow.update
-    async def migrate_playbook(self, request: PlaybookMigration) -> LeadMigrationPlan:
-        """Switch the lead to another playbook version at the main loop's next safe point (between inputs,
-        never inside one); answers the plan that was applied, or the refusal."""
-        ticket = self._migration_tickets = self._migration_tickets + 1
-        self._migrations.append((ticket, request))
-        await workflow.wait_condition(lambda: ticket in self._migration_plans)
-        return self._migration_plans.pop(ticket)
-
-    @migrate_playbook.validator
-    def _validate_migration(self, request: PlaybookMigration) -> None:
-        if self._state.created_at is None:
-            raise ApplicationError("the lead does not exist yet", type="UnknownLead")
-        if not request.options.target_version or request.playbook.version != request.options.target_version:
-            raise ApplicationError("the playbook sent is not the target version", type="InvalidMigration")
-        if len(request.options.step_map) > MAX_MIGRATION_STEP_MAP:
-            raise ApplicationError(f"a step map has at most {MAX_MIGRATION_STEP_MAP} entries", type="InvalidMigration")
-
-    def _plan_migration(self, request: PlaybookMigration) -> MigrationResult:
-        assert self._playbook is not None
-        try:
-            new = compiled_from_document(request.playbook.document, request.playbook.version, self._regex_engine)
-            events = [t.event for t in self._touchpoints] + list(request.events)
-            return plan_lead_migration(self._state, self._playbook, new, request.options, workflow.now(), events)
-        except Exception as exc:  # a bad document or a planning bug refuses this lead; it must never stall it
-            plan = LeadMigrationPlan(
-                lead_id=self._state.lead_id,
-                from_version=self._state.playbook_version,
-                to_version=request.playbook.version,
-                outcome="refused",
-                reason=f"the migration could not be planned: {type(exc).__name__}: {exc}"[:500],
-            )
-            return MigrationResult(plan)
-
-    def _apply_migrations(self) -> None:
-        while self._migrations:
-            ticket, request = self._migrations.popleft()
-            result = self._plan_migration(request)
-            if result.state is not None:
-                # Runs recorded before migrations existed never reach this path; the marker lets a later
-                # change of how a migration applies keep histories that contain one replaying.
-                workflow.patched("playbook-migration")
-                self._state = result.state
-                self._bundle = request.playbook
-                self._playbook = compiled_from_document(
-                    request.playbook.document, request.playbook.version, self._regex_engine
-                )
-                for command in result.commands:
-                    self._start(command)
-                self._projected_view = None  # the new version (and what it changed) reaches the read model now
-            self._migration_plans[ticket] = result.plan

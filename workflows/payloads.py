@@ -130,5 +130,6 @@ class PlaybookMigration:
 
     options: MigrationOptions
     playbook: PlaybookBundle
-    # The lead's stored events, for options.recompute_score (the workflow adds those not projected yet).
+    # The lead's stored events, for a dry run's options.recompute_score (the workflow adds those not projected
+    # yet); an apply reads them itself once its own projections are stored.
     events: list[TrackedEvent] = field(default_factory=list)
