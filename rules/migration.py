@@ -210,7 +210,9 @@ def plan_lead_migration(
     if state.playbook_version == new.version:
         plan.outcome, plan.reason = "current", f"already on {new.version}"
         return MigrationResult(plan)
-    lead = copy.deepcopy(state)
+    # The event dedupe window and event history are large and a switch never writes them: shared, not copied
+    # (the caller keeps one of the two states: the migrated one, or the lead's own after a dry run).
+    lead = copy.deepcopy(state, {id(state.seen_events): state.seen_events, id(state.event_times): state.event_times})
     refusal = _move_journeys(lead, old, new, options.step_map, now, plan)
     if refusal is None and lead.stage not in new.stage_order and lead.stage not in new.model.stages.side:
         refusal = f'stage "{lead.stage}" does not exist in {new.version}: add it to stages.order or stages.side'
