@@ -97,7 +97,7 @@ class PlaybookMigrations:
             # Runs recorded before migrations existed never reach this path; the marker lets a later change of
             # how a migration applies keep histories that contain one replaying.
             workflow.patched("playbook-migration")
-            if request.options.recompute_score:
+            if request.options.recompute_score and self._state.playbook_version != request.playbook.version:
                 try:
                     request = PlaybookMigration(request.options, request.playbook, await self._stored_events())
                 except (ActivityError, TimeoutError) as err:
