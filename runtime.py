@@ -201,7 +201,7 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
             merges.record_lead_alias,
             migrations.leads_to_migrate,
             migrations.migrate_lead,
-            migrations.stored_lead_events,
+            leads.stored_lead_events,
         ],
         workflow_runner=workflow_runner(),
         **kwargs,

@@ -8,6 +8,7 @@ migration workflow's own history holds lead ids, step ids, stages and scores, ne
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -17,15 +18,32 @@ from temporalio.client import Client, WorkflowQueryFailedError, WorkflowUpdateFa
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
-from rules.migration import LeadMigrationPlan, LeadMigrationResult
-from rules.model import TrackedEvent
+from rules.migration import LeadMigrationPlan, LeadMigrationResult, MigrationOptions
 from rules.playbook import parse_yaml
 from store import playbook_migration, playbooks
 from workflows.lead import LeadWorkflow
 from workflows.payloads import PlaybookBundle, PlaybookMigration
-from workflows.playbook_migration import LeadPage, MigrateLead
 
 LEAD_CALL_TIMEOUT = timedelta(seconds=30)
+
+
+@dataclass
+class LeadPage:
+    """Leads of the read model on another version than ``target_version``, after ``after`` in id order."""
+
+    target_version: str
+    after: str | None
+    limit: int
+
+
+@dataclass
+class MigrateLead:
+    """One lead of a migration: the activity plans it (dry run) or applies it."""
+
+    lead_id: str
+    target_number: int
+    options: MigrationOptions
+    dry_run: bool
 
 
 class MigrationActivities:
@@ -38,12 +56,6 @@ class MigrationActivities:
     async def leads_to_migrate(self, page: LeadPage) -> list[str]:
         async with self.sessions() as session:
             return await playbook_migration.leads_not_on(session, page.target_version, page.after, page.limit)
-
-    @activity.defn(name="stored_lead_events")
-    async def stored_lead_events(self, lead_id: str) -> list[TrackedEvent]:
-        """A lead's stored events, read by the lead itself when a migration recomputes its score."""
-        async with self.sessions() as session:
-            return await playbook_migration.lead_events(session, lead_id)
 
     @activity.defn(name="migrate_lead")
     async def migrate_lead(self, job: MigrateLead) -> LeadMigrationResult:

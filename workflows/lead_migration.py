@@ -13,6 +13,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError, ApplicationError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.leads import LeadActivities
     from rules import compiled_from_document
     from rules.migration import LeadMigrationPlan, MigrationResult, plan_lead_migration
     from rules.model import Command, LeadState, Touchpoint, TrackedEvent
@@ -122,10 +123,9 @@ class PlaybookMigrations:
             self._projection_due = None
             self._project()
         await workflow.wait_condition(lambda: not self._projections, timeout=MIGRATION_STORE_WAIT)
-        return await workflow.execute_activity(
-            "stored_lead_events",
+        return await workflow.execute_activity_method(
+            LeadActivities.stored_lead_events,
             self._state.lead_id,
-            result_type=list[TrackedEvent],
             start_to_close_timeout=timedelta(seconds=30),
             retry_policy=MIGRATION_READ_RETRY,
         )

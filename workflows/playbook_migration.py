@@ -19,6 +19,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.migration import LeadPage, MigrateLead, MigrationActivities
     from rules.migration import LeadMigrationResult, MigrationOptions
 
 MAX_LISTED = 200  # per-lead results kept for the GET (the counts cover every lead)
@@ -28,25 +29,6 @@ LEAD_CALL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=1), maximum_interval=timedelta(seconds=30), maximum_attempts=10
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
-
-
-@dataclass
-class LeadPage:
-    """Leads of the read model on another version than ``target_version``, after ``after`` in id order."""
-
-    target_version: str
-    after: str | None
-    limit: int
-
-
-@dataclass
-class MigrateLead:
-    """One lead of a migration: the activity plans it (dry run) or applies it."""
-
-    lead_id: str
-    target_number: int
-    options: MigrationOptions
-    dry_run: bool
 
 
 @dataclass
@@ -98,10 +80,9 @@ class PlaybookMigrationWorkflow:
     async def run(self, start: MigrationStart) -> MigrationProgress:
         cursor = start.cursor
         while True:
-            page: list[str] = await workflow.execute_activity(
-                "leads_to_migrate",
+            page = await workflow.execute_activity_method(
+                MigrationActivities.leads_to_migrate,
                 LeadPage(start.options.target_version, cursor, start.page_size),
-                result_type=list[str],
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=STORE_RETRY,
             )
@@ -137,10 +118,9 @@ class PlaybookMigrationWorkflow:
 
     async def _migrate(self, job: MigrateLead) -> None:
         try:
-            result: LeadMigrationResult = await workflow.execute_activity(
-                "migrate_lead",
+            result = await workflow.execute_activity_method(
+                MigrationActivities.migrate_lead,
                 job,
-                result_type=LeadMigrationResult,
                 start_to_close_timeout=timedelta(seconds=60),
                 retry_policy=LEAD_CALL_RETRY,
             )
