@@ -20,6 +20,7 @@ from temporalio.worker.workflow_sandbox import SandboxedWorkflowRunner, SandboxR
 from activities.email import EmailActivities, Mailer
 from activities.lead_merge import LeadMergeActivities
 from activities.leads import LeadActivities
+from activities.migration import MigrationActivities
 from activities.rendering import EmailRenderer
 from activities.visitors import VisitorActivities
 from observability.temporal import ActivityObserver
@@ -31,6 +32,7 @@ from rules.playbook import compile_source as compile_playbook
 from settings import Settings
 from workflows.lead import LeadWorkflow
 from workflows.payloads import PlaybookBundle
+from workflows.playbook_migration import PlaybookMigrationWorkflow
 from workflows.visitor import VisitorWorkflow
 
 
@@ -185,10 +187,11 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
         kwargs.setdefault(name, value)
     visitors = VisitorActivities(sessions)
     merges = LeadMergeActivities(sessions)
+    migrations = MigrationActivities(client, sessions)
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[LeadWorkflow, VisitorWorkflow],
+        workflows=[LeadWorkflow, VisitorWorkflow, PlaybookMigrationWorkflow],
         activities=[
             emails.send_email,
             leads.project_lead,
@@ -196,6 +199,9 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
             visitors.forward_visitor_events,
             merges.release_merged_lead,
             merges.record_lead_alias,
+            migrations.leads_to_migrate,
+            migrations.migrate_lead,
+            leads.stored_lead_events,
         ],
         workflow_runner=workflow_runner(),
         **kwargs,

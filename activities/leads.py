@@ -9,8 +9,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
-from rules.model import AssignmentFailed, AssignRep, LeadSnapshot, RepAssigned
-from store import assignments, repo
+from rules.model import AssignmentFailed, AssignRep, LeadSnapshot, RepAssigned, TrackedEvent
+from store import assignments, playbook_migration, repo
 
 
 class LeadActivities:
@@ -31,6 +31,12 @@ class LeadActivities:
                     non_retryable=True,
                 ) from exc
             raise
+
+    @activity.defn(name="stored_lead_events")
+    async def stored_lead_events(self, lead_id: str) -> list[TrackedEvent]:
+        """A lead's stored events, read by the lead itself when a playbook migration recomputes its score."""
+        async with self.sessions() as session:
+            return await playbook_migration.lead_events(session, lead_id)
 
     @activity.defn(name="assign_rep")
     async def assign_rep(self, command: AssignRep) -> RepAssigned | AssignmentFailed:

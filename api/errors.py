@@ -33,12 +33,21 @@ class PlaybookIssue(BaseModel):
     message: str
 
 
+class UnmappedStep(BaseModel):
+    from_version: str = Field(description="the playbook version leads run now")
+    journey: str
+    step: str = Field(description='a step leads can wait at that the target lacks: map "journey/step" in step_map')
+
+
 class ErrorOut(BaseModel):
     """Every error answer: ``detail`` says what went wrong and what to fix; some carry the particulars."""
 
     detail: str
     errors: list[FieldError] | None = Field(default=None, description="422 on a malformed request: each field")
     issues: list[PlaybookIssue] | None = Field(default=None, description="422 on a bad playbook: each problem")
+    unmapped_steps: list[UnmappedStep] | None = Field(
+        default=None, description="422 on a playbook migration: journey steps that need a step map entry"
+    )
 
 
 class ApiError(HTTPException):

@@ -807,3 +807,27 @@ def material_view(state: LeadState) -> tuple[Any, ...]:
         (f.key, f.status, f.due_at, f.reminded_at, f.escalated_at, f.met_at) if f else None,
         tuple(sorted((k, str(v)) for k, v in state.attributes.items())),
     )
+
+
+# ------------------------------------------------------------------ playbook migration (rules/migration.py)
+
+
+def rebase(state: LeadState, now: datetime, pb: CompiledPlaybook) -> list[Command]:
+    """What a playbook derives from a lead's state once the lead is switched to it: the grade under its
+    grading rules, then one reaction (stage moves, routing, journey enrolment and exits, due steps)."""
+    out: list[Command] = []
+    if state.created_at is not None:
+        _grade(state, now, pb)
+    _react(state, now, pb, out)
+    state.updated_at = now
+    return out
+
+
+def sla_policy_id(state: LeadState, now: datetime, pb: CompiledPlaybook) -> str:
+    """The id of the follow-up policy ``pb`` gives this lead now."""
+    return str(_sla_policy(state, now, pb).id)
+
+
+def explain_points(state: LeadState, points: float, now: datetime, rule_id: str, reason: str) -> None:
+    """Change the score by ``points`` with a recorded reason (the score stays the sum of its changes)."""
+    _add_points(state, points, now, rule_id, reason)

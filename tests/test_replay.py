@@ -15,6 +15,7 @@ from temporalio.worker import Replayer
 from payload_converter import data_converter
 from runtime import workflow_runner
 from workflows.lead import LeadWorkflow
+from workflows.playbook_migration import PlaybookMigrationWorkflow
 from workflows.visitor import VisitorWorkflow
 
 HISTORIES = sorted((Path(__file__).parent / "histories").glob("*.json"))
@@ -28,7 +29,9 @@ def test_histories_are_committed() -> None:
 async def test_recorded_history_replays(path: Path) -> None:
     history = WorkflowHistory.from_json(path.stem, path.read_text())
     replayer = Replayer(
-        workflows=[LeadWorkflow, VisitorWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+        workflows=[LeadWorkflow, VisitorWorkflow, PlaybookMigrationWorkflow],
+        data_converter=data_converter,
+        workflow_runner=workflow_runner(),
     )
     result = await replayer.replay_workflow(history, raise_on_replay_failure=False)
     assert result.replay_failure is None, f"{path.name} no longer replays: {result.replay_failure}"

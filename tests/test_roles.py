@@ -54,6 +54,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
             ("POST", "/v1/templates/{name}:preview"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
             ("DELETE", "/v1/suppressions/{entry_id}"), ("GET", "/v1/suppressions.csv"), ("PUT", "/v1/costs"),
             ("PUT", "/v1/costs.csv"), ("GET", "/v1/costs.csv"), ("GET", "/v1/costs"), ("DELETE", "/v1/costs/{cost_id}"),
+            ("POST", "/v1/playbooks/{version}:migrate"), ("GET", "/v1/playbooks/migrations/{migration_id}"),
         ]
     },
     **{

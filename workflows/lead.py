@@ -45,6 +45,7 @@ with workflow.unsafe.imports_passed_through():
     from rules.score_history import fold_score_changes
     from workflows import search_attributes as sa
     from workflows.lead_merge import LeadMerges
+    from workflows.lead_migration import PlaybookMigrations
     from workflows.merge_payloads import HandOver
     from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
 
@@ -76,7 +77,8 @@ TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 
 
 @workflow.defn
-class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_merge.py
+# Merges and identity changes: workflows/lead_merge.py; playbook migrations: workflows/lead_migration.py.
+class LeadWorkflow(LeadMerges, PlaybookMigrations):
     @workflow.init
     def __init__(self, start: LeadStart) -> None:
         self._state: LeadState = start.state or LeadState(lead_id=start.lead_id)
@@ -100,6 +102,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         # Merges (workflows/lead_merge.py): survivors asking this lead to hand itself over; refusals answered to it.
         self._handover_requests: list[HandOver] = []
         self._merge_refusals: dict[str, str] = {}
+        self._init_migrations(start)
 
     # ---------------------------------------------------------------- handlers
 
@@ -200,6 +203,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
     async def run(self, start: LeadStart) -> None:
         # Rule patterns run on RE2 (linear time) from this change on; runs recorded before keep Python's re.
         engine = "re2" if workflow.patched("rules-re2-patterns") else "python"
+        self._regex_engine = engine
         self._playbook = compiled_from_document(start.playbook.document, start.playbook.version, engine)
         options = self._options = start.options
         # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
@@ -221,6 +225,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
                 self._apply_due_inputs()
             finally:
                 self._applying = False
+            if self._migrations:
+                await self._apply_migrations()
             self._project_if_needed(options.projection_delay_seconds)
             if options.search_attributes and not self._v2:
                 self._upsert_search_attributes()
@@ -235,7 +241,7 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
                 workflow.continue_as_new(
                     LeadStart(
                         lead_id=start.lead_id,
-                        playbook=start.playbook,
+                        playbook=self._bundle,
                         options=options,
                         state=self._state,
                         projected_score_seq=self._projected_score_seq,
@@ -280,7 +286,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
             pass
 
     def _has_work(self) -> bool:
-        return bool(self._inbox) or self._erase_requested or bool(self._handover_requests)
+        # A playbook migration waits in its own queue (it is no rules input); it wakes the loop like one.
+        return bool(self._inbox) or self._erase_requested or bool(self._handover_requests) or bool(self._migrations)
 
     def _apply_due_inputs(self) -> None:
         assert self._playbook is not None
@@ -396,6 +403,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         task = asyncio.create_task(self._run_projection(snap))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        self._projections.add(task)
+        task.add_done_callback(self._projections.discard)
 
     async def _run_projection(self, snap: LeadSnapshot) -> None:
         try:
@@ -437,6 +446,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
         def drained_or_awaited() -> bool:
             if not self._tasks and workflow.all_handlers_finished():
                 return True
+            if self._migrations:  # a migration accepted meanwhile waits for this loop: apply it, do not wait on it
+                return True
             return applies_inbox and bool(self._inbox) and not workflow.all_handlers_finished()
 
         while True:
@@ -444,7 +455,8 @@ class LeadWorkflow(LeadMerges):  # merges and identity changes: workflows/lead_m
                 self._projection_due = None
                 self._project()
             await workflow.wait_condition(drained_or_awaited)
-            if not self._inbox:
+            if not self._inbox and not self._migrations:
                 return
             self._apply_due_inputs()
+            await self._apply_migrations()
             self._project_if_needed(0)

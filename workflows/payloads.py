@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from rules.migration import MigrationOptions
 from rules.model import (
     AssignmentFailed,
     AssignRep,
@@ -24,6 +25,7 @@ from rules.model import (
     ScoreChange,
     SourceTouch,
     Touchpoint,
+    TrackedEvent,
 )
 
 
@@ -119,3 +121,15 @@ class AssignAnswerV1:
             got.get("manager_email"),
         )
         return RepAssigned(command.key, rep, got["reason"])
+
+
+@dataclass
+class PlaybookMigration:
+    """A playbook switch asked of one lead: planned by the ``plan_migration`` query (dry run), applied by the
+    ``migrate_playbook`` update at the main loop's next safe point (rules/migration.py decides both)."""
+
+    options: MigrationOptions
+    playbook: PlaybookBundle
+    # The lead's stored events, for a dry run's options.recompute_score (the workflow adds those not projected
+    # yet); an apply reads them itself once its own projections are stored.
+    events: list[TrackedEvent] = field(default_factory=list)

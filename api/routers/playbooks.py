@@ -150,7 +150,8 @@ async def _version(session: Session, version: int) -> dict[str, Any]:
     return row
 
 
-@router.get("/v1/playbooks/{version}", responses=documented(404))
+# {version:int}: only a number is a version here, so /v1/playbooks/1:migrate (POST only) is not read as one.
+@router.get("/v1/playbooks/{version:int}", responses=documented(404))
 async def get_playbook(version: Version, session: Session) -> dict[str, Any]:
     return await _version(session, version)
 
