@@ -31,6 +31,7 @@ from runtime import workflow_runner
 from store import privacy, repo
 from store.models import Base
 from workflows.lead import LeadWorkflow
+from workflows.playbook_migration import PlaybookMigrationWorkflow
 from workflows.visitor import VisitorWorkflow
 
 LEAD = "lead-" + "a" * 32
@@ -286,7 +287,7 @@ async def test_recorded_plain_histories_replay_through_the_codec(sessions: Sessi
     for path in sorted((Path(__file__).parent / "histories").glob("*.json")):
         history = WorkflowHistory.from_json(path.stem, path.read_text())
         replayer = Replayer(
-            workflows=[LeadWorkflow, VisitorWorkflow],
+            workflows=[LeadWorkflow, VisitorWorkflow, PlaybookMigrationWorkflow],
             data_converter=lead_data_converter(ring(sessions)),
             workflow_runner=workflow_runner(),
         )
