@@ -26,7 +26,7 @@ from rules.model import LeadSnapshot
 from runtime import with_lead_codec, workflow_runner
 from settings import ROOT, Settings
 from store import repo
-from store.models import Lead
+from store.models import Lead, Touchpoint
 from tests.test_integration import AUTH, dev_server, stack  # noqa: F401  (fixtures)
 from workflows.lead import LeadWorkflow
 from workflows.playbook_migration import PlaybookMigrationWorkflow
@@ -168,6 +168,18 @@ async def test_running_leads_move_to_a_new_playbook_version(
         return seen if ready else None
 
     before = await until(settled, "every lead at rest")
+
+    async def events_stored() -> bool:
+        # The dry run replays the events the store holds plus those the lead has not projected yet; one whose
+        # projection is in flight at that moment is in neither (README: the apply never misses it). So the
+        # dry run waits for the downloads to be stored, for its plans to be comparable with the apply's.
+        async with sessions() as session:
+            count = await session.scalar(
+                select(func.count()).select_from(Touchpoint).where(Touchpoint.event_id.like("dl-%"))
+            )
+        return count == len(segments["a"])
+
+    await until(events_stored, "every download in the store")
     for lead_id in segments["c"]:
         [run] = before[lead_id]["journeys"]
         assert run["waiting_for"] == "wait_c"
