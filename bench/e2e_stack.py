@@ -182,7 +182,8 @@ def started_stack(extra_env: dict[str, str] | None = None, echo: bool = False) -
 
                 _wait("Temporal namespace", answers, children)
                 loop.run_until_complete(ensure_search_attributes(client, "default"))  # type: ignore[arg-type]
-                url = f"sqlite:///{data / 'leadflow.db'}"
+                # The store: DATABASE_URL from the environment (e.g. PostgreSQL) for every child, else SQLite.
+                url = env.get("DATABASE_URL") or f"sqlite:///{data / 'leadflow.db'}"
                 run_migrations(url)
                 loop.run_until_complete(seed_demo_teams(url, load_demo_teams()))
                 py = sys.executable

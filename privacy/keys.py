@@ -112,6 +112,7 @@ class KeyRing:
         self._cache: OrderedDict[str, tuple[DataKey, float]] = OrderedDict()
         self._loading: dict[str, asyncio.Future[DataKey]] = {}
         self._batch: dict[str, bool] = {}  # lead -> create it if missing, for the next flush
+        self._likely_new: set[str] = set()  # of the batch, leads a caller expects to have no key yet
         self._flush: asyncio.Future[None] | None = None
         self.misses = 0
 
@@ -136,7 +137,7 @@ class KeyRing:
     def forget(self, lead_id: str) -> None:
         self._cache.pop(lead_id, None)
 
-    async def _load(self, lead_id: str, *, create: bool) -> DataKey:
+    async def _load(self, lead_id: str, *, create: bool, likely_new: bool = False) -> DataKey:
         # One store round trip per lead and process, even when a burst of payloads misses at once; and the
         # leads that miss in the same moment (a burst of new leads at the API, a worker's first tasks) share
         # one query and one transaction: on SQLite every transaction waits for the one write lock.
@@ -147,6 +148,8 @@ class KeyRing:
             self._batch[lead_id] = create
         elif create and lead_id in self._batch:  # not fetched yet: fetch it for creating
             self._batch[lead_id] = True
+        if likely_new and lead_id in self._batch:
+            self._likely_new.add(lead_id)
         if self._batch and self._flush is None:
             self._flush = asyncio.ensure_future(self._flush_batch())
         return await asyncio.shield(pending)
@@ -154,8 +157,9 @@ class KeyRing:
     async def _flush_batch(self) -> None:
         await asyncio.sleep(0)  # the other misses of this moment join the batch
         batch, self._batch, self._flush = self._batch, {}, None
+        likely_new, self._likely_new = self._likely_new, set()
         try:
-            stored = await self._fetch(batch)
+            stored = await self._fetch(batch, likely_new)
         except BaseException as exc:  # each waiter gets it (this task's own result is never read)
             for lead_id in batch:
                 self._settle(lead_id, exc)
@@ -181,24 +185,39 @@ class KeyRing:
         else:
             pending.set_result(outcome)
 
-    async def _fetch(self, batch: dict[str, bool]) -> dict[str, privacy.StoredKey]:
-        """lead -> stored key for the batch's leads, creating the missing ones marked for creation."""
+    def _new_key(self, lead_id: str) -> privacy.StoredKey:
+        key_id = uuid.uuid4().hex
+        wrapped = self.masters.wrap(AESGCM.generate_key(256), lead_id, key_id)
+        return privacy.StoredKey(lead_id, key_id, self.masters.current.key_id, wrapped)
+
+    async def _fetch(self, batch: dict[str, bool], likely_new: set[str]) -> dict[str, privacy.StoredKey]:
+        """lead -> stored key for the batch's leads, creating the missing ones marked for creation.
+
+        Leads expected to be new are inserted first (insert-unless-present, then read what won): one
+        statement fewer than looking first, on the path of every new lead. The others are looked up
+        first, so a worker's misses for existing leads stay reads (no write lock taken on SQLite)."""
         self.misses += len(batch)
         async with self.sessions() as session:
-            stored = await privacy.get_lead_keys(session, list(batch))
-            new = []
-            for lead_id, create in batch.items():
-                if create and lead_id not in stored:
-                    key_id = uuid.uuid4().hex
-                    wrapped = self.masters.wrap(AESGCM.generate_key(256), lead_id, key_id)
-                    new.append(privacy.StoredKey(lead_id, key_id, self.masters.current.key_id, wrapped))
-            if new:
-                stored |= await privacy.add_lead_keys(session, new, datetime.now(UTC))
+            stored: dict[str, privacy.StoredKey] = {}
+            inserted_first = [self._new_key(lead_id) for lead_id in batch if lead_id in likely_new]
+            if inserted_first:
+                stored = await privacy.add_lead_keys(session, inserted_first, datetime.now(UTC))
+            rest = [lead_id for lead_id in batch if lead_id not in stored]
+            if rest:
+                stored |= await privacy.get_lead_keys(session, rest)
+                new = [self._new_key(lead_id) for lead_id in rest if batch[lead_id] and lead_id not in stored]
+                if new:
+                    stored |= await privacy.add_lead_keys(session, new, datetime.now(UTC))
         return stored
 
     async def for_encoding(self, lead_id: str) -> DataKey:
         """The lead's key, created on its first payload; LeadErased once it was erased."""
         return self._cached(lead_id) or await self._load(lead_id, create=True)
+
+    async def for_new_lead(self, lead_id: str) -> DataKey:
+        """``for_encoding`` for a lead about to be started, which most likely has no key yet: its key is
+        created with one round trip fewer (an erased lead still raises LeadErased)."""
+        return self._cached(lead_id) or await self._load(lead_id, create=True, likely_new=True)
 
     async def for_decoding(self, lead_id: str, key_id: str) -> DataKey:
         key = self._cached(lead_id) or await self._load(lead_id, create=False)

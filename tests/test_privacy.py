@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.api.common.v1 import Payload
 from temporalio.client import WorkflowHistory
@@ -25,7 +25,7 @@ from activities.suppression import refuse_if_suppressed
 from cli.keys import rewrap_all
 from payload_converter import data_converter
 from privacy.codec import ENCODING, LeadPayloadCodec, lead_data_converter
-from privacy.keys import KeyRing, KeyUnavailable, LeadErased, MasterKeys
+from privacy.keys import DataKey, KeyRing, KeyUnavailable, LeadErased, MasterKeys
 from rules.model import FollowUp, LeadSnapshot, ScoreChange, StageChange, TrackedEvent
 from runtime import workflow_runner
 from store import privacy, repo
@@ -167,6 +167,59 @@ async def test_leads_missing_at_once_share_one_store_transaction(sessions: Sessi
     reader = KeyRing(sessions, MasterKeys("master-1"))
     opened_back = await asyncio.gather(*(LeadPayloadCodec(reader).decode(payloads) for payloads in sealed))
     assert all(p[0] == personal_payload() for p in opened_back) and reader.misses == 20
+
+
+def counted_statements(sessions: Sessions) -> list[str]:
+    """The SQL statements the store runs from now on (to count round trips on a create's path)."""
+    statements: list[str] = []
+    engine = sessions.kw["bind"].sync_engine
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2].split()[0]))
+    return statements
+
+
+async def test_a_new_leads_key_is_made_with_one_round_trip_fewer(sessions: Sessions) -> None:
+    """Creating a lead waited for its key: look, insert, look again (three statements, on SQLite and
+    PostgreSQL alike). A lead about to be started is most likely new: insert first, then read what won."""
+    keys = ring(sessions)
+    statements = counted_statements(sessions)
+    await keys.for_encoding(LEAD)
+    assert statements == ["SELECT", "INSERT", "SELECT"]
+    statements.clear()
+    key = await keys.for_new_lead(OTHER)
+    assert statements == ["INSERT", "SELECT"]
+    # The key is the one the codec then seals with: no further store trip when the lead is started.
+    codec = LeadPayloadCodec(keys).with_context(workflow_context(OTHER))
+    [sealed] = await codec.encode([personal_payload()])
+    assert sealed.metadata["leadflow-key"] == key.key_id.encode() and keys.misses == 2
+    assert (await LeadPayloadCodec(ring(sessions)).decode([sealed]))[0] == personal_payload()
+
+
+async def test_a_new_leads_key_keeps_the_stored_one_and_erasure(sessions: Sessions) -> None:
+    """Inserting first never replaces a key: a lead that has one (another process made it, or the lead is
+    not new after all) keeps it, and an erased lead stays erased."""
+    existing = await ring(sessions).for_encoding(LEAD)
+    assert (await ring(sessions).for_new_lead(LEAD)).key_id == existing.key_id
+    async with sessions() as session:
+        await privacy.destroy_lead_key(session, OTHER, datetime.now(UTC))
+    with pytest.raises(LeadErased):
+        await ring(sessions).for_new_lead(OTHER)
+    # In one batch with reads of other leads: each gets its own answer, the reads create nothing.
+    keys = ring(sessions)
+    third = "lead-" + "c" * 32
+    fourth = "lead-" + "d" * 32
+    outcomes = await asyncio.gather(
+        keys.for_new_lead(third),
+        keys.for_decoding(LEAD, existing.key_id),
+        keys.for_new_lead(OTHER),
+        keys.for_decoding(fourth, "nothing"),
+        return_exceptions=True,
+    )
+    assert keys.misses == 4
+    assert isinstance(outcomes[0], DataKey) and outcomes[0].lead_id == third
+    assert isinstance(outcomes[1], DataKey) and outcomes[1].key_id == existing.key_id
+    assert isinstance(outcomes[2], LeadErased) and isinstance(outcomes[3], KeyUnavailable)
+    async with sessions() as session:
+        assert await privacy.get_lead_key(session, fourth) is None
 
 
 async def test_master_key_rotation_rewraps_every_data_key(sessions: Sessions) -> None:

@@ -17,7 +17,7 @@ from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Caller, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
 from api.identity import current_lead, survivor_of
-from api.intake import LeadBatch, deliver, lead_start, signal_events, tracked
+from api.intake import LeadBatch, deliver, lead_start, resolve_new_lead, signal_events, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.lead_scope import lead_in_scope, touch_rep
 from api.roles import allow
@@ -67,7 +67,7 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     refuse_unsendable({("email",): body.email}, smtp_utf8=state.settings.smtp_utf8)
     # The address may be one a lead took on, or a merged duplicate's: that lead is this person (api/identity.py).
-    lead_id = await current_lead(state, lead_id_for(body.email, state.id_key))
+    lead_id = await resolve_new_lead(state, lead_id_for(body.email, state.id_key))
     consent = body.consent.record("form", datetime.now(UTC)) if body.consent else None
     start = await lead_start(state, lead_id)
     async with state.temporal_call() as client:
