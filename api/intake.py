@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING
 
+from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
 from api.identity import current_lead, current_leads, survivor_of
@@ -96,7 +97,7 @@ class LeadBatch:
     attributes: dict[str, str] = field(default_factory=dict)
 
 
-async def resolve_new_lead(state: AppState, lead_id: str) -> str:
+async def resolve_new_lead(state: AppState, client: Client, lead_id: str) -> str:
     """The lead an address's id is now (api/identity.py), with the data key of a new lead made meanwhile.
 
     Creating a lead needs two store round trips before Temporal sees it: the alias look-up, and the data
@@ -105,7 +106,6 @@ async def resolve_new_lead(state: AppState, lead_id: str) -> str:
     key is ready in the ring when the codec asks for it. Most ids are no alias: for one that is, the key
     made for it is one spare row for an id that never gets a payload (erasing the lead erases its aliases'
     keys too). A failure here is the codec's to report, for the lead actually started."""
-    client = await state.temporal()
     codec = lead_codec(client)
     if codec is None:
         return await current_lead(state, lead_id)

@@ -67,10 +67,11 @@ async def upsert_lead(body: LeadIn, state: State) -> LeadAccepted:
     """Create a lead, or merge these attributes into the same person's lead (same email, same lead)."""
     refuse_unsendable({("email",): body.email}, smtp_utf8=state.settings.smtp_utf8)
     # The address may be one a lead took on, or a merged duplicate's: that lead is this person (api/identity.py).
-    lead_id = await resolve_new_lead(state, lead_id_for(body.email, state.id_key))
     consent = body.consent.record("form", datetime.now(UTC)) if body.consent else None
-    start = await lead_start(state, lead_id)
+    # The capacity check comes first: an API at capacity answers at once, before any store round trip.
     async with state.temporal_call() as client:
+        lead_id = await resolve_new_lead(state, client, lead_id_for(body.email, state.id_key))
+        start = await lead_start(state, lead_id)
         await client.start_workflow(
             LeadWorkflow.run,
             start,
