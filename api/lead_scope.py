@@ -12,7 +12,7 @@ from api.deps import State
 from api.roles import principal_of
 from rules.access import Principal, Role, may_see_lead, sees_every_lead
 from store import repo
-from store.exports import Scope
+from store.scope import Scope
 
 
 async def lead_in_scope(request: Request, state: State) -> None:

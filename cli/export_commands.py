@@ -25,6 +25,7 @@ from cli.progress import Progress
 from cli.store_session import store_sessions
 from rules.playbook import load_playbook_text
 from store import audit, exports, playbooks, repo
+from store.scope import Scope
 
 
 def _time(text: str) -> datetime:
@@ -57,8 +58,8 @@ def add_parsers(sub: Any) -> None:
     publish.add_argument("--json", action="store_true")
 
 
-def _scope(args: argparse.Namespace) -> exports.Scope:
-    return exports.Scope(rep_id=args.rep, teams=frozenset(args.team) if args.team else None)
+def _scope(args: argparse.Namespace) -> Scope:
+    return Scope(rep_id=args.rep, teams=frozenset(args.team) if args.team else None)
 
 
 async def _export(args: argparse.Namespace, out: TextIO) -> int:

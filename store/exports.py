@@ -4,7 +4,6 @@ session, so an export of a large store neither holds a transaction open nor buil
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -13,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from store import repo
 from store.models import FollowUpRow, Lead
+from store.scope import Scope
 
 PAGE = 1000
 LEAD_COLUMNS = (
@@ -27,20 +27,9 @@ FOLLOWUP_COLUMNS = (
 )  # fmt: skip
 
 
-@dataclass(frozen=True)
-class Scope:
-    """Whose rows: everyone's (None), one rep's, or some teams'."""
-
-    rep_id: str | None = None
-    teams: frozenset[str] | None = None
-
-
 def _leads_query(scope: Scope, stage: str | None, since: datetime | None) -> Any:
     query = select(*(getattr(Lead, c) for c in LEAD_COLUMNS))
-    if scope.rep_id is not None:
-        query = query.where(Lead.owner_rep_id == scope.rep_id)
-    if scope.teams is not None:
-        query = query.where(Lead.owner_team.in_(sorted(scope.teams)))
+    query = query.where(*scope.leads())
     if stage is not None:
         query = query.where(Lead.stage == stage)
     if since is not None:
@@ -80,9 +69,7 @@ async def iter_followups(
     offset = 0
     while True:
         async with sessions() as session:
-            rows = await repo.list_followups(
-                session, status=status, limit=PAGE, offset=offset, rep_id=scope.rep_id, teams=scope.teams
-            )
+            rows = await repo.list_followups(session, status=status, limit=PAGE, offset=offset, scope=scope)
         for row in rows:
             yield row
         if len(rows) < PAGE:
@@ -94,8 +81,5 @@ async def count_followups(session: AsyncSession, scope: Scope, status: str | Non
     query = select(func.count()).select_from(FollowUpRow)
     if status is not None:
         query = query.where(FollowUpRow.status == status)
-    if scope.rep_id is not None:
-        query = query.where(FollowUpRow.rep_id == scope.rep_id)
-    if scope.teams is not None:
-        query = query.where(FollowUpRow.team_key.in_(sorted(scope.teams)))
+    query = query.where(*scope.followups())
     return await session.scalar(query) or 0

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.models import Assignment, FollowUpRow, Lead, StageChangeRow, Touchpoint
 from store.models import Rep as RepRow
+from store.scope import EVERYONE, Scope
 
 QueueSort = Literal["due", "late", "score", "grade", "company", "source", "rep", "team"]
 QUEUE_SORTS: tuple[str, ...] = ("due", "late", "score", "grade", "company", "source", "rep", "team")
@@ -32,10 +33,9 @@ _SORT_COLUMNS: dict[str, Any] = {
 
 @dataclass(frozen=True)
 class QueueFilter:
-    """Who sees what (``scope_rep`` / ``scope_teams`` from the viewer's role) and what they asked for."""
+    """Who sees what (the viewer's scope) and what they asked for."""
 
-    scope_rep: str | None = None
-    scope_teams: Collection[str] | None = None
+    scope: Scope = EVERYONE
     team: str | None = None
     rep: str | None = None
     source: str | None = None
@@ -43,11 +43,7 @@ class QueueFilter:
     min_score: int | None = None
 
     def conditions(self) -> list[ColumnElement[bool]]:
-        out: list[ColumnElement[bool]] = []
-        if self.scope_rep is not None:
-            out.append(FollowUpRow.rep_id == self.scope_rep)
-        if self.scope_teams is not None:
-            out.append(FollowUpRow.team_key.in_(list(self.scope_teams)))
+        out = self.scope.followups()
         if self.team:
             out.append(FollowUpRow.team_key == self.team)
         if self.rep:
@@ -140,9 +136,7 @@ async def queue_counts(
     return sorted(counts.values(), key=lambda e: (e["team"], e["rep_id"]))
 
 
-async def search_leads(
-    session: AsyncSession, text: str, *, scope_rep: str | None, scope_teams: Collection[str] | None, limit: int = 50
-) -> list[dict[str, Any]]:
+async def search_leads(session: AsyncSession, text: str, *, scope: Scope, limit: int = 50) -> list[dict[str, Any]]:
     """Leads whose id is ``text``, or whose email or company contains it (case-insensitive)."""
     # LIKE's own wildcards in the text are dropped: a search for "50%" must not match everything.
     cleaned = text.lower().replace("\\", "").replace("%", "").replace("_", "")
@@ -150,11 +144,7 @@ async def search_leads(
     stmt = select(
         Lead.id, Lead.email, Lead.company, Lead.stage, Lead.score, Lead.grade, Lead.owner_rep_id, Lead.owner_team
     ).where(or_(Lead.id == text, func.lower(Lead.email).like(pattern), func.lower(Lead.company).like(pattern)))
-    if scope_rep is not None:
-        stmt = stmt.where(Lead.owner_rep_id == scope_rep)
-    if scope_teams is not None:
-        stmt = stmt.where(Lead.owner_team.in_(list(scope_teams)))
-    stmt = stmt.order_by(Lead.score.desc(), Lead.id).limit(limit)
+    stmt = stmt.where(*scope.leads()).order_by(Lead.score.desc(), Lead.id).limit(limit)
     return [dict(row._mapping) for row in (await session.execute(stmt)).all()]
 
 

@@ -41,6 +41,7 @@ from store.models import (
 )
 from store.models import Rep as RepRow
 from store.models import Touchpoint as TouchpointRow
+from store.scope import EVERYONE, Scope
 
 # Attribute keys copied into their own columns (the whole dict is kept in leads.attributes too).
 _TEXT_ATTRIBUTES = (
@@ -395,8 +396,7 @@ async def list_followups(
     limit: int,
     offset: int,
     now: datetime | None = None,
-    rep_id: str | None = None,
-    teams: Iterable[str] | None = None,
+    scope: Scope = EVERYONE,
 ) -> list[dict[str, Any]]:
     """Follow-ups by due time (soonest / most overdue first), with the lead and rep they concern.
 
@@ -435,10 +435,7 @@ async def list_followups(
     )
     if status is not None:
         stmt = stmt.where(FollowUpRow.status == status)
-    if rep_id is not None:
-        stmt = stmt.where(FollowUpRow.rep_id == rep_id)
-    if teams is not None:
-        stmt = stmt.where(FollowUpRow.team_key.in_(list(teams)))
+    stmt = stmt.where(*scope.followups())
     out = []
     for row in (await session.execute(stmt)).all():
         item = _row_dict(row)

@@ -51,12 +51,8 @@ async def dashboard(request: Request, state: State, session: Session, caller: Ca
         "sources": await reports.sources(session, order[order.index(routed_at) :] if routed_at in order else []),
         "qualified_from": routed_at,
         "counts": {s: await exports.count_followups(session, scope, s) for s in ("pending", "overdue", "met")},
-        "overdue": await repo.list_followups(
-            session, status="overdue", limit=50, offset=0, rep_id=scope.rep_id, teams=scope.teams
-        ),
-        "pending": await repo.list_followups(
-            session, status="pending", limit=50, offset=0, rep_id=scope.rep_id, teams=scope.teams
-        ),
+        "overdue": await repo.list_followups(session, status="overdue", limit=50, offset=0, scope=scope),
+        "pending": await repo.list_followups(session, status="pending", limit=50, offset=0, scope=scope),
         "emails": await repo.list_emails(session, limit=20, teams=scope.teams),
         "failed_emails": await repo.list_emails(session, status="failed", limit=20, teams=scope.teams),
         "playbook": playbook.bundle.version,

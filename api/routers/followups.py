@@ -30,9 +30,7 @@ async def list_followups(
     offset: int = Query(default=0, ge=0, le=1_000_000_000),
 ) -> dict[str, Any]:
     scope = store_scope(caller)
-    items = await repo.list_followups(
-        session, status=status, limit=limit, offset=offset, rep_id=scope.rep_id, teams=scope.teams
-    )
+    items = await repo.list_followups(session, status=status, limit=limit, offset=offset, scope=scope)
     return {"items": items, "limit": limit, "offset": offset}
 
 

@@ -15,10 +15,9 @@ from temporalio.service import RPCError
 
 from api.deps import AppState, Caller, ServiceUnavailable, Session, State
 from api.lead_ids import LEAD_ID_PATTERN
-from api.lead_scope import lead_in_scope
+from api.lead_scope import lead_in_scope, store_scope
 from api.page_kit import page_error, render
 from api.roles import allow
-from api.routers.pages_queue import store_scope
 from privacy.keys import LeadErased
 from rules.access import Role
 from rules.model import TOUCH_KINDS
@@ -38,8 +37,7 @@ async def search_page(
     q: Annotated[str | None, Query(max_length=200, description="email, company or lead id")] = None,
 ) -> Response:
     text = (q or "").strip()
-    scope_rep, scope_teams = store_scope(caller)
-    found = await pages.search_leads(session, text, scope_rep=scope_rep, scope_teams=scope_teams) if text else []
+    found = await pages.search_leads(session, text, scope=store_scope(caller)) if text else []
     return render(request, "leads.html", {"q": text, "found": found})
 
 

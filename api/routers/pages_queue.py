@@ -14,26 +14,17 @@ from pydantic import ValidationError
 
 from api.deps import Caller, Session, State
 from api.lead_ids import LEAD_ID_PATTERN
-from api.lead_scope import lead_in_scope
+from api.lead_scope import lead_in_scope, store_scope
 from api.page_kit import page_error, render
 from api.roles import allow, page_form
 from api.routers.leads import log_touch
 from api.schemas import TouchIn
-from rules.access import Principal, Role
+from rules.access import Role
 from rules.model import TOUCH_KINDS
 from store import pages
 
 router = APIRouter(tags=["pages"], include_in_schema=False, dependencies=[allow(Role.rep, Role.manager)])
 Key = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,64}$")]
-
-
-def store_scope(principal: Principal) -> tuple[str | None, frozenset[str] | None]:
-    """(rep, teams) the viewer is limited to: a rep their own, a manager their teams, admin everything."""
-    if principal.role is Role.rep:
-        return principal.rep_id or "", None
-    if principal.role is Role.manager:
-        return None, principal.teams
-    return None, None
 
 
 @router.get("/queue")
@@ -52,8 +43,7 @@ async def queue_page(
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     done: Annotated[str | None, Query(pattern=LEAD_ID_PATTERN)] = None,
 ) -> Response:
-    scope_rep, scope_teams = store_scope(caller)
-    where = pages.QueueFilter(scope_rep, scope_teams, team, rep, source or None, grade, min_score)
+    where = pages.QueueFilter(store_scope(caller), team, rep, source or None, grade, min_score)
     now, window = datetime.now(UTC), timedelta(hours=due_within_hours)
     rows = await pages.queue(session, where, now=now, due_within=window, sort=sort, descending=order == "desc")
     counts = await pages.queue_counts(session, where, now=now, due_within=window)
