@@ -18,11 +18,10 @@ from temporalio.service import RPCError, RPCStatusCode
 
 from api.deps import AppState
 from api.identity import current_lead
-from api.lead_ids import lead_id_for
-from api.routers.leads import lead_start, signal_events
+from api.intake import lead_start
 from api.schemas import LeadIn, refuse_unsendable
 from privacy.keys import LeadErased
-from rules.model import ConsentRecord, EventsReceived, LeadUpserted, TrackedEvent
+from rules.model import ConsentRecord, LeadUpserted, TrackedEvent
 from workflows.lead import LeadWorkflow
 from workflows.visitor import VisitorStart, VisitorWorkflow
 
@@ -75,10 +74,6 @@ async def upsert(
         )
 
 
-async def events_to_lead(state: AppState, lead_id: str, batch: EventsReceived, *, create: bool) -> None:
-    await signal_events(state, lead_id, batch, create=create)
-
-
 async def events_to_visitor(state: AppState, visitor_id: str, events: list[TrackedEvent]) -> None:
     await _visitor_signal(state, visitor_id, "events", events)
 
@@ -122,5 +117,3 @@ async def deliver_each(deliveries: dict[str, Callable[[], Awaitable[None]]]) -> 
     return failed
 
 
-def lead_of(email: str, state: AppState) -> str:
-    return lead_id_for(email, state.id_key)

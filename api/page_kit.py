@@ -135,8 +135,8 @@ def label(lang: Lang, key: str) -> str:
     return entry.get(lang) or entry["en"]
 
 
-def when(value: datetime | str | None) -> str:
-    """A time to the minute, in UTC."""
+def when(value: datetime | str | None, suffix: str = "") -> str:
+    """A time to the minute, in UTC (``suffix`` says so where the page does not)."""
     if isinstance(value, str):
         try:
             value = datetime.fromisoformat(value)
@@ -144,7 +144,7 @@ def when(value: datetime | str | None) -> str:
             return str(value)
     if value is None:
         return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M")
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") + suffix
 
 
 def duration(seconds: float | int | None) -> str:

@@ -30,8 +30,8 @@ from temporalio.contrib.pydantic import pydantic_data_converter
 from temporalio.testing import WorkflowEnvironment
 
 from api.deps import AppState
+from api.intake import lead_start
 from api.lead_ids import lead_id_for
-from api.routers.leads import lead_start
 from capture.csv_source import CsvRows
 from capture.delivery import LeadDelivery
 from capture.importer import Importer, ImportOptions, import_id_for

@@ -13,7 +13,7 @@ from typing import Any
 
 from api.deps import AppState
 from api.identity import current_leads
-from api.routers.leads import lead_start
+from api.intake import lead_start
 from capture.csv_source import CsvError, CsvRows
 from capture.delivery import LeadDelivery
 from capture.importer import Importer, ImportOptions, import_id_for

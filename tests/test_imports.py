@@ -26,9 +26,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from temporalio.testing import WorkflowEnvironment
 
 from api.deps import AppState
+from api.intake import lead_start
 from api.lead_ids import lead_id_for
 from api.main import create_app
-from api.routers.leads import lead_start
 from capture.delivery import LeadDelivery
 from capture.importer import Importer, ImportOptions, import_id_for
 from runtime import build_worker, load_active_playbook

@@ -4,12 +4,13 @@ the follow-ups and mail of their teams' leads only (api/lead_scope.py), as on ev
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from functools import partial
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from api import page_kit
 from api.deps import Caller, Session, State
 from api.lead_scope import store_scope
 from api.roles import allow, csrf_token
@@ -21,19 +22,7 @@ router = APIRouter(tags=["dashboard"], include_in_schema=False, dependencies=[al
 templates = Jinja2Templates(directory=ROOT / "templates" / "dashboard")
 
 
-def when(value: datetime | str | None) -> str:
-    """A time as managers read it: to the minute, in UTC."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return str(value)
-    if value is None:
-        return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-templates.env.filters["when"] = when
+templates.env.filters["when"] = partial(page_kit.when, suffix=" UTC")
 # Every page's forms carry the session's CSRF token: {{ csrf_token(request) }} (api/roles.py checks it).
 templates.env.globals["csrf_token"] = csrf_token
 

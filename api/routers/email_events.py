@@ -31,7 +31,6 @@ from api.deps import AppState, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.identity import survivor_of
 from api.lead_ids import lead_id_for
-from api.limits import MAX_BODY_BYTES
 from api.roles import public
 from api.schemas import TIME_RANGE, Time
 from api.webhook_auth import refusal
@@ -92,9 +91,7 @@ def _webhook_secret(state: AppState) -> str | None:
 
 
 async def _authenticated_body(request: Request, state: AppState) -> bytes:
-    body = await request.body()
-    if len(body) > MAX_BODY_BYTES:
-        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE, f"at most {MAX_BODY_BYTES} bytes per request")
+    body = await request.body()  # BodyLimitMiddleware has refused anything over MAX_BODY_BYTES
     why = refusal(
         request.headers,
         body,

@@ -21,6 +21,8 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 from api import ingest_doors as intake
 from api.deps import AppState, State
 from api.errors import ErrorOut, documented
+from api.intake import signal_events
+from api.lead_ids import lead_id_for
 from api.roles import public
 from api.schemas import EventType, LeadIn
 from rules.model import ConsentRecord, EventsReceived, TrackedEvent
@@ -153,7 +155,7 @@ async def take_post(
     consent = None
     if checked and config.consent is not None:
         consent = ConsentRecord("opted_in", "form", now, wording=config.consent.wording, form_id=f"{kind}:{source_id}")
-    lead_id = intake.lead_of(lead.email, state)
+    lead_id = lead_id_for(lead.email, state.id_key)
     event = TrackedEvent(event_id, config.event_type, now, None, config.event_name or source_id, {kind: source_id})
     origin = f"{kind}:{source_id}"  # the form or webhook sender whose post set these attributes
     failed = await intake.deliver_each(
@@ -161,7 +163,7 @@ async def take_post(
     )
     if not failed:
         failed = await intake.deliver_each(
-            {lead_id: lambda: intake.events_to_lead(state, lead_id, EventsReceived([event]), create=False)}
+            {lead_id: lambda: signal_events(state, lead_id, EventsReceived([event]), create=False)}
         )
     if failed:
         raise HTTPException(status.HTTP_410_GONE, failed[lead_id])

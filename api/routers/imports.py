@@ -19,8 +19,8 @@ from pydantic import BaseModel
 from api.deps import AppState, Session, State
 from api.errors import V1_ERRORS, documented
 from api.identity import current_leads
+from api.intake import lead_start
 from api.roles import allow
-from api.routers.leads import lead_start
 from capture.csv_source import CsvError, CsvRows
 from capture.delivery import LeadDelivery
 from capture.importer import Importer, ImportOptions, import_id_for

@@ -17,7 +17,7 @@ from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Caller, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
 from api.identity import current_lead, survivor_of
-from api.intake import LeadBatch, deliver, lead_start, resolve_new_lead, signal_events, tracked
+from api.intake import LeadBatch, deliver, lead_start, resolve_new_lead, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.lead_scope import lead_in_scope, touch_rep
 from api.roles import allow
@@ -41,8 +41,6 @@ from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadView
 
 # The event path's internal entry points live in api/intake.py; these names stay importable from here.
-__all__ = ["router", "signal_events", "tracked"]
-
 QUERY_TIMEOUT = timedelta(seconds=5)
 UPDATE_TIMEOUT = timedelta(seconds=15)
 ERASE_STOP_SECONDS = 30.0

@@ -28,7 +28,8 @@ from pydantic import BaseModel
 from api import ingest_doors as intake
 from api.deps import AppState, State
 from api.errors import documented
-from api.lead_ids import normalize_email
+from api.intake import signal_events
+from api.lead_ids import lead_id_for, normalize_email
 from api.limits import MAX_BODY_BYTES  # checked again after gzip inflation here
 from api.roles import public
 from rules.model import EventsReceived, TrackedEvent
@@ -154,7 +155,7 @@ async def _plan(state: AppState, messages: list[Any], now: datetime) -> tuple[_P
                 email = email_of(msg, email_from)
                 keys = visitor_keys(msg)
                 if email:
-                    lead_id = intake.lead_of(email, state)
+                    lead_id = lead_id_for(email, state.id_key)
                     plan.lead_events[lead_id].append(event)
                     plan.lead_emails[lead_id] = normalize_email(email)
                     plan.carried[lead_id].append(index)
@@ -198,7 +199,7 @@ def _plan_identify(
         raise SpecError("; ".join(problems) or "the email is not usable")
     if problems:
         result.reason = "traits left out: " + "; ".join(problems)
-    lead_id = intake.lead_of(lead.email, state)
+    lead_id = lead_id_for(lead.email, state.id_key)
     plan.upserts[lead_id] = plan.upserts.get(lead_id, {}) | lead.attributes()
     plan.carried[lead_id].append(index)
     for handle in visitor_keys(msg):
@@ -214,12 +215,12 @@ async def _deliver(state: AppState, plan: _Plan) -> dict[str, str]:
         plan.lead_events[lead] += plan.linked_events.pop(lead)  # by email and by a stitched visitor: one signal
     lead_steps: dict[str, Callable[[], Awaitable[None]]] = {
         lead: partial(
-            intake.events_to_lead, state, lead, EventsReceived(events, {"email": plan.lead_emails[lead]}), create=True
+            signal_events, state, lead, EventsReceived(events, {"email": plan.lead_emails[lead]}), create=True
         )
         for lead, events in plan.lead_events.items()
     }
     lead_steps.update(
-        (lead, partial(intake.events_to_lead, state, lead, EventsReceived(events), create=False))
+        (lead, partial(signal_events, state, lead, EventsReceived(events), create=False))
         for lead, events in plan.linked_events.items()
     )
     steps: list[dict[str, Callable[[], Awaitable[None]]]] = [

@@ -24,8 +24,8 @@ from temporalio.service import RPCError
 from activities.tracking_tokens import TrackedSend, tracking_key, verify
 from api.deps import AppState, ServiceUnavailable, State
 from api.errors import documented
+from api.intake import signal_events
 from api.roles import public
-from api.routers.leads import signal_events
 from rules.engagement import CLICK, OPEN, engagement_event_id
 from rules.model import EventsReceived, TrackedEvent
 
