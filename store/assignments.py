@@ -160,10 +160,15 @@ async def release_lead(session: AsyncSession, lead_id: str) -> int:
     """Close every open assignment of a lead that is gone (erased): it holds nobody's capacity any more.
     Returns how many closed."""
     async with _writing(session):
-        result = await session.execute(
-            update(Assignment)
-            .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
-            .values(open=False)
-            .execution_options(synchronize_session=False)
-        )
+        return await close_open_assignments(session, lead_id)
+
+
+async def close_open_assignments(session: AsyncSession, lead_id: str) -> int:
+    """Close a lead's open assignments inside the caller's transaction; returns how many closed."""
+    result = await session.execute(
+        update(Assignment)
+        .where(Assignment.lead_id == lead_id, Assignment.open.is_(True))
+        .values(open=False)
+        .execution_options(synchronize_session=False)
+    )
     return rowcount(result)

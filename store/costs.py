@@ -12,6 +12,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rules.report_facts import CostFacts
+from store.db import rowcount
 from store.models import SourceCost
 
 _KEY = ["source", "campaign", "period_start", "period_end", "currency"]
@@ -74,4 +75,4 @@ async def list_costs(
 async def delete_cost(session: AsyncSession, cost_id: int) -> bool:
     result = await session.execute(delete(SourceCost).where(SourceCost.id == cost_id))
     await session.commit()
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of a DELETE has rowcount
+    return bool(rowcount(result))

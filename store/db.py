@@ -13,7 +13,7 @@ from typing import Any, cast
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Connection, CursorResult, Engine, Result, Row, create_engine, event, text
+from sqlalchemy import Connection, CursorResult, Engine, Result, create_engine, event, text
 from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import ArgumentError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
@@ -184,8 +184,3 @@ def rowcount(result: Result[Any]) -> int:
     Not for INSERT ... ON CONFLICT DO NOTHING: psycopg reports -1 there on PostgreSQL. Whether such an
     INSERT created its row is read from RETURNING (store/repo.py claim_email, store/imports.py)."""
     return cast("CursorResult[Any]", result).rowcount
-
-
-def row_dict(row: Row[Any] | Any) -> dict[str, Any]:
-    """One selected row as a plain dict (any column shape)."""
-    return dict(row._mapping)

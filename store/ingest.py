@@ -15,6 +15,7 @@ from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.access import hash_token
+from store.db import rowcount
 from store.models import InboundSource, VisitorLink, WriteKey
 from store.repo import _insert, _writing
 
@@ -54,7 +55,7 @@ async def revoke_write_key(session: AsyncSession, key_id: str) -> bool:
             .where(WriteKey.id == key_id, WriteKey.revoked_at.is_(None))
             .values(revoked_at=datetime.now(UTC))
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of an UPDATE
+    return bool(rowcount(result))
 
 
 async def write_key_valid(session: AsyncSession, key: str) -> bool:
@@ -103,7 +104,7 @@ async def delete_source(session: AsyncSession, kind: str, source_id: str) -> boo
         result = await session.execute(
             delete(InboundSource).where(InboundSource.kind == kind, InboundSource.id == source_id)
         )
-    return bool(result.rowcount)  # type: ignore[attr-defined]  # CursorResult of a DELETE
+    return bool(rowcount(result))
 
 
 # ---------------------------------------------------------------- visitors stitched onto leads

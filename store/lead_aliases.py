@@ -16,8 +16,9 @@ from datetime import datetime
 from sqlalchemy import delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.assignments import close_open_assignments
 from store.db import rowcount
-from store.models import Assignment, FollowUpRow, LeadAlias, VisitorLink
+from store.models import FollowUpRow, LeadAlias, VisitorLink
 from store.models import Touchpoint as TouchpointRow
 from store.repo import _insert, _writing
 
@@ -101,12 +102,7 @@ async def release_merged(session: AsyncSession, *, duplicate_id: str, survivor_i
     its pending or overdue follow-ups are cancelled (they leave the overdue list and the digest), its
     touchpoints and stitched visitors move to the survivor (one timeline), and its id becomes an alias."""
     async with _writing(session):
-        closed = await session.execute(
-            update(Assignment)
-            .where(Assignment.lead_id == duplicate_id, Assignment.open.is_(True))
-            .values(open=False)
-            .execution_options(synchronize_session=False)
-        )
+        closed = await close_open_assignments(session, duplicate_id)
         cancelled = await session.execute(
             update(FollowUpRow)
             .where(FollowUpRow.lead_id == duplicate_id, FollowUpRow.status.in_(("pending", "overdue")))
@@ -133,4 +129,4 @@ async def release_merged(session: AsyncSession, *, duplicate_id: str, survivor_i
             .execution_options(synchronize_session=False)
         )
         await _point(session, duplicate_id, survivor_id, MERGED, now)
-    return MergeRelease(rowcount(closed), rowcount(cancelled), rowcount(moved))
+    return MergeRelease(closed, rowcount(cancelled), rowcount(moved))

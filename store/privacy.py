@@ -92,23 +92,6 @@ async def add_lead_keys(session: AsyncSession, keys: list[StoredKey], now: datet
     return await get_lead_keys(session, [k.lead_id for k in keys])
 
 
-async def add_lead_key(
-    session: AsyncSession, *, lead_id: str, key_id: str, master_key_id: str, wrapped_key: bytes, now: datetime
-) -> StoredKey:
-    """Store a new lead's key unless one exists; returns the one that won (two processes may race)."""
-    async with _writing(session):
-        await session.execute(
-            _insert(session, LeadKey)
-            .values(
-                lead_id=lead_id, key_id=key_id, master_key_id=master_key_id, wrapped_key=wrapped_key, created_at=now
-            )
-            .on_conflict_do_nothing(index_elements=["lead_id"])
-        )
-    stored = await get_lead_key(session, lead_id)
-    assert stored is not None
-    return stored
-
-
 async def destroy_lead_key(session: AsyncSession, lead_id: str, now: datetime) -> bool:
     """Crypto-shred: forget the wrapped key for good. False when the lead never had a key.
 
