@@ -178,7 +178,8 @@ def write_workflow_bytecode(*classes: type) -> None:
 def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Worker:  # type: ignore[no-untyped-def]
     # A worker without the codec would fail on every sealed payload: give it one whatever the caller passed.
     client = with_lead_codec(client, settings, sessions)
-    write_workflow_bytecode(LeadWorkflow, VisitorWorkflow)
+    workflows = [LeadWorkflow, VisitorWorkflow, PlaybookMigrationWorkflow]
+    write_workflow_bytecode(*workflows)
     emails = EmailActivities(Mailer(settings, sessions, EmailRenderer(settings.templates_dir, settings.default_locale)))
     leads = LeadActivities(sessions)
     # Client interceptors that are worker interceptors too (tracing) apply to the worker by themselves.
@@ -191,7 +192,7 @@ def build_worker(client: Client, settings: Settings, sessions, **kwargs) -> Work
     return Worker(
         client,
         task_queue=settings.task_queue,
-        workflows=[LeadWorkflow, VisitorWorkflow, PlaybookMigrationWorkflow],
+        workflows=workflows,
         activities=[
             emails.send_email,
             leads.project_lead,

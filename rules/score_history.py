@@ -53,24 +53,21 @@ def fold_score_changes(
 
 
 def _carried(changes: list[ScoreChange]) -> ScoreChange:
-    last = changes[-1]
-    return ScoreChange(
-        seq=last.seq,
-        at=last.at,
-        points=round(sum(c.points for c in changes), 2),
-        score_after=last.score_after,
-        rule_id=CARRIED_FORWARD,
-        reason=f"changes #1-#{last.seq} carried forward (each is in the lead's score history)",
-    )
+    return _folded(changes, CARRIED_FORWARD, f"changes #1-#{changes[-1].seq}")
 
 
 def _decays(changes: list[ScoreChange], after_seq: int) -> ScoreChange:
+    return _folded(changes, DECAY_RULE, f"decay steps #{after_seq + 1}-#{changes[-1].seq}")
+
+
+def _folded(changes: list[ScoreChange], rule_id: str, which: str) -> ScoreChange:
+    """One change standing for ``changes``: their points, the last one's time and score."""
     last = changes[-1]
     return ScoreChange(
         seq=last.seq,
         at=last.at,
         points=round(sum(c.points for c in changes), 2),
         score_after=last.score_after,
-        rule_id=DECAY_RULE,
-        reason=f"decay steps #{after_seq + 1}-#{last.seq} carried forward (each is in the lead's score history)",
+        rule_id=rule_id,
+        reason=f"{which} carried forward (each is in the lead's score history)",
     )

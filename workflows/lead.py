@@ -332,19 +332,14 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
             workflow.logger.warning("email %s failed: %s", command.key, err.cause or err)
 
     async def _assign(self, command: AssignRep) -> None:
-        if workflow.patched("assign-local-activity"):
-            # A local activity: it runs in the workflow task that decided the assignment, so the rep's email is
-            # scheduled in that same task (one round trip through the server fewer between qualifying and
-            # notifying). Retried like the activity, and as safe: the store keys the assignment by its key.
-            answer = await workflow.execute_local_activity_method(
-                LeadActivities.assign_rep,
-                command,
-                start_to_close_timeout=self._activity_timeout(30),
-                retry_policy=STORE_RETRY,
-            )
-            self._projected_view = None  # as below: the answer is projected even when the view looks the same
-        elif workflow.patched("assign-typed-activity"):
-            answer = await workflow.execute_activity_method(
+        local = workflow.patched("assign-local-activity")
+        if local or workflow.patched("assign-typed-activity"):
+            # A local activity (from "assign-local-activity" on): it runs in the workflow task that decided the
+            # assignment, so the rep's email is scheduled in that same task (one round trip through the server
+            # fewer between qualifying and notifying). Retried like the activity, and as safe: the store keys the
+            # assignment by its key.
+            execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
+            answer = await execute(
                 LeadActivities.assign_rep,
                 command,
                 start_to_close_timeout=self._activity_timeout(30),

@@ -31,6 +31,7 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ApplicationError, FailureError
 
 with workflow.unsafe.imports_passed_through():
+    from activities.lead_merge import LeadMergeActivities
     from rules.merge import close_as_merged, handover_refusal, merge_refusal
     from rules.model import ConsentRecorded, EmailFeedback, EventsReceived, Input, LeadMerged, LeadState, LeadUpserted
     from workflows.merge_payloads import AliasRecord, HandOver, LeadEdit, MergedLeadRelease, MergeRefused, MergeRequest
@@ -66,6 +67,8 @@ class LeadMerges:
         async def _drain(self) -> None: ...
 
         def _project(self) -> None: ...
+
+        def _activity_timeout(self, default_seconds: float) -> timedelta: ...
 
     # ---------------------------------------------------------------- survivor side
 
@@ -133,10 +136,10 @@ class LeadMerges:
         await self._drain()
         lead_id, survivor = self._state.lead_id, requests.pop(0).survivor_id
         handed_over = close_as_merged(self._state, survivor, workflow.now())
-        await workflow.execute_activity(
-            "release_merged_lead",
+        await workflow.execute_activity_method(
+            LeadMergeActivities.release_merged_lead,
             MergedLeadRelease(lead_id, survivor),
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=self._activity_timeout(30),
             retry_policy=RELEASE_RETRY,
         )
         if not await self._tell(survivor, "absorb", LeadMerged(lead_id, handed_over)):
@@ -173,10 +176,10 @@ class LeadMerges:
         """Attributes by lead id (PATCH /v1/leads/{id}): a new email keeps one lead, and the new address's
         lead id becomes an alias of this lead before the change applies (the old one is this lead's id)."""
         if change.alias_id is not None and change.alias_id != self._state.lead_id:
-            await workflow.execute_activity(
-                "record_lead_alias",
+            await workflow.execute_activity_method(
+                LeadMergeActivities.record_lead_alias,
                 AliasRecord(change.alias_id, self._state.lead_id, "email_change"),
-                start_to_close_timeout=timedelta(seconds=30),
+                start_to_close_timeout=self._activity_timeout(30),
                 retry_policy=RELEASE_RETRY,
             )
         self._inbox.append(change.upsert)

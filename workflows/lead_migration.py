@@ -46,6 +46,9 @@ class PlaybookMigrations:
     def _project(self) -> None:
         raise NotImplementedError  # LeadWorkflow's
 
+    def _activity_timeout(self, default_seconds: float) -> timedelta:
+        raise NotImplementedError  # LeadWorkflow's
+
     def _init_migrations(self, start: LeadStart) -> None:
         # The playbook this run follows: the start's, until a migration switches it (carried on continue-as-new).
         self._bundle: PlaybookBundle = start.playbook
@@ -126,7 +129,7 @@ class PlaybookMigrations:
         return await workflow.execute_activity_method(
             LeadActivities.stored_lead_events,
             self._state.lead_id,
-            start_to_close_timeout=timedelta(seconds=30),
+            start_to_close_timeout=self._activity_timeout(30),
             retry_policy=MIGRATION_READ_RETRY,
         )
 
