@@ -50,36 +50,30 @@ def render(result: SimulationResult, start) -> str:  # type: ignore[no-untyped-d
 
 async def rewrap_keys() -> int:
     from cli.keys import rewrap_all
+    from cli.store_session import store_sessions
     from privacy.keys import KeyUnavailable
     from runtime import key_ring
     from settings import get_settings
-    from store.db import make_engine, make_sessionmaker, run_migrations
 
     settings = get_settings()
-    await asyncio.to_thread(run_migrations, settings.resolved_database_url())
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        masters = key_ring(settings, make_sessionmaker(engine)).masters
-        changed = await rewrap_all(make_sessionmaker(engine), masters)
-    except KeyUnavailable as exc:
-        print(f"rewrap-keys: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        await engine.dispose()
+    async with store_sessions(settings) as sessions:
+        try:
+            masters = key_ring(settings, sessions).masters
+            changed = await rewrap_all(sessions, masters)
+        except KeyUnavailable as exc:
+            print(f"rewrap-keys: {exc}", file=sys.stderr)
+            return 1
     print(f"re-wrapped {changed} data keys with master key {masters.current.key_id}")
     return 0
 
 
 async def write_key_command(action: str, value: str | None) -> int:
+    from cli.store_session import store_sessions
     from settings import get_settings
     from store import ingest
-    from store.db import make_engine, make_sessionmaker, run_migrations
 
-    settings = get_settings()
-    await asyncio.to_thread(run_migrations, settings.resolved_database_url())
-    engine = make_engine(settings.resolved_database_url())
-    try:
-        async with make_sessionmaker(engine)() as session:
+    async with store_sessions(get_settings()) as sessions:
+        async with sessions() as session:
             if action == "create":
                 info, key = await ingest.create_write_key(session, value or "default")
                 print(f"{info.id}  {info.name}\n{key}\n(shown once: use it as the Segment/RudderStack write key)")
@@ -92,8 +86,6 @@ async def write_key_command(action: str, value: str | None) -> int:
                 for row in await ingest.list_write_keys(session):
                     state = f"revoked {row.revoked_at:%Y-%m-%d}" if row.revoked_at else "active"
                     print(f"{row.id}  {row.created_at:%Y-%m-%d}  {state:<18} {row.name}")
-    finally:
-        await engine.dispose()
     return 0
 
 
