@@ -385,7 +385,8 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
         trace.append(TraceEntry(at, "assign", {"rep": None, "queued_in": after.queued_team}))
     bf, af = before.followup, after.followup
     if bf and is_open(bf) and af and af.key != bf.key:  # replaced by a reassignment: the old one ends unmet
-        trace.append(TraceEntry(at, "sla", {"status": "cancelled", "policy": bf.policy_id, "rep": bf.rep_id}))
+        detail = {"status": "cancelled", "policy": bf.policy_id, "rep": bf.rep_id}
+        trace.append(TraceEntry(at, "sla", detail | {"reason": f"the lead went to {af.rep_id}"}))
     if af and (bf is None or bf.key != af.key):
         trace.append(
             TraceEntry(
