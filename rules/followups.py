@@ -1,10 +1,11 @@
 """When a follow-up SLA is still owed, and when it ends unmet as ``cancelled``. Pure.
 
-A follow-up belongs to the owner and the stage that started it. Once the lead leaves that stage (recycled,
-disqualified, won, lost, moved on or back) or that owner (reassigned, or no owner at all), nobody owes it any
-more: it ends as ``cancelled``, its reminder, deadline and reassignment timers go, and it leaves the overdue
-list, the digest, the queue and the SLA figures. A follow-up met late stays as it was (``overdue`` with
-``met_at``): that breach happened and was answered.
+A follow-up belongs to the owner and the stage that started it. Once the lead leaves that stage for one
+sales does not work (recycled, disqualified, won, lost) or goes back before it, or leaves that owner
+(reassigned, or no owner at all), nobody owes it any more: it ends as ``cancelled``, its reminder, deadline
+and reassignment timers go, and it leaves the overdue list, the digest, the queue and the SLA figures. A lead
+moving forward while sales works it (sql to opportunity) still owes its rep the first touch. A follow-up met
+late stays as it was (``overdue`` with ``met_at``): that breach happened and was answered.
 
 The one definition of an open follow-up for every layer: the engine, the store's projection and queries, the
 merge's release and the KPIs all read :data:`OPEN_SLA_STATUSES` and :func:`is_open`.
@@ -51,8 +52,9 @@ def why_not_owed(state: LeadState, stage_order: Sequence[str]) -> str | None:
         return f"the lead went to {owner.rep.id}"
     if not worked_by_sales(state.stage, stage_order):
         return f"the lead left sales (stage {state.stage})"
-    if followup.stage is not None and state.stage != followup.stage:
-        return f"the lead left stage {followup.stage} (now {state.stage})"
+    started = followup.stage
+    if started in stage_order and stage_order.index(state.stage) < stage_order.index(started):
+        return f"the lead went back from {started} to {state.stage}"
     return None
 
 

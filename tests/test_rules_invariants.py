@@ -1,8 +1,9 @@
 """Lifecycle invariants of ``rules.decide`` over random sequences of inputs (hypothesis), checked after every
 decision: the score is the sum of its explained changes, one owner at a time (one assignment asked at once, stale
-answers ignored), no follow-up pending or overdue without the owner it belongs to or outside the stage that
-started it (and no SLA timer without one), timers only in the future of the decision that set them, and stage
-moves the playbook allows. Scripts recycle, disqualify and re-enrol leads (tests/lifecycle_fixtures.py).
+answers ignored), no follow-up pending or overdue without the owner it belongs to, outside the stages sales
+works or before the stage that started it (and no SLA timer without one), timers only in the future of the
+decision that set them, and stage moves the playbook allows. Scripts recycle, disqualify and re-enrol leads
+(tests/lifecycle_fixtures.py).
 
 Input kinds are data (``KINDS``): each says how hypothesis draws its arguments and how it plays them on the lead as
 it stands. A new kind of input (sales outcomes, merges) is one more ``InputKind`` appended to ``KINDS``; every
@@ -236,7 +237,8 @@ def _no_followup_open_without_its_owner_and_stage(state: LeadState, pb: Compiled
     assert state.owner is not None, f"a follow-up is {status} without an owner"
     assert state.owner.rep.id == followup.rep_id, f"a follow-up is {status} for a rep who does not own the lead"
     assert worked_by_sales(state.stage, pb.stage_order), f"a follow-up is {status} in stage {state.stage}"
-    assert followup.stage == state.stage, f"a follow-up started in {followup.stage} is {status} in {state.stage}"
+    started = pb.stage_order.index(followup.stage or state.stage)
+    assert pb.stage_order.index(state.stage) >= started, f"a follow-up of {followup.stage} is {status} in {state.stage}"
 
 
 def stage_move_allowed(from_stage: str, to_stage: str, pb: CompiledPlaybook) -> bool:

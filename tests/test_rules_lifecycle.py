@@ -9,7 +9,7 @@ from datetime import timedelta
 import pytest
 
 from rules import load_playbook_text, snapshot
-from rules.followups import superseded
+from rules.followups import cancel_if_not_owed, superseded, why_not_owed
 from rules.model import FollowUp, LeadUpserted, SendEmail, TouchLogged
 from rules.playbook import CompiledPlaybook
 from tests.lifecycle_fixtures import lifecycle_playbook
@@ -137,6 +137,18 @@ def test_disqualifying_cancels_the_follow_up_and_nothing_escalates() -> None:
     lead.now = due + timedelta(days=2)
     lead.event("page_view", "/blog", id_="later")
     assert len(lead.emails()) == sent and lead.state.timers.keys() <= {"recycle"}
+
+
+def test_a_follow_up_stays_owed_forward_in_the_funnel_and_ends_when_the_lead_goes_back() -> None:
+    lead = Lead(compiled("every_time"), {"email": "ann@x.test"})
+    qualify(lead)
+    lead.state.stage = "opportunity"  # moved on while the rep works it (a sales outcome, a stage rule)
+    lead.event("page_view", "/blog")
+    assert lead.state.followup is not None and lead.state.followup.status == "pending"
+    lead.state.stage = "mql"  # back before the stage that started it (a journey's set_stage)
+    assert why_not_owed(lead.state, lead.pb.stage_order) == "the lead went back from sql to mql"
+    cancel_if_not_owed(lead.state, lead.now, lead.pb.stage_order)
+    assert lead.state.followup.status == "cancelled" and "sla_due" not in lead.state.timers
 
 
 def test_a_reassignment_ends_the_previous_follow_up() -> None:
