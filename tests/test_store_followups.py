@@ -13,6 +13,7 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from activities.email import Mailer
+from activities.erasure import erase_person
 from activities.rendering import EmailRenderer
 from jobs.digest import send_overdue_digests
 from rules import decide, load_playbook_text, snapshot
@@ -177,3 +178,13 @@ async def test_a_merge_cancels_only_open_follow_ups(sessions: Sessions) -> None:
             )
     statuses = (await read_model(sessions, T0 + timedelta(days=3)))["statuses"]
     assert statuses["lead-late:followup:1"][0] == "overdue" and statuses["lead-waiting:followup:1"][0] == "cancelled"
+
+
+async def test_an_erased_leads_open_follow_up_is_cancelled(sessions: Sessions) -> None:
+    lead = Lead(sessions, "erased")
+    await lead.overdue("erased")
+    outcome = await erase_person(sessions, None, lead.state.lead_id, "erased@example.com", "k")
+    assert (outcome.assignments_closed, outcome.followups_cancelled) == (0, 1)  # no assignment row: none asked here
+    assert await overdue_list(sessions, T0 + timedelta(days=2)) == []
+    again = await erase_person(sessions, None, lead.state.lead_id, None, "k")
+    assert again.followups_cancelled == 0
