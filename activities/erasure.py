@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from privacy.addresses import address_hash
 from privacy.keys import KeyRing
 from store import assignments, ingest, privacy
+from store.followup_rows import cancel_open_followups
 
 ERASED = "erased"
 
@@ -28,6 +29,8 @@ class ErasureOutcome:
     anonymised: dict[str, int] = field(default_factory=dict)
     # Open assignments closed: an erased lead holds no rep's capacity.
     assignments_closed: int = 0
+    # Open follow-ups cancelled: nobody owes an erased lead a call (rules/followups.py).
+    followups_cancelled: int = 0
 
 
 async def erase_person(
@@ -52,4 +55,7 @@ async def erase_person(
         await ingest.forget_lead_visitors(session, lead_id)
     async with sessions() as session:
         released = await assignments.release_lead(session, lead_id)
-    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised, released)
+    async with sessions() as session:  # nobody owes an erased lead a call: off the overdue list and the digest
+        cancelled = await cancel_open_followups(session, lead_id, now, keep=None)
+        await session.commit()
+    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised, released, cancelled)

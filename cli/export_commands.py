@@ -23,6 +23,7 @@ from typing import Any, TextIO
 from api.csv_stream import csv_lines
 from cli.progress import Progress
 from cli.store_session import store_sessions
+from rules.model import SLA_STATUSES
 from rules.playbook import load_playbook_text
 from store import audit, exports, playbooks, repo
 from store.scope import Scope
@@ -43,7 +44,7 @@ def add_parsers(sub: Any) -> None:
     export.add_argument("--rep", help="leads/followups: one rep's")
     export.add_argument("--team", action="append", help="leads/followups: these teams' (repeatable)")
     export.add_argument("--stage", help="leads: at this stage")
-    export.add_argument("--status", choices=["pending", "met", "overdue"], help="followups: with this status")
+    export.add_argument("--status", choices=list(SLA_STATUSES), help="followups: with this status")
     export.add_argument("--since", type=_time, help="leads: created since; audit: recorded since")
 
     overdue = sub.add_parser("overdue", help="the overdue follow-ups, most overdue first")

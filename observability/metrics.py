@@ -21,7 +21,9 @@ EMAILS = Counter(
     "send_email outcomes: sent, already_sent, failed (for good), deferred (relay trouble, retried), suppressed",
     ["kind", "outcome"],
 )
-SLA = Counter("leadflow_sla_total", "Follow-up SLA outcomes: met, reminded, escalated, breached", ["outcome"])
+SLA = Counter(
+    "leadflow_sla_total", "Follow-up SLA outcomes: met, reminded, escalated, breached, cancelled", ["outcome"]
+)
 ACTIVITY_FAILURES = Counter(
     "leadflow_activity_failures_total", "Activity attempts that raised", ["activity_type", "error_type"]
 )

@@ -121,8 +121,9 @@ def _count_projection(snap: LeadSnapshot, before: _Stored, counted: RecentlyCoun
         outcomes.append("reminded")
     if fu.escalated_at is not None and not before.escalated:
         outcomes.append("escalated")
-    if fu.status != before.followup_status and fu.status in ("met", "overdue"):
-        outcomes.append("met" if fu.status == "met" else "breached")
+    ended = {"met": "met", "overdue": "breached", "cancelled": "cancelled"}.get(fu.status)
+    if fu.status != before.followup_status and ended is not None:
+        outcomes.append(ended)
     for outcome in outcomes:
         if counted.first(fu.key, outcome):
             metrics.SLA.labels(outcome).inc()

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import get_args
 
+from rules.followups import worked_by_sales
 from rules.model import AssignmentFailed, AssignRep, CapacityHeld, LeadState, Rep, RepAssigned
 from rules.playbook import Strategy
 
@@ -126,7 +127,7 @@ def capacity_held(state: LeadState, stage_order: Sequence[str]) -> CapacityHeld:
     """Whose capacity the lead takes: its owner's while sales works it (in a funnel stage short of the last;
     a won, recycled, disqualified or lost lead holds nobody's), and the assignment still in flight."""
     owner = state.owner
-    worked = owner is not None and state.stage in stage_order[:-1]
+    worked = owner is not None and worked_by_sales(state.stage, stage_order)
     return CapacityHeld(
         owner.rep.id if owner is not None and worked else None, state.pending_assignment, state.assignment_seq
     )

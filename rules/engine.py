@@ -21,6 +21,8 @@ from rules.consent import nurture_blocked, record_consent
 from rules.deliverability import record_feedback, undeliverable
 from rules.engagement import tracking_for, variant_label
 from rules.expressions import RuleArgumentError, parse_duration
+from rules.followups import TIMER_SLA_DUE, TIMER_SLA_REASSIGN, TIMER_SLA_REMIND, cancel_if_not_owed
+from rules.followups import cancel as cancel_followup
 from rules.locale import lead_locale
 from rules.model import (
     NURTURE_KIND,
@@ -52,6 +54,7 @@ from rules.model import (
 )
 from rules.playbook import GRADE_ORDER, CompiledJourney, CompiledPlaybook
 from rules.profile import give_tracking_source, keeping_email, merge_attributes, note_set, note_touch
+from rules.reenrolment import enrol_again, may_enrol_again, next_run
 from rules.sources import touch_from_event
 
 HISTORY_PER_TYPE = 200  # event times kept per type for count(..., days=N)
@@ -62,9 +65,6 @@ REACT_PASSES = 3  # journey steps can move the stage or score; let the others re
 NURTURE_HOLDS_KEPT = 20  # recent skipped/deferred nurture sends shown in the live view
 
 TIMER_DECAY = "decay"
-TIMER_SLA_REMIND = "sla_remind"
-TIMER_SLA_DUE = "sla_due"
-TIMER_SLA_REASSIGN = "sla_reassign"
 TIMER_RECYCLE = "recycle"
 TIMER_ASSIGN_RETRY = "assign_retry"
 JOURNEY_TIMER_PREFIX = "journey:"
@@ -330,12 +330,18 @@ def _react(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Comm
     if state.created_at is None:
         return  # events before the lead exists are only recorded
     for _ in range(REACT_PASSES):
-        before = (state.stage, state.score, len(state.journeys), state.grade)
+        before = (state.stage, state.score, _enrolments(state), state.grade)
         _advance_stage(state, now, pb)
         _route(state, now, pb, out)
         _run_journeys(state, now, pb, out)
-        if (state.stage, state.score, len(state.journeys), state.grade) == before:
-            return  # stable: journey steps changed nothing the other rules react to
+        if (state.stage, state.score, _enrolments(state), state.grade) == before:
+            break  # stable: journey steps changed nothing the other rules react to
+    # A follow-up whose stage or owner is gone ends here, whatever moved them (rules/followups.py).
+    cancel_if_not_owed(state, now, pb.stage_order)
+
+
+def _enrolments(state: LeadState) -> tuple[int, int]:
+    return len(state.journeys), sum(run.enrolments for run in state.journeys.values())
 
 
 def _advance_stage(state: LeadState, now: datetime, pb: CompiledPlaybook) -> None:
@@ -380,8 +386,8 @@ def _set_stage(state: LeadState, stage: str, now: datetime, reason: str, pb: Com
     if stage in pb.model.stages.reentry:
         # Back to marketing: the old owner and SLA no longer apply.
         state.owner, state.pending_assignment, state.queued_team = None, None, None
-        if state.followup and state.followup.status == "pending":
-            state.followup = None
+        if state.legacy_followups and state.followup and state.followup.status == "pending":
+            state.followup = None  # runs recorded before: dropped (today it ends as cancelled in _react)
         for name in (TIMER_SLA_REMIND, TIMER_SLA_DUE, TIMER_SLA_REASSIGN):
             state.timers.pop(name, None)
 
@@ -436,10 +442,15 @@ def _assignment_failed(
 def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
     for cj in pb.journeys:
         run = state.journeys.get(cj.spec.id)
-        if run is None:
-            if not _holds(cj.enroll, state, now, rule_id=f"journey:{cj.spec.id}:enroll_when"):
+        policy = cj.spec.reenroll
+        if run is None or (run.status != "active" and may_enrol_again(policy)):
+            holds = _holds(cj.enroll, state, now, rule_id=f"journey:{cj.spec.id}:enroll_when")
+            if run is None and holds:
+                run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
+            elif run is not None and enrol_again(run, holds, policy, now):
+                run = state.journeys[cj.spec.id] = next_run(run, now)  # rules/reenrolment.py
+            if run is None:
                 continue
-            run = state.journeys[cj.spec.id] = JourneyRun(cj.spec.id, enrolled_at=now)
         if run.status != "active":
             continue
         if cj.exit and _holds(cj.exit, state, now, rule_id=f"journey:{cj.spec.id}:exit_when"):
@@ -634,6 +645,7 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
     state.pending_assignment = None
     state.queued_team = None
     rep = inp.rep
+    cancel_followup(state, now, f"the lead went to {rep.id}")  # the previous owner owes it no more
     state.owner = Owner(rep, now, inp.reason)
     policy = _sla_policy(state, now, pb)
     first_touch = parse_duration(policy.first_touch)
@@ -651,6 +663,7 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
         started_at=now,
         due_at=due,
         remind_at=remind if remind and remind > now else None,
+        stage=state.stage,
     )
     for name in (TIMER_SLA_REMIND, TIMER_SLA_DUE, TIMER_SLA_REASSIGN):
         state.timers.pop(name, None)
@@ -759,7 +772,7 @@ def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out
 
 def _touch(state: LeadState, inp: TouchLogged, now: datetime) -> None:
     followup = state.followup
-    if followup is None or followup.met_at is not None:
+    if followup is None or followup.met_at is not None or followup.status == "cancelled":
         return
     followup.met_at = min(inp.at, now)
     if followup.status == "pending":

@@ -22,6 +22,7 @@ from typing import Literal
 
 from rules.engine import JOURNEY_TIMER_PREFIX, TIMER_DECAY, TIMER_RECYCLE, explain_points, rebase, sla_policy_id
 from rules.expressions import parse_duration
+from rules.followups import is_open
 from rules.model import AssignRep, Command, EventsReceived, Input, LeadState, LeadUpserted, SendEmail, TrackedEvent
 from rules.playbook import CompiledJourney, CompiledPlaybook, Journey
 from rules.simulate import run_timeline
@@ -295,7 +296,7 @@ def _keep_followup(lead: LeadState, new: CompiledPlaybook, now: datetime, plan: 
     """A running follow-up keeps its due times; its policy is the new version's choice when the old one is gone
     (that policy's escalation and reassignment then apply)."""
     followup = lead.followup
-    if followup is None or followup.met_at is not None:
+    if followup is None or not is_open(followup):  # met or cancelled: nothing left to run
         return
     if followup.policy_id not in {policy.id for policy, _ in new.sla}:
         followup.policy_id = sla_policy_id(lead, now, new)

@@ -12,7 +12,10 @@ from typing import Any, Literal, get_args
 
 from rules.dedupe import SeenEvents
 
-SlaStatus = Literal["pending", "met", "overdue"]
+# cancelled: the follow-up ended unmet because the lead left the stage or the owner that started it
+# (rules/followups.py); it counts neither as met nor as breached.
+SlaStatus = Literal["pending", "met", "overdue", "cancelled"]
+SLA_STATUSES: tuple[str, ...] = get_args(SlaStatus)
 TouchKind = Literal["call", "email", "meeting", "linkedin", "sms", "other"]
 TOUCH_KINDS: tuple[str, ...] = get_args(TouchKind)
 ConsentStatus = Literal["opted_in", "opted_out", "unknown"]
@@ -314,6 +317,11 @@ class FollowUp:
     reminded_at: datetime | None = None
     escalated_at: datetime | None = None
     met_at: datetime | None = None
+    # The stage that started it; None: started before follow-ups recorded it.
+    stage: str | None = None
+    # When and why it was cancelled (rules/followups.py).
+    cancelled_at: datetime | None = None
+    cancel_reason: str | None = None
 
 
 @dataclass
@@ -330,6 +338,10 @@ class JourneyRun:
     waiting_for: str | None = None
     # A/B split step id -> the variant (step id) this lead was sent to.
     variants: dict[str, str] = field(default_factory=dict)
+    # How many times the lead was enrolled in this journey (journeys[].reenroll, rules/reenrolment.py), and
+    # whether the enrolment condition was seen false since this run ended (it must become true *again*).
+    enrolments: int = 1
+    rearmed: bool = False
 
 
 @dataclass
@@ -408,6 +420,9 @@ class LeadState:
     # the duplicates merged into this lead, oldest first.
     merged_into: str | None = None
     merged_from: list[str] = field(default_factory=list)
+    # Runs recorded before follow-ups were cancelled with their stage or owner keep the old behaviour (the lead
+    # workflow sets this from workflow.patched; rules/followups.py). Everything else: False.
+    legacy_followups: bool = False
 
 
 # ---------------------------------------------------------------- read-model projection

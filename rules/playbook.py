@@ -250,10 +250,51 @@ class Step(_Strict):
         return [j for j in jumps if j]
 
 
+MAX_REENROLL_DAYS = 3650
+REENROLL_FORMS = "once (the default), every_time, or {once_per: {days: N}}"
+
+
+class ReenrollPeriod(_Strict):
+    days: int = Field(ge=1, le=MAX_REENROLL_DAYS)
+
+
+class OncePer(_Strict):
+    """Enrol again when the condition becomes true again, at most once per period (rules/reenrolment.py)."""
+
+    once_per: ReenrollPeriod
+
+
+Reenroll = Literal["once", "every_time"] | OncePer
+
+
+def _reenroll_problem(value: Any) -> str | None:
+    """What is wrong with a journey's ``reenroll`` as written, in the marketer's words; None when it is fine."""
+    if isinstance(value, str):
+        if value in ("once", "every_time"):
+            return None
+        hint = ""
+        if value.replace(" ", "_").replace("-", "_").lower() in ("every_time", "everytime", "always"):
+            hint = ' Did you mean "every_time"?'
+        elif value.replace(" ", "_").lower().startswith("once_per"):
+            hint = " Write it as a mapping: {once_per: {days: 30}}."
+        return f'reenroll "{value}" is not known: write {REENROLL_FORMS}.{hint}'
+    if not isinstance(value, dict) or set(value) != {"once_per"}:
+        return f"reenroll is {REENROLL_FORMS}"
+    period = value["once_per"]
+    if not isinstance(period, dict) or set(period) != {"days"}:
+        return "once_per needs the number of days and nothing else: {once_per: {days: 30}}"
+    days = period["days"]
+    if isinstance(days, bool) or not isinstance(days, int) or not 1 <= days <= MAX_REENROLL_DAYS:
+        return f"once_per days is a whole number of days from 1 to {MAX_REENROLL_DAYS} (not {days!r})"
+    return None
+
+
 class Journey(_Strict):
     id: str
     enroll_when: str
     exit_when: str | None = None
+    # Whether a lead whose run ended is enrolled again when enroll_when becomes true again (rules/reenrolment.py).
+    reenroll: Reenroll = "once"
     # Time zone for `wait.until` when the lead has no `timezone` field (IANA name, e.g. Asia/Tokyo).
     timezone: str = "UTC"
     steps: list[Step]
@@ -264,6 +305,14 @@ class Journey(_Strict):
         from rules.clock import zone
 
         zone(value)
+        return value
+
+    @field_validator("reenroll", mode="before")
+    @classmethod
+    def _reenroll(cls, value: Any) -> Any:
+        problem = _reenroll_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
 

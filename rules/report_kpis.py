@@ -13,6 +13,7 @@ from datetime import datetime, timedelta
 from itertools import pairwise
 from typing import Any
 
+from rules.followups import CANCELLED
 from rules.report_facts import (
     UNTRACKED,
     FollowUpFacts,
@@ -116,12 +117,14 @@ def _sla_row(
     team: str, rep_id: str | None, rep_name: str | None, items: list[FollowUpFacts], now: datetime
 ) -> dict[str, Any]:
     met_on_time = sum(1 for f in items if f.met_at is not None and f.met_at <= f.due_at)
+    # Ended unmet because the lead left its stage or owner (rules/followups.py): neither met nor breached.
+    cancelled = sum(1 for f in items if f.met_at is None and f.status == CANCELLED)
     # Late, marked overdue, or still open past its due time: the SLA was missed.
     breached = sum(
         1
         for f in items
         if (f.met_at is not None and f.met_at > f.due_at)
-        or (f.met_at is None and (f.status == "overdue" or f.due_at <= now))
+        or (f.met_at is None and f.status != CANCELLED and (f.status == "overdue" or f.due_at <= now))
     )
     first_touch = [f.met_at - f.started_at for f in items if f.kind == "first_touch" and f.met_at is not None]
     response = hours(first_touch)
@@ -132,7 +135,8 @@ def _sla_row(
         "followups": len(items),
         "met_on_time": met_on_time,
         "breached": breached,
-        "open": len(items) - met_on_time - breached,
+        "open": len(items) - met_on_time - breached - cancelled,
+        "cancelled": cancelled,
         "met_rate": ratio(met_on_time, met_on_time + breached),
         "breached_rate": ratio(breached, met_on_time + breached),
         "first_touches": response["count"],

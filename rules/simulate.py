@@ -20,6 +20,7 @@ from rules.assignment import TeamMember, TeamSnapshot, capacity_held
 from rules.consent import effective_status
 from rules.engine import decide
 from rules.expressions import parse_duration
+from rules.followups import is_open
 from rules.model import (
     AssignmentFailed,
     AssignRep,
@@ -335,6 +336,7 @@ def final_view(state: LeadState) -> dict[str, Any]:
         "queued_team": state.queued_team,
         "sla": state.followup.status if state.followup else None,
         "journeys": {j: r.status for j, r in state.journeys.items()},
+        "enrolments": {j: r.enrolments for j, r in state.journeys.items()},
         "consent": effective_status(state.consents)[0],
         "score_explained": round(sum(c.points for c in state.score_changes), 2),
     }
@@ -382,6 +384,9 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
     if after.queued_team and after.queued_team != before.queued_team:
         trace.append(TraceEntry(at, "assign", {"rep": None, "queued_in": after.queued_team}))
     bf, af = before.followup, after.followup
+    if bf and is_open(bf) and af and af.key != bf.key:  # replaced by a reassignment: the old one ends unmet
+        detail = {"status": "cancelled", "policy": bf.policy_id, "rep": bf.rep_id}
+        trace.append(TraceEntry(at, "sla", detail | {"reason": f"the lead went to {af.rep_id}"}))
     if af and (bf is None or bf.key != af.key):
         trace.append(
             TraceEntry(
@@ -397,7 +402,8 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
             )
         )
     elif af and bf and af.status != bf.status:
-        trace.append(TraceEntry(at, "sla", {"status": af.status, "policy": af.policy_id}))
+        reason = {"reason": af.cancel_reason} if af.cancel_reason else {}
+        trace.append(TraceEntry(at, "sla", {"status": af.status, "policy": af.policy_id} | reason))
     for name, when in after.timers.items():
         if before.timers.get(name) != when and not name.startswith("decay"):
             trace.append(TraceEntry(at, "timer", {"name": name, "due_at": when}))
@@ -416,9 +422,10 @@ def _record_changes(before: LeadState, after: LeadState, at: datetime, trace: li
             )
     for jid, run in after.journeys.items():
         old = before.journeys.get(jid)
-        if old is None:
-            trace.append(TraceEntry(at, "journey", {"journey": jid, "status": "enrolled"}))
-        elif old.status != run.status:
+        enrolled = old is None or old.enrolments != run.enrolments  # enrolled, or again (journeys[].reenroll)
+        if enrolled:
+            trace.append(TraceEntry(at, "journey", {"journey": jid, "status": "enrolled", "enrolment": run.enrolments}))
+        if run.status != ("active" if enrolled or old is None else old.status):
             trace.append(TraceEntry(at, "journey", {"journey": jid, "status": run.status, "reason": run.exit_reason}))
 
 

@@ -18,14 +18,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.assignments import close_open_assignments
 from store.db import rowcount
-from store.models import FollowUpRow, LeadAlias, VisitorLink
+from store.followup_rows import cancel_open_followups
+from store.models import LeadAlias, VisitorLink
 from store.models import Touchpoint as TouchpointRow
 from store.repo import _insert, _writing
 
 MERGED = "merged"
 EMAIL_CHANGE = "email_change"
-# A follow-up of a merged duplicate: nobody owes it any more (the survivor has its own).
-FOLLOWUP_CANCELLED = "cancelled"
 MAX_HOPS = 4
 
 
@@ -103,12 +102,8 @@ async def release_merged(session: AsyncSession, *, duplicate_id: str, survivor_i
     touchpoints and stitched visitors move to the survivor (one timeline), and its id becomes an alias."""
     async with _writing(session):
         closed = await close_open_assignments(session, duplicate_id)
-        cancelled = await session.execute(
-            update(FollowUpRow)
-            .where(FollowUpRow.lead_id == duplicate_id, FollowUpRow.status.in_(("pending", "overdue")))
-            .values(status=FOLLOWUP_CANCELLED, updated_at=now)
-            .execution_options(synchronize_session=False)
-        )
+        # Its open follow-ups: nobody owes them any more (the survivor has its own).
+        cancelled = await cancel_open_followups(session, duplicate_id, now, keep=None)
         # An event both leads hold (one post sent to both records) stays once, the survivor's.
         survivors_events = select(TouchpointRow.event_id).where(TouchpointRow.lead_id == survivor_id)
         await session.execute(
@@ -129,4 +124,4 @@ async def release_merged(session: AsyncSession, *, duplicate_id: str, survivor_i
             .execution_options(synchronize_session=False)
         )
         await _point(session, duplicate_id, survivor_id, MERGED, now)
-    return MergeRelease(closed, rowcount(cancelled), rowcount(moved))
+    return MergeRelease(closed, cancelled, rowcount(moved))

@@ -13,6 +13,7 @@ from typing import Any, Literal
 from sqlalchemy import ColumnElement, and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from store.followup_rows import open_followups
 from store.models import Assignment, FollowUpRow, Lead, StageChangeRow, Touchpoint
 from store.models import Rep as RepRow
 from store.scope import EVERYONE, Scope
@@ -61,10 +62,7 @@ def _open_in_queue(now: datetime, due_within: timedelta) -> ColumnElement[bool]:
     """Overdue and not touched yet, or pending and due within the window. A touch after the deadline sets
     ``met_at`` but leaves the status ``overdue`` (a breach stays a breach, in the store and in Temporal's
     LeadSlaStatus): such a follow-up needs nothing more and leaves the queue."""
-    return or_(
-        and_(FollowUpRow.status == "overdue", FollowUpRow.met_at.is_(None)),
-        and_(FollowUpRow.status == "pending", FollowUpRow.due_at <= now + due_within),
-    )
+    return and_(open_followups(), or_(FollowUpRow.status == "overdue", FollowUpRow.due_at <= now + due_within))
 
 
 async def queue(

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import DeclarativeBase
 
 from rules.assignment import OpenAssignment, to_release
+from rules.followups import OPEN_SLA_STATUSES
 from rules.model import (
     CapacityHeld,
     FollowUp,
@@ -30,6 +31,7 @@ from rules.model import (
     TrackedEvent,
 )
 from store.db import rowcount
+from store.followup_rows import cancel_open_followups
 from store.models import (
     Assignment,
     EmailRow,
@@ -329,6 +331,8 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
         current = await _upsert_lead(session, snap, now)
         if current and snap.capacity is not None:
             await _release_capacity(session, snap.lead_id, snap.capacity)
+        if current:
+            await cancel_open_followups(session, snap.lead_id, now, snap.followup)
         scores = [_score_change_row(snap.lead_id, c) for c in snap.score_changes]
         await _insert_ignoring(session, ScoreChangeRow, scores, ["lead_id", "seq"])
         stages = [_stage_change_row(snap.lead_id, c) for c in snap.stage_changes]
@@ -439,7 +443,7 @@ async def list_followups(
     out = []
     for row in (await session.execute(stmt)).all():
         item = _row_dict(row)
-        late = (now - item["due_at"]).total_seconds() if item["status"] != "met" else 0.0
+        late = (now - item["due_at"]).total_seconds() if item["status"] in OPEN_SLA_STATUSES else 0.0
         item["overdue_by_seconds"] = max(0, int(late))
         out.append(item)
     return out

@@ -1,7 +1,9 @@
 """Lifecycle invariants of ``rules.decide`` over random sequences of inputs (hypothesis), checked after every
 decision: the score is the sum of its explained changes, one owner at a time (one assignment asked at once, stale
-answers ignored), no follow-up pending without the owner it belongs to, timers only in the future of the decision
-that set them, and stage moves the playbook allows.
+answers ignored), no follow-up pending or overdue without the owner it belongs to, outside the stages sales
+works or before the stage that started it (and no SLA timer without one), timers only in the future of the
+decision that set them, and stage moves the playbook allows. Scripts recycle, disqualify and re-enrol leads
+(tests/lifecycle_fixtures.py).
 
 Input kinds are data (``KINDS``): each says how hypothesis draws its arguments and how it plays them on the lead as
 it stands. A new kind of input (sales outcomes, merges) is one more ``InputKind`` appended to ``KINDS``; every
@@ -17,10 +19,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from rules import decide
+from rules import decide, load_playbook_text
+from rules.followups import SLA_TIMERS, is_open, worked_by_sales
 from rules.model import (
     AssignmentFailed,
     AssignRep,
@@ -36,6 +40,7 @@ from rules.model import (
     TrackedEvent,
 )
 from rules.playbook import CompiledPlaybook
+from tests.lifecycle_fixtures import lifecycle_playbook
 from tests.test_rules_properties import (
     DEFAULT_PB,
     EVENT_TYPES,
@@ -112,6 +117,18 @@ def _fire_earliest_timer(lead: Lead, _: None) -> None:
         lead.apply(TimerFired(name), max(lead.now, due))
 
 
+def _recycle(lead: Lead, _: None) -> None:
+    """The recycling timer fires at its time (the clock jumps there): leads leave sales often."""
+    due = lead.state.timers.get("recycle")
+    if due is not None:
+        lead.apply(TimerFired("recycle"), max(lead.now, due))
+
+
+def _disqualify(lead: Lead, _: None) -> None:
+    """A competitor: LIFECYCLE_PB's side-stage rule disqualifies the lead, whatever stage it is in."""
+    lead.apply(LeadUpserted({"company": "Rival Inc"}), lead.now)
+
+
 def _advance(lead: Lead, _: None) -> None:
     """Every timer due by now fires, earliest first, at its due time, as the workflow's loop does."""
     for _round in range(50):
@@ -146,6 +163,17 @@ KINDS: list[InputKind] = [
     InputKind("assignment_failed", st.none(), _fail_assignment),
     InputKind("timer", st.none(), _fire_earliest_timer, weight=2),
     InputKind("advance", st.none(), _advance, weight=2),
+    InputKind("recycle", st.none(), _recycle, weight=2),
+    InputKind("disqualify", st.none(), _disqualify),
+]
+# Recycling after 30 days, disqualification, SLA reassignment, and a journey enrolling recycled leads every time.
+LIFECYCLE_PB = load_playbook_text(lifecycle_playbook("every_time"), version="lifecycle")
+LIFECYCLE_PLAYBOOKS = st.sampled_from([LIFECYCLE_PB, RICH_PB, *([LIFECYCLE_PB] * 2)])
+# Each script starts with a lead in sales (qualified and assigned), so what follows recycles, disqualifies or
+# reassigns a lead that owes a follow-up.
+OWNED_FIRST = [
+    ("qualifying_events", 0, [("page_view", "/pricing", None, 100)]),
+    ("assigned", 0, ("rep-a", True, False)),
 ]
 
 
@@ -178,7 +206,7 @@ def check_invariants(lead: Lead, inp: Input, now: datetime, before: LeadState, c
     for score_change in state.score_changes[len(before.score_changes) :]:
         assert score_change.rule_id and score_change.reason, f"a score change unexplained: {score_change}"
     _one_owner_at_a_time(state, inp, before, commands)
-    _no_followup_pending_without_its_owner(state)
+    _no_followup_open_without_its_owner_and_stage(state, pb)
     for name, due in state.timers.items():
         if before.timers.get(name) != due:
             assert due > now, f"timer {name} set to {due}, not after the decision at {now} ({type(inp).__name__})"
@@ -200,11 +228,17 @@ def _one_owner_at_a_time(state: LeadState, inp: Input, before: LeadState, comman
         assert isinstance(inp, RepAssigned), f"the owner changed on {type(inp).__name__}"
 
 
-def _no_followup_pending_without_its_owner(state: LeadState) -> None:
+def _no_followup_open_without_its_owner_and_stage(state: LeadState, pb: CompiledPlaybook) -> None:
     followup = state.followup
-    if followup is not None and followup.status == "pending":
-        assert state.owner is not None, "a follow-up is pending without an owner"
-        assert state.owner.rep.id == followup.rep_id, "a follow-up is pending for a rep who does not own the lead"
+    if followup is None or not is_open(followup):
+        assert not set(SLA_TIMERS) & set(state.timers), f"SLA timers {state.timers} without an open follow-up"
+        return
+    status = followup.status
+    assert state.owner is not None, f"a follow-up is {status} without an owner"
+    assert state.owner.rep.id == followup.rep_id, f"a follow-up is {status} for a rep who does not own the lead"
+    assert worked_by_sales(state.stage, pb.stage_order), f"a follow-up is {status} in stage {state.stage}"
+    started = pb.stage_order.index(followup.stage or state.stage)
+    assert pb.stage_order.index(state.stage) >= started, f"a follow-up of {followup.stage} is {status} in {state.stage}"
 
 
 def stage_move_allowed(from_stage: str, to_stage: str, pb: CompiledPlaybook) -> bool:
@@ -229,6 +263,29 @@ def stage_move_allowed(from_stage: str, to_stage: str, pb: CompiledPlaybook) -> 
 def test_lifecycle_invariants_hold_after_every_input(script: list[tuple[str, int, Any]], pb: CompiledPlaybook) -> None:
     lead = play(pb, script)
     assert lead.decisions >= 1
+
+
+@FAST
+@given(script=scripts(KINDS).map(lambda script: [script[0], *OWNED_FIRST, *script[1:]]), pb=LIFECYCLE_PLAYBOOKS)
+def test_invariants_hold_while_leads_are_recycled_disqualified_and_reassigned(
+    script: list[tuple[str, int, Any]], pb: CompiledPlaybook
+) -> None:
+    lead = play(pb, script)
+    assert lead.decisions >= 1
+
+
+def test_the_follow_up_check_refuses_an_overdue_follow_up_left_behind() -> None:
+    """The check fails on what main left: an overdue follow-up on a recycled lead without an owner."""
+    lead = Lead(LIFECYCLE_PB, lambda *args: None)
+    lead.apply(LeadUpserted({"email": "lead@x.test"}), T0)
+    lead.apply(EventsReceived([TrackedEvent("p", "page_view", T0, url="/pricing")]), T0)
+    _answer_assignment(lead, ("rep-a", True, False))
+    _fire_earliest_timer(lead, None)  # the SLA deadline: overdue
+    assert lead.state.followup is not None and lead.state.followup.status == "overdue"
+    lead.state.legacy_followups = True  # what main did
+    _recycle(lead, None)
+    with pytest.raises(AssertionError, match="overdue without an owner"):
+        _no_followup_open_without_its_owner_and_stage(lead.state, LIFECYCLE_PB)
 
 
 def test_the_stage_check_refuses_what_the_playbook_does_not_allow() -> None:

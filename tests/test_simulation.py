@@ -15,6 +15,7 @@ from rules import load_playbook_text
 from rules.simulate import Scenario, result_as_dict, simulate
 from settings import ROOT, Settings
 from tests.conftest import TEST_API_KEY
+from tests.lifecycle_fixtures import lifecycle_playbook
 
 EXAMPLES = sorted((ROOT / "playbooks" / "examples").glob("*.yaml"))
 DEFAULT = load_playbook_text((ROOT / "playbooks" / "default.yaml").read_text())
@@ -28,6 +29,31 @@ def test_shipped_example_meets_its_expectations(path: Path) -> None:
     result = simulate(DEFAULT, scenario)
     assert result.failures == []
     assert result.final["score_explained"] == pytest.approx(result.final["score"])
+
+
+def test_the_trace_shows_a_recycled_lead_nurtured_again_and_its_follow_up_cancelled() -> None:
+    """journeys[].reenroll: every_time (tests/lifecycle_fixtures.py): recycled twice, enrolled twice; each
+    recycling ends the open follow-up as cancelled."""
+    scenario = Scenario.model_validate(
+        {
+            "lead": {"email": "rin@example.com"},
+            "events": [
+                {"after": "0m", "type": "page_view", "url": "https://x.test/pricing"},
+                {"after": "31d", "type": "page_view", "url": "https://x.test/pricing"},
+            ],
+            "run_for": "62d",
+        }
+    )
+    result = simulate(load_playbook_text(lifecycle_playbook("every_time")), scenario)
+    journey = [(e.detail["status"], e.detail.get("enrolment")) for e in result.trace if e.kind == "journey"]
+    assert journey == [("enrolled", 1), ("exited", None), ("enrolled", 2)]
+    cancelled = [e.detail for e in result.trace if e.kind == "sla" and e.detail["status"] == "cancelled"]
+    # Reassigned after each breach (the rep who missed it owes it no more), recycled after 30 days in SQL.
+    reasons = [c["reason"] for c in cancelled]
+    assert reasons.count("the lead has no owner any more") == 2
+    assert all(r.startswith("the lead went to inside-sales-rep-") for r in reasons if "no owner" not in r)
+    assert result.final["enrolments"] == {"recycled_nurture": 2} and result.final["sla"] == "cancelled"
+    assert [e["template"] for e in result.emails if e["kind"] == "nurture"] == ["welcome", "welcome"]
 
 
 def test_seed_story_trace_tells_the_whole_story() -> None:

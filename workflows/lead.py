@@ -212,6 +212,9 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
         # The workflow projects touchpoints itself (batched with the lead); runs recorded before left them to
         # the API's side write.
         self._project_touchpoints = workflow.patched("touchpoints-projected")
+        # A follow-up ends as cancelled when the lead leaves the stage or the owner that started it
+        # (rules/followups.py); runs recorded before keep theirs as they were (their SLA timers may still fire).
+        self._state.legacy_followups = not workflow.patched("followups-cancelled-with-stage-and-owner")
         if start.state is not None:
             self._projected_view = material_view(self._state)
         while True:
@@ -424,7 +427,9 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
             sa.LEAD_OWNER.value_set(s.owner.rep.id if s.owner else ""),
             sa.LEAD_SLA_STATUS.value_set(s.followup.status if s.followup else ""),
         ]
-        updates.append(sa.LEAD_SLA_DUE.value_set(s.followup.due_at) if s.followup else sa.LEAD_SLA_DUE.value_unset())
+        # A cancelled follow-up is due at no time: it leaves "LeadSlaDueAt < now" lists with its status.
+        due = s.followup.due_at if s.followup and s.followup.status != "cancelled" else None
+        updates.append(sa.LEAD_SLA_DUE.value_set(due) if due else sa.LEAD_SLA_DUE.value_unset())
         current = workflow.info().typed_search_attributes
         if any(current.get(u.key) != u.value for u in updates):
             workflow.upsert_search_attributes(updates)

@@ -18,7 +18,10 @@ from store import exports, repo
 router = APIRouter(
     prefix="/v1/followups", tags=["follow-ups"], dependencies=[allow(Role.rep, Role.manager)], responses=V1_ERRORS
 )
-StatusFilter = Annotated[Literal["pending", "met", "overdue"] | None, Query(description="filter by SLA status")]
+StatusFilter = Annotated[
+    Literal["pending", "met", "overdue", "cancelled"] | None,
+    Query(description="filter by SLA status (cancelled: ended unmet when the lead left its stage or owner)"),
+]
 
 
 @router.get("")
