@@ -171,6 +171,8 @@ class FollowUpFacts:
     started_at: datetime
     due_at: datetime
     met_at: datetime | None
+    # Set when it went overdue: a breach that stays one if the follow-up is cancelled later.
+    escalated_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -113,19 +113,23 @@ def lead_velocity(
     return rows
 
 
+def _breached(f: FollowUpFacts, now: datetime) -> bool:
+    if f.met_at is not None:
+        return f.met_at > f.due_at
+    if f.status == CANCELLED:
+        return f.escalated_at is not None
+    return f.status == "overdue" or f.due_at <= now
+
+
 def _sla_row(
     team: str, rep_id: str | None, rep_name: str | None, items: list[FollowUpFacts], now: datetime
 ) -> dict[str, Any]:
     met_on_time = sum(1 for f in items if f.met_at is not None and f.met_at <= f.due_at)
-    # Ended unmet because the lead left its stage or owner (rules/followups.py): neither met nor breached.
-    cancelled = sum(1 for f in items if f.met_at is None and f.status == CANCELLED)
-    # Late, marked overdue, or still open past its due time: the SLA was missed.
-    breached = sum(
-        1
-        for f in items
-        if (f.met_at is not None and f.met_at > f.due_at)
-        or (f.met_at is None and f.status != CANCELLED and (f.status == "overdue" or f.due_at <= now))
-    )
+    # Late, marked overdue, or still open past its due time: the SLA was missed. A follow-up that went overdue
+    # and was cancelled afterwards (the SLA's own reassignment, a recycle) stays a miss of the rep who had it.
+    breached = sum(1 for f in items if _breached(f, now))
+    # Ended unmet before its due time because the lead left its stage or owner (rules/followups.py): neither.
+    cancelled = sum(1 for f in items if f.met_at is None and f.status == CANCELLED and f.escalated_at is None)
     first_touch = [f.met_at - f.started_at for f in items if f.kind == "first_touch" and f.met_at is not None]
     response = hours(first_touch)
     return {

@@ -127,6 +127,7 @@ async def followup_facts(session: AsyncSession, start: datetime, end: datetime) 
             FollowUpRow.started_at,
             FollowUpRow.due_at,
             FollowUpRow.met_at,
+            FollowUpRow.escalated_at,
         )
         .outerjoin(Rep, Rep.id == FollowUpRow.rep_id)
         .where(FollowUpRow.started_at >= start, FollowUpRow.started_at < end)
