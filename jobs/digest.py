@@ -24,7 +24,9 @@ async def send_overdue_digests(mailer: Mailer, now: datetime, day: date | None =
     follow-ups, once per team and day whatever the replicas; returns team -> outcome."""
     day = day or now.date()
     async with mailer.sessions() as session:
-        overdue = await repo.list_followups(session, status="overdue", limit=MAX_ITEMS, offset=0, now=now)
+        overdue = await repo.list_followups(
+            session, status="overdue", limit=MAX_ITEMS, offset=0, now=now, owed_only=True
+        )
         teams = {t["key"]: t for t in await repo.list_teams(session)}
     by_team: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for item in overdue:

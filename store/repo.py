@@ -401,11 +401,13 @@ async def list_followups(
     offset: int,
     now: datetime | None = None,
     scope: Scope = EVERYONE,
+    owed_only: bool = False,
 ) -> list[dict[str, Any]]:
     """Follow-ups by due time (soonest / most overdue first), with the lead and rep they concern.
 
     ``status`` filters on the stored status (the workflow marks a follow-up overdue when its timer fires);
-    ``rep_id`` / ``teams`` narrow to one rep's or some teams' follow-ups (a rep's or a manager's scope).
+    ``scope`` narrows to one rep's or some teams' follow-ups (a rep's or a manager's scope); ``owed_only``
+    leaves out those touched already (an overdue one touched late keeps its status: the breach happened).
     """
     now = now or _utcnow()
     stmt = (
@@ -439,11 +441,14 @@ async def list_followups(
     )
     if status is not None:
         stmt = stmt.where(FollowUpRow.status == status)
+    if owed_only:
+        stmt = stmt.where(FollowUpRow.met_at.is_(None))
     stmt = stmt.where(*scope.followups())
     out = []
     for row in (await session.execute(stmt)).all():
         item = _row_dict(row)
-        late = (now - item["due_at"]).total_seconds() if item["status"] in OPEN_SLA_STATUSES else 0.0
+        owed = item["status"] in OPEN_SLA_STATUSES and item["met_at"] is None
+        late = (now - item["due_at"]).total_seconds() if owed else 0.0
         item["overdue_by_seconds"] = max(0, int(late))
         out.append(item)
     return out

@@ -19,10 +19,20 @@ from tests.conftest import Inbox
 NOW = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
 
-def snapshot(lead_id: str, company: str, rep: str, team: str, status: str) -> LeadSnapshot:
+def snapshot(
+    lead_id: str, company: str, rep: str, team: str, status: str, met_at: datetime | None = None
+) -> LeadSnapshot:
     due = NOW - timedelta(hours=5)
     followup = FollowUp(
-        f"{lead_id}:followup:1", "first_touch", "default", rep, team, due - timedelta(hours=24), due, status=status
+        f"{lead_id}:followup:1",
+        "first_touch",
+        "default",
+        rep,
+        team,
+        due - timedelta(hours=24),
+        due,
+        status=status,  # type: ignore[arg-type]
+        met_at=met_at,
     )
     return LeadSnapshot(
         lead_id,
@@ -47,6 +57,9 @@ async def test_digest_goes_once_per_team_and_day(
         await repo.project_lead(session, snapshot("lead-a", "Acme", "rep-aiko", "inside-sales", "overdue"))
         await repo.project_lead(session, snapshot("lead-b", "Bo Corp", "rep-ben", "inside-sales", "overdue"))
         await repo.project_lead(session, snapshot("lead-c", "Calm Inc", "rep-ben", "inside-sales", "met"))
+        # Touched late: the breach stays on record, but nobody needs chasing any more.
+        late = snapshot("lead-d", "Done Late KK", "rep-ben", "inside-sales", "overdue", met_at=NOW - timedelta(hours=1))
+        await repo.project_lead(session, late)
         await repo.project_lead(session, snapshot("lead-j", "Sato", "rep-yui", "japan", "overdue"))
     mailer = Mailer(settings, sessions, EmailRenderer(settings.templates_dir))
 
@@ -60,7 +73,7 @@ async def test_digest_goes_once_per_team_and_day(
     mina = next(m for m in digests if "mina" in m["X-Envelope-To"])
     body = mina.get_body(("plain",)).get_content()
     assert "Overdue follow-ups in Inside Sales (2)" in mina["Subject"]
-    assert "Acme" in body and "Bo Corp" in body and "Calm Inc" not in body
+    assert "Acme" in body and "Bo Corp" in body and "Calm Inc" not in body and "Done Late" not in body
 
     # Later the same day: nothing more. The next day: a new digest.
     again = await send_overdue_digests(mailer, NOW + timedelta(hours=3))

@@ -31,9 +31,12 @@ async def list_followups(
     status: StatusFilter = None,
     limit: int = Query(default=50, ge=1, le=500),
     offset: int = Query(default=0, ge=0, le=1_000_000_000),
+    owed: bool = Query(default=False, description="only those nobody has touched yet (leaves out touched late)"),
 ) -> dict[str, Any]:
     scope = store_scope(caller)
-    items = await repo.list_followups(session, status=status, limit=limit, offset=offset, scope=scope)
+    items = await repo.list_followups(
+        session, status=status, limit=limit, offset=offset, scope=scope, owed_only=owed
+    )
     return {"items": items, "limit": limit, "offset": offset}
 
 
