@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 
+from activities.unsubscribe import sending_gaps
 from observability.endpoints import start_worker_metrics, temporal_runtime
 from observability.logging import configure_logging
 from runtime import build_worker, connect_temporal
@@ -26,6 +27,8 @@ async def main() -> None:
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
+    for gap in sending_gaps(settings):  # nurture still goes out: the operator decides, but is told
+        logging.warning("sending to real people: %s", gap)
     logging.info("worker polling task queue %r on %s", settings.task_queue, settings.temporal_address)
     async with worker:
         await stop.wait()

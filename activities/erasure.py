@@ -1,13 +1,15 @@
 """Erasing a person (right to erasure) once their lead's workflow has ended.
 
-Three steps, each idempotent so an interrupted erasure is finished by asking again:
-destroy the lead's data key (its Temporal histories become unreadable: crypto-shredding), put the
-address on the suppression list as a keyed hash (a re-import or a new form cannot mail them), and
-anonymise the store (reports keep counting the lead; nothing identifies the person).
+Each step idempotent so an interrupted erasure is finished by asking again: destroy the lead's data key
+(its Temporal histories become unreadable: crypto-shredding), and those of the anonymous visitors stitched
+to it once their workflows are ended (their held events are the person's browsing); put the address on
+the suppression list as a keyed hash (a re-import or a new form cannot mail them); anonymise the store
+(reports keep counting the lead; nothing identifies the person).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -31,6 +33,8 @@ class ErasureOutcome:
     assignments_closed: int = 0
     # Open follow-ups cancelled: nobody owes an erased lead a call (rules/followups.py).
     followups_cancelled: int = 0
+    # Stitched visitors whose workflows were ended and data keys destroyed.
+    visitors_shredded: int = 0
 
 
 async def erase_person(
@@ -39,13 +43,28 @@ async def erase_person(
     lead_id: str,
     email: str | None,
     hash_key: str,
+    end_visitor: Callable[[str], Awaitable[None]] | None = None,
 ) -> ErasureOutcome:
-    """Shred, suppress, anonymise. Call only after the lead's workflow has ended (it writes the store)."""
+    """Shred, suppress, anonymise. Call only after the lead's workflow has ended (it writes the store).
+
+    ``end_visitor`` ends a visitor's workflow (terminates it; a finished one is fine): the keys of the
+    visitors stitched to the lead are destroyed only with it, since a visitor still running could not even
+    end once its key is gone."""
     now = datetime.now(UTC)
     async with sessions() as session:
         destroyed = await privacy.destroy_lead_key(session, lead_id, now)
     if keys is not None:
         keys.forget(lead_id)
+    visitors: list[str] = []
+    if end_visitor is not None:
+        async with sessions() as session:
+            visitors = await ingest.lead_visitors(session, lead_id)
+        for visitor_id in visitors:
+            await end_visitor(visitor_id)
+            async with sessions() as session:
+                await privacy.destroy_lead_key(session, visitor_id, now)
+            if keys is not None:
+                keys.forget(visitor_id)
     if email:
         async with sessions() as session:
             await privacy.suppress(session, address_hash(email, hash_key), ERASED, now)
@@ -58,4 +77,4 @@ async def erase_person(
     async with sessions() as session:  # nobody owes an erased lead a call: off the overdue list and the digest
         cancelled = await cancel_open_followups(session, lead_id, now, keep=None)
         await session.commit()
-    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised, released, cancelled)
+    return ErasureOutcome(lead_id, destroyed, bool(email), anonymised, released, cancelled, len(visitors))

@@ -89,6 +89,25 @@ class Unsubscribe:
         return {"List-Unsubscribe": ", ".join(targets), "List-Unsubscribe-Post": ONE_CLICK}
 
 
+def sending_gaps(settings: Settings) -> list[str]:
+    """What makes nurture mail unlawful or its one-click unsubscribe ignored as configured: the worker warns
+    about each at start (leadflow never invents a postal address, and a missing one fails no send)."""
+    gaps = []
+    if not settings.sender_name.strip():
+        gaps.append("LEADFLOW_SENDER_NAME is empty: nurture footers name the sender by the From address alone")
+    if not settings.sender_postal_address.strip():
+        gaps.append(
+            "LEADFLOW_SENDER_POSTAL_ADDRESS is empty: nurture footers show no postal address, which Japan's Act on "
+            "Specified Electronic Mail and CAN-SPAM require"
+        )
+    if not settings.public_base_url.startswith("https://"):
+        gaps.append(
+            f"LEADFLOW_PUBLIC_BASE_URL is {settings.public_base_url!r}: unsubscribe links need the API's public "
+            "https address (mailbox providers ignore a one-click link over plain http)"
+        )
+    return gaps
+
+
 def footer_context(settings: Settings, unsubscribe: Unsubscribe | None) -> dict[str, Any]:
     """What the layouts' footer shows: the sender, and the unsubscribe link (None on operational mail)."""
     return {"sender": Sender.of(settings).context(), "unsubscribe_url": unsubscribe.url if unsubscribe else None}

@@ -95,6 +95,17 @@ async def _visitor_signal(state: AppState, visitor_id: str, signal: str, arg: An
         )
 
 
+async def end_visitor(state: AppState, visitor_id: str) -> None:
+    """Erasure: end a stitched visitor's workflow before its data key is destroyed (one that has ended
+    already, or never ran, is fine). Its later anonymous events are then refused as an erased person's."""
+    async with state.temporal_call() as client:
+        try:
+            await client.get_workflow_handle(visitor_id).terminate(reason="the person was erased")
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+
+
 async def deliver_each(deliveries: dict[str, Callable[[], Awaitable[None]]]) -> dict[str, str]:
     """Run each target's delivery (bounded parallelism); returns target -> why it failed, for the targets
     that cannot take input (an erased lead, a lead that is gone). Outages raise: the caller answers 503

@@ -12,7 +12,7 @@ from typing import Any
 from temporalio.client import Client
 from temporalio.service import RPCError, RPCStatusCode
 
-from rules.model import LeadUpserted
+from rules.model import ConsentRecord, LeadUpserted
 from workflows.lead import LeadWorkflow
 from workflows.payloads import LeadStart
 
@@ -49,8 +49,12 @@ class LeadDelivery:
         self._resolve = resolve
         self._limit = asyncio.Semaphore(concurrency)
 
-    async def deliver(self, leads: Mapping[str, dict[str, Any]]) -> dict[str, str]:
-        """Send each lead's attributes; returns the leads that failed for a reason of their own, with it."""
+    async def deliver(
+        self, leads: Mapping[str, dict[str, Any]], consents: Mapping[str, ConsentRecord] | None = None
+    ) -> dict[str, str]:
+        """Send each lead's attributes (and the consent its rows recorded); returns the leads that failed for a
+        reason of their own, with it."""
+        consents = consents or {}
         failures: dict[str, str] = {}
         # An address a lead took on, or a merged duplicate's, goes to that lead (never restarts the old id).
         aliases = await self._resolve(list(leads)) if self._resolve is not None else {}
@@ -58,7 +62,8 @@ class LeadDelivery:
         async def one(lead_id: str, attributes: dict[str, Any]) -> None:
             async with self._limit:
                 try:
-                    await self._with_backoff(aliases.get(lead_id, lead_id), attributes)
+                    upsert = LeadUpserted(attributes, consent=consents.get(lead_id), origin="import")
+                    await self._with_backoff(aliases.get(lead_id, lead_id), upsert)
                 except RPCError as exc:
                     failures[lead_id] = f"delivery failed: {exc.message or exc.status}"
 
@@ -69,7 +74,7 @@ class LeadDelivery:
                 raise result
         return failures
 
-    async def _with_backoff(self, lead_id: str, attributes: dict[str, Any]) -> None:
+    async def _with_backoff(self, lead_id: str, upsert: LeadUpserted) -> None:
         delay = BACKOFF_FIRST_SECONDS
         for attempt in range(OVERLOAD_ATTEMPTS):
             try:
@@ -81,7 +86,7 @@ class LeadDelivery:
                         id=lead_id,
                         task_queue=self._task_queue,
                         start_signal="upsert",
-                        start_signal_args=[LeadUpserted(attributes, origin="import")],
+                        start_signal_args=[upsert],
                     )
                 return
             except Exception as exc:

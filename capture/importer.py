@@ -15,6 +15,7 @@ import logging
 from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +25,8 @@ from api.lead_ids import lead_id_for
 from capture.csv_source import CsvError, CsvRows, file_digest
 from capture.delivery import DeliveryStalled, LeadDelivery
 from rules.cleaning import CleaningError
-from rules.import_rows import import_attributes, map_columns, row_attributes
+from rules.import_rows import CONSENT_FIELD, import_attributes, import_consent, map_columns, row_attributes
+from rules.model import ConsentRecord
 from store import imports
 
 log = logging.getLogger("leadflow.import")
@@ -48,6 +50,11 @@ def import_id_for(path: Path, options: ImportOptions) -> str:
     return "imp-" + file_digest(path, *options.digest_parts())[:24]
 
 
+def _aware(at: datetime) -> datetime:
+    """SQLite hands datetimes back without their zone; the store writes UTC."""
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
+
+
 @dataclass
 class RowResult:
     line: int
@@ -56,6 +63,8 @@ class RowResult:
     attributes: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     warnings: list[str] = field(default_factory=list)
+    # What the row's consent column records (None: no such column, an empty or an unreadable cell).
+    consent: ConsentRecord | None = None
 
 
 class Importer:
@@ -138,15 +147,21 @@ class Importer:
             if line <= job["lines_done"]:
                 continue  # done by an earlier run of this import
             fields = {name: values[index] for index, name in mapping.items() if index < len(values)}
+            consent, consent_warning = import_consent(
+                fields.pop(CONSENT_FIELD, None),
+                basis=job["consent_basis"],
+                import_id=job["id"],
+                at=_aware(job["created_at"]),
+            )
             try:
                 cleaned = row_attributes(fields, default_country=job["default_country"])
             except CleaningError as exc:
                 chunk.append(RowResult(line, fields.get("email") or None, error=str(exc)))
             else:
                 email = cleaned.attributes["email"]
-                chunk.append(
-                    RowResult(line, email, lead_id_for(email, self._id_key), cleaned.attributes, None, cleaned.warnings)
-                )
+                warnings = cleaned.warnings + ([consent_warning] if consent_warning else [])
+                lead_id = lead_id_for(email, self._id_key)
+                chunk.append(RowResult(line, email, lead_id, cleaned.attributes, None, warnings, consent))
             if len(chunk) >= self._chunk_rows:
                 break
         return chunk
@@ -161,6 +176,7 @@ class Importer:
             seen = await imports.first_seen(session, import_id, first_lines)
         outcomes: list[tuple[RowResult, str, str]] = []  # row, counter, report reason ("" when none)
         payload: dict[str, dict[str, Any]] = {}
+        consents: dict[str, ConsentRecord] = {}
         for row in chunk:
             if row.lead_id is None:
                 outcomes.append((row, "rejected", row.error or "rejected"))
@@ -172,13 +188,15 @@ class Importer:
                 creates_lead=is_first and not first.existed,
             )  # fmt: skip
             payload[row.lead_id] = payload.get(row.lead_id, {}) | attributes  # later rows win, as in the lead
+            if row.consent is not None:
+                consents[row.lead_id] = row.consent
             if not is_first:
                 outcomes.append((row, "merged_duplicate", f"merged: same email as line {first.line}"))
             elif first.existed:
                 outcomes.append((row, "merged_existing", "merged into an existing lead"))
             else:
                 outcomes.append((row, "created", ""))
-        failures = await self._delivery.deliver(payload)
+        failures = await self._delivery.deliver(payload, consents)
         counts: Counter[str] = Counter(rows_read=len(chunk))
         issues: list[dict[str, Any]] = []
         for row, counter, reason in outcomes:

@@ -8,10 +8,9 @@ workflow ids, activity types or search attributes (stage, score, grade, owner, S
 The serialization context tells the codec whose payload it handles: a workflow id shaped like a
 lead id, or like a visitor id (an anonymous visitor's held events carry URLs and properties, personal
 before anyone knows whose they are), selects the key; a visitor has a key of its own, stored beside
-the leads' under its workflow id. Erasing the lead a visitor was stitched to does not destroy the
-visitor's key yet: the visitor workflow may still run (up to workflows/visitor.py LINGER after its last
-forward) and could not even complete once its key is gone; its history leaves Temporal with the
-namespace's retention. Payloads of other workflows, payloads without a context, and the
+the leads' under its workflow id. Erasing the lead a visitor was stitched to terminates the visitor's
+workflow (it could not even complete once its key is gone) and then destroys its key
+(activities/erasure.py). Payloads of other workflows, payloads without a context, and the
 unencrypted histories recorded before this codec existed pass through unchanged. Decoding needs no
 context: a sealed payload names its lead and key in its metadata.
 

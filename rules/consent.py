@@ -20,10 +20,13 @@ EXPLICIT_OPT_IN_SOURCES = frozenset({"form", "api"})
 
 
 def record_consent(state: LeadState, record: ConsentRecord, now: datetime) -> None:
-    """Keep ``record`` as evidence, in time order (a consent never dates from the future)."""
+    """Keep ``record`` as evidence, in time order (a consent never dates from the future); the same record
+    delivered again (an import chunk repeated after a crash) is kept once."""
     if record.at > now:
         record = replace(record, at=now)
     records = state.consents
+    if record in records:
+        return
     position = len(records)
     while position and records[position - 1].at > record.at:
         position -= 1

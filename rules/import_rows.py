@@ -1,17 +1,20 @@
 """From a CSV row to lead attributes: which column is which field, and what an imported lead carries.
 
 Business rules of the import, kept pure so the CLI, the API and the bench share them: the header names
-recognised in English and Japanese, how a full name is split, and which attributes an import may set
-(its source only on a lead it creates: an existing lead keeps the source it came from).
+recognised in English and Japanese, how a full name is split, which attributes an import may set (its
+source only on a lead it creates: an existing lead keeps the source it came from), and the email consent
+a row's consent column records (source ``import``; rules/consent.py: it never undoes an opt-out).
 """
 
 from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 from rules.cleaning import Cleaned, CleaningError, clean_attributes, nfkc
+from rules.model import ConsentRecord, ConsentStatus
 
 # Normalised header (NFKC, lower case, no spaces, dashes, underscores or dots) -> lead field.
 HEADER_FIELDS: dict[str, tuple[str, ...]] = {
@@ -29,6 +32,21 @@ HEADER_FIELDS: dict[str, tuple[str, ...]] = {
                      "従業員数", "社員数", "従業員規模"),
     "industry": ("industry", "業種", "業界"),
     "website": ("website", "url", "web", "homepage", "ホームページ", "ウェブサイト", "会社url"),
+    # Not an attribute: the row's email consent (import_consent below).
+    "consent": ("consent", "emailconsent", "optin", "emailoptin", "marketingconsent", "newsletter",
+                "メール配信", "メール配信希望", "配信希望", "配信同意", "メール配信同意", "メルマガ", "メルマガ希望",
+                "メルマガ配信", "メルマガ配信希望"),
+}  # fmt: skip
+CONSENT_FIELD = "consent"
+# A consent cell, normalised like a header (NFKC, lower case, no spaces or dashes) -> the status it records.
+# Japanese forms tick yes and no with circle and cross marks.
+CONSENT_VALUES: dict[str, ConsentStatus] = {
+    **dict.fromkeys(("yes", "y", "true", "1", "on", "x", "optin", "optedin", "subscribed", "subscribe", "agree",
+                     "agreed", "granted", "はい", "希望", "希望する", "同意", "同意する", "同意済", "同意済み", "許可",
+                     "○", "〇", "◯", "✓", "✔"), "opted_in"),  # noqa: RUF001  (a tick mark, not a letter O)
+    **dict.fromkeys(("no", "n", "false", "0", "off", "optout", "optedout", "unsubscribed", "unsubscribe",
+                     "declined", "refused", "いいえ", "不要", "希望しない", "同意しない", "拒否", "配信停止", "×", "✕"),  # noqa: RUF001  (a cross mark)
+                    "opted_out"),
 }  # fmt: skip
 _BY_HEADER = {alias: name for name, aliases in HEADER_FIELDS.items() for alias in aliases}
 _HEADER_NOISE = re.compile(r"[\s\-_.・/()]+")
@@ -96,6 +114,22 @@ def row_attributes(values: Mapping[str, str], *, default_country: str | None = N
     if size_warning:
         cleaned.warnings.append(size_warning)
     return cleaned
+
+
+def import_consent(
+    value: str | None, *, basis: str | None, import_id: str, at: datetime
+) -> tuple[ConsentRecord | None, str | None]:
+    """The consent record a row's consent cell makes, or a warning when the cell cannot be read (no record:
+    an unreadable cell must not opt anyone in). An empty cell records nothing. ``at`` is when the import was
+    created (the moment this evidence reached leadflow, the same on every resumed run); ``basis`` (the
+    import's consent basis) is kept as the wording, the import id as the form."""
+    cell = header_key(value or "")
+    if not cell:
+        return None, None
+    status = CONSENT_VALUES.get(cell)
+    if status is None:
+        return None, f"consent {nfkc(value or '').strip()!r} is neither yes nor no; no consent recorded"
+    return ConsentRecord(status, "import", at, wording=basis, form_id=f"import:{import_id}"), None
 
 
 def import_attributes(

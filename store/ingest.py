@@ -127,6 +127,12 @@ async def linked_leads(session: AsyncSession, visitor_ids: list[str]) -> dict[st
     return {visitor: lead for visitor, lead in rows.all()}
 
 
+async def lead_visitors(session: AsyncSession, lead_id: str) -> list[str]:
+    """The visitor ids stitched onto ``lead_id``."""
+    rows = await session.execute(select(VisitorLink.visitor_id).where(VisitorLink.lead_id == lead_id))
+    return sorted(rows.scalars())
+
+
 async def forget_lead_visitors(session: AsyncSession, lead_id: str) -> None:
     """Erasure: the lead's visitor ids no longer lead anywhere."""
     async with _writing(session):

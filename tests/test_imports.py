@@ -153,6 +153,47 @@ async def test_a_dirty_file_is_cleaned_merged_and_reported_over_http(import_stac
     assert len(await leads_on(import_stack, 4)) == 4
 
 
+CONSENT_FILE = """Email,Name,メール配信希望
+ida@example.com,Ida Berg,はい
+jun@example.com,Jun Mori,no
+kai@example.com,Kai Lund,maybe
+lev@example.com,Lev Ek,
+"""
+
+
+async def test_a_consent_column_records_each_persons_email_consent(import_stack: Stack) -> None:
+    """Issue 7 item 1: an import is one of consent's sources; a list from a booth's opt-in form must be able to
+    say who opted in, or a playbook that requires opt-in never mails any of them."""
+    http, key = import_stack.http, import_stack.settings.secret("id_key")
+    params = {"filename": "booth.csv", "source": "expo-2026", "consent_basis": "booth form: Send me product news"}
+    posted = await http.post(
+        "/v1/imports", params=params, content=CONSENT_FILE.encode(), headers=AUTH | {"content-type": "text/csv"}
+    )
+    assert posted.status_code == 202, posted.text
+    import_id = posted.json()["import_id"]
+    job = await eventually(http, f"/v1/imports/{import_id}", lambda body: body["status"] in ("done", "failed"))
+    assert (job["status"], job["created"], job["warnings"]) == ("done", 4, 1), job
+
+    async def view(email: str) -> dict[str, Any]:
+        return await eventually(http, f"/v1/leads/{lead_id_for(email, key)}", lambda v: v["exists"])
+
+    ida = await view("ida@example.com")
+    assert ida["consent"] == "opted_in" and "consent" not in ida["attributes"]
+    (record,) = ida["consents"]
+    assert {k: record[k] for k in ("status", "source", "channel", "wording", "form_id")} == {
+        "status": "opted_in", "source": "import", "channel": "email",
+        "wording": "booth form: Send me product news", "form_id": f"import:{import_id}"}  # fmt: skip
+    jun = await view("jun@example.com")
+    assert jun["consent"] == "opted_out" and jun["consents"][0]["source"] == "import"
+    # An unreadable or empty cell opts nobody in; the report says which cell was unreadable.
+    for email in ("kai@example.com", "lev@example.com"):
+        assert ((await view(email))["consent"], (await view(email))["consents"]) == ("unknown", [])
+    report = list(csv.reader(io.StringIO((await http.get(f"/v1/imports/{import_id}/report.csv", headers=AUTH)).text)))
+    assert [row[:4] for row in report[1:]] == [
+        ["4", "cleaned", "consent 'maybe' is neither yes nor no; no consent recorded", "kai@example.com"]
+    ]
+
+
 async def test_bad_uploads_get_a_4xx_that_says_what_to_fix(import_stack: Stack) -> None:
     http, headers = import_stack.http, AUTH | {"content-type": "text/csv"}
     no_email = await http.post("/v1/imports", content=b"name,company\nAnn,Acme\n", headers=headers)

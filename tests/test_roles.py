@@ -52,7 +52,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
             ("GET", "/v1/playbooks"), ("GET", "/v1/playbooks/{version}"), ("GET", "/v1/playbooks/{old}/diff/{new}"),
             ("POST", "/v1/playbooks:validate"), ("POST", "/v1/playbooks:simulate"), ("GET", "/v1/templates"),
             ("POST", "/v1/templates/{name}:preview"), ("GET", "/v1/suppressions"), ("POST", "/v1/suppressions"),
-            ("DELETE", "/v1/suppressions/{entry_id}"), ("GET", "/v1/suppressions.csv"), ("PUT", "/v1/costs"),
+            ("GET", "/v1/suppressions.csv"), ("PUT", "/v1/costs"),
             ("PUT", "/v1/costs.csv"), ("GET", "/v1/costs.csv"), ("GET", "/v1/costs"), ("DELETE", "/v1/costs/{cost_id}"),
             ("POST", "/v1/playbooks/{version}:migrate"), ("GET", "/v1/playbooks/migrations/{migration_id}"),
         ]
@@ -83,7 +83,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
             ("GET", "/v1/admin/write-keys"), ("DELETE", "/v1/admin/write-keys/{key_id}"),
             ("PUT", "/v1/admin/forms/{form_id}"), ("GET", "/v1/admin/forms"), ("DELETE", "/v1/admin/forms/{form_id}"),
             ("PUT", "/v1/admin/webhooks/{source}"), ("GET", "/v1/admin/webhooks"),
-            ("DELETE", "/v1/admin/webhooks/{source}"),
+            ("DELETE", "/v1/admin/webhooks/{source}"), ("DELETE", "/v1/suppressions/{entry_id}"),
         ]
     },
     **{

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
 from api.lead_ids import lead_id_for, normalize_email
 from api.schemas import LeadIn
 from rules.cleaning import CleaningError, clean_attributes, clean_email, clean_phone, company_key, country_code
-from rules.import_rows import import_attributes, map_columns, row_attributes
+from rules.import_rows import import_attributes, import_consent, map_columns, row_attributes
 
 
 def test_a_full_width_email_is_the_same_lead_as_its_ascii_twin() -> None:
@@ -110,6 +112,25 @@ def test_an_import_sets_its_source_only_on_leads_it_creates() -> None:
     known = import_attributes({"email": "a@example.com"}, source="expo-2026", consent_basis=None, import_id="imp-1",
                               creates_lead=False)  # fmt: skip
     assert "source" not in known and "consent_basis" not in known
+
+
+def test_a_consent_column_is_found_and_read_in_english_and_japanese() -> None:
+    assert map_columns(["メールアドレス", "メール配信希望"]) == {0: "email", 1: "consent"}
+    assert map_columns(["Email", "Opt-In"])[1] == "consent"
+    at = datetime(2026, 5, 1, tzinfo=UTC)
+
+    def status(cell: str | None) -> str | None:
+        record, _ = import_consent(cell, basis="booth form", import_id="imp-1", at=at)
+        return record.status if record is not None else None
+
+    assert [status(c) for c in ("Yes", "ＹＥＳ", "はい", "希望する", "○", "1", "opted_in")] == ["opted_in"] * 7
+    assert [status(c) for c in ("no", "FALSE", "いいえ", "希望しない", "不要", "0", "Opted-Out")] == ["opted_out"] * 7
+    record, warning = import_consent("はい", basis="booth form", import_id="imp-1", at=at)
+    assert warning is None and record is not None
+    assert (record.source, record.at, record.wording, record.form_id) == ("import", at, "booth form", "import:imp-1")
+    assert import_consent("  ", basis=None, import_id="imp-1", at=at) == (None, None)  # empty: nothing said
+    unreadable, warning = import_consent("maybe later", basis=None, import_id="imp-1", at=at)
+    assert unreadable is None and warning is not None and "'maybe later'" in warning
 
 
 def test_a_full_width_at_sign_on_the_api_reaches_the_ascii_lead() -> None:

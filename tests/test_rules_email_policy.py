@@ -138,6 +138,16 @@ def test_records_are_kept_in_time_order_and_never_date_from_the_future() -> None
     assert effective_status(state.consents)[0] == "opted_out"  # the clamped opt-in ties, so it does not win
 
 
+def test_the_same_record_delivered_again_is_kept_once() -> None:
+    """An import chunk delivered again after a crash (capture/importer.py) repeats its consent records."""
+    state, t = LeadState("lead-1"), TOKYO_NIGHT
+    imported = ConsentRecord("opted_in", "import", t - timedelta(days=1), wording="booth form", form_id="import:imp-1")
+    for _ in range(2):
+        record_consent(state, imported, t)
+    record_consent(state, consent("opted_in", "form", t - timedelta(days=1)), t)  # other evidence is kept
+    assert [c.source for c in state.consents] == ["import", "form"]
+
+
 # ------------------------------------------------------------------ send windows
 
 

@@ -21,6 +21,7 @@ import uvicorn
 from segment.analytics.client import Client as SegmentClient
 from segment.analytics.request import APIError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from temporalio.client import WorkflowExecutionStatus
 from temporalio.testing import WorkflowEnvironment
 
 from api.ingest_doors import visitor_id_for
@@ -28,9 +29,11 @@ from api.lead_ids import lead_id_for
 from api.main import create_app
 from api.routers.webhooks import sign
 from payload_converter import data_converter
+from privacy.history import decoded_history
+from privacy.keys import LeadErased
 from runtime import build_worker, with_lead_codec
 from settings import Settings
-from store import ingest
+from store import ingest, privacy
 from tests.conftest import TEST_API_KEY, free_port, venv_binary
 from workflows import search_attributes
 from workflows.visitor import VisitorWorkflow
@@ -160,13 +163,23 @@ async def test_real_segment_client_tracks_anonymously_then_identify_stitches(sta
     assert view["stage"] == "sql"
     assert errors == []
 
-    # Erasure: the person's anonymous ids lead nowhere any more; their later visits stay anonymous.
+    # Erasure: the person's anonymous ids lead nowhere any more, and the visitor's history (their browsing
+    # before anyone knew them) is shredded with its own key once its workflow is ended.
     lead_id = stack.lead_id(email)
     async with stack.sessions() as session:
         assert set((await ingest.linked_leads(session, [visitor_id])).values()) == {lead_id}
-    assert (await stack.http.delete(f"/v1/leads/{lead_id}", headers=AUTH)).status_code == 200
+    erased = await stack.http.delete(f"/v1/leads/{lead_id}", headers=AUTH)
+    assert erased.status_code == 200 and erased.json()["visitors_shredded"] == 2, erased.text  # anonymous id, user id
     async with stack.sessions() as session:
         assert await ingest.linked_leads(session, [visitor_id]) == {}
+        visitor_key = await privacy.get_lead_key(session, visitor_id)
+    assert visitor_key is not None and visitor_key.erased
+    ended = await stack.env.client.get_workflow_handle(visitor_id).describe()
+    assert ended.status == WorkflowExecutionStatus.TERMINATED
+    codec = with_lead_codec(stack.env.client, stack.settings, stack.sessions).data_converter.payload_codec
+    assert codec is not None
+    with pytest.raises(LeadErased):  # no codec can open it any more
+        await decoded_history(await stack.env.client.get_workflow_handle(visitor_id).fetch_history(), codec)
     site.page(anonymous_id=anonymous_id, properties={"url": "https://example.com/again"})
     await asyncio.to_thread(site.flush)
     await asyncio.sleep(1)

@@ -18,10 +18,12 @@ from temporalio.testing import WorkflowEnvironment
 
 from api.main import create_app
 from privacy.addresses import address_hash
+from rules.access import Role
 from runtime import build_worker
 from settings import Settings
 from store import privacy, repo, suppressions
 from store.db import make_engine, make_sessionmaker
+from tests.access_fixtures import make_key
 from tests.conftest import Inbox
 from tests.test_lead_email_policy import LEAD, running_lead
 from tests.test_lead_workflow import env, wait_view  # noqa: F401  (env: the shared time-skipping server)
@@ -120,6 +122,19 @@ def test_operators_list_add_lift_and_export_the_list(client: TestClient) -> None
     refused = client.delete(f"/v1/suppressions/{erased_id}", headers=AUTH)
     assert refused.status_code == 409 and "erased" in refused.json()["detail"]
     assert client.get("/v1/suppressions", headers=AUTH).json()["total"] == 3
+
+
+def test_only_an_admin_lifts_an_entry(client: TestClient) -> None:
+    """Marketers keep the list (read, add, export); lifting an entry resumes mail to a person who unsubscribed,
+    bounced or complained, so it is the admin's (issue 7: "list, add, remove (admin)")."""
+    marketer = {"X-API-Key": make_key(client, Role.marketer)["key"]}
+    added = client.post("/v1/suppressions", json={"address": "cy@example.org"}, headers=marketer)
+    assert added.status_code == 201, added.text
+    assert client.get("/v1/suppressions.csv", headers=marketer).status_code == 200
+    refused = client.delete(f"/v1/suppressions/{added.json()['id']}", headers=marketer)
+    assert refused.status_code == 403 and "admin" in refused.json()["detail"], refused.text
+    assert client.get("/v1/suppressions?q=cy@", headers=AUTH).json()["total"] == 1
+    assert client.delete(f"/v1/suppressions/{added.json()['id']}", headers=AUTH).status_code == 204
 
 
 def test_bad_entries_get_a_4xx_that_says_what_to_fix(client: TestClient) -> None:

@@ -10,7 +10,7 @@ import pytest
 
 from activities.email import Mailer
 from activities.rendering import EmailRenderer, TemplateProblem
-from activities.unsubscribe import ONE_CLICK, Unsubscribe, lead_of_token, unsubscribe_token
+from activities.unsubscribe import ONE_CLICK, Unsubscribe, lead_of_token, sending_gaps, unsubscribe_token
 from rules.model import SendEmail
 from settings import ROOT, Settings
 
@@ -89,3 +89,14 @@ def test_every_shipped_nurture_variant_shows_sender_address_and_link_in_both_par
             assert rendered.locale == locale
             for part in (rendered.text, rendered.html):
                 assert unsubscribe.url in part and "Acme KK" in part and "東京都千代田区丸の内1-1-1" in part
+
+
+def test_the_worker_is_told_what_makes_nurture_unlawful_or_its_one_click_ignored() -> None:
+    bare = sending_gaps(Settings(unsubscribe_key="k", public_base_url="http://127.0.0.1:8000"))
+    assert [gap.split(" ")[0] for gap in bare] == [
+        "LEADFLOW_SENDER_NAME", "LEADFLOW_SENDER_POSTAL_ADDRESS", "LEADFLOW_PUBLIC_BASE_URL"]  # fmt: skip
+    ready = Settings(
+        unsubscribe_key="k", sender_name="Acme KK", sender_postal_address="東京都千代田区丸の内1-1-1",
+        public_base_url="https://mail.example.com",
+    )  # fmt: skip
+    assert sending_gaps(ready) == []

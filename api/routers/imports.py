@@ -110,7 +110,10 @@ async def start_import(
     state: State,
     filename: Annotated[str, Query(max_length=200, description="the file's name; the default source")] = "upload.csv",
     source: Annotated[str | None, Query(max_length=200, description="lead source; default the file name")] = None,
-    consent_basis: Annotated[str | None, Query(max_length=200, description="e.g. consent, legitimate_interest")] = None,
+    consent_basis: Annotated[
+        str | None,
+        Query(max_length=200, description="e.g. consent, legitimate_interest; the wording kept with a consent column"),
+    ] = None,
     country: Annotated[str | None, Query(max_length=60, description="country for phone numbers without one")] = None,
     map: Annotated[list[str] | None, Query(description="'column=field', repeatable: overrides header names")] = None,
 ) -> ImportAccepted:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import uuid
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
@@ -17,6 +18,7 @@ from activities.erasure import ErasureOutcome, erase_person
 from api.deps import AppState, Caller, Session, State
 from api.errors import BODY_ERRORS, TEMPORAL_ERRORS, V1_ERRORS, documented
 from api.identity import current_lead, survivor_of
+from api.ingest_doors import end_visitor
 from api.intake import LeadBatch, deliver, lead_start, resolve_new_lead, tracked
 from api.lead_ids import LEAD_ID_PATTERN, lead_id_for
 from api.lead_scope import lead_in_scope, touch_rep
@@ -218,14 +220,15 @@ async def erase_lead(lead_id: LeadId, state: State, session: Session) -> Erasure
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}")
     client = await state.temporal()
     codec = lead_codec(client)
-    outcome = await erase_person(state.sessions, codec.keys if codec else None, lead_id, email, state.id_key)
+    keys, ended = codec.keys if codec else None, partial(end_visitor, state)  # stitched visitors' keys go too
+    outcome = await erase_person(state.sessions, keys, lead_id, email, state.id_key, ended)
     # Duplicates merged into this lead were the same person: their keys, addresses and rows go too (their
     # workflows ended at the merge).
     for alias in await lead_aliases.list_aliases(session, lead_id):
         if alias["reason"] == lead_aliases.MERGED:
             alias_id = str(alias["alias_id"])
             alias_email = await privacy.lead_email(session, alias_id)
-            await erase_person(state.sessions, codec.keys if codec else None, alias_id, alias_email, state.id_key)
+            await erase_person(state.sessions, keys, alias_id, alias_email, state.id_key, ended)
     return outcome
 
 

@@ -1,4 +1,5 @@
-"""The suppression list for operators: list, add, lift, export as CSV (admin key).
+"""The suppression list for operators: list, add and export as CSV (marketers), lift (admin only: it resumes
+mail to someone who unsubscribed, bounced or complained).
 
 Entries added here are ``manual`` by default; ``unsubscribed``, ``hard_bounce`` and ``complaint`` may be
 given when importing another system's list. ``erased`` entries come only from erasing a lead and cannot be
@@ -115,7 +116,12 @@ async def add_suppression(body: SuppressionIn, state: State, session: Session) -
     return entry if created else JSONResponse(jsonable_encoder(entry), status.HTTP_200_OK)
 
 
-@router.delete("/{entry_id}", status_code=status.HTTP_204_NO_CONTENT, responses=documented(404) | ERASED_CONFLICT)
+@router.delete(
+    "/{entry_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=documented(404) | ERASED_CONFLICT,
+    dependencies=[allow(Role.admin)],
+)
 async def remove_suppression(entry_id: Annotated[int, Path(ge=1, le=2**63 - 1)], session: Session) -> Response:
     """Lift an entry: mail to that address or domain may go again (consent still decides nurture)."""
     entry = await suppressions.get(session, entry_id)

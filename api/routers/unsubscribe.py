@@ -22,7 +22,7 @@ from activities.unsubscribe import ONE_CLICK, Sender, lead_of_token
 from api.deps import AppState, State
 from api.identity import survivor_of
 from api.roles import public
-from rules.model import ConsentRecord, ConsentRecorded, TrackedEvent
+from rules.model import ConsentRecord, ConsentRecorded, EventsReceived, TrackedEvent
 from settings import ROOT
 from store import repo, suppressions
 from workflows.lead import LeadWorkflow
@@ -95,7 +95,9 @@ async def unsubscribe(token: str, request: Request, state: State, lang: Lang = N
 
 async def record_unsubscribe(state: AppState, lead_id: str, wording: str) -> None:
     """Suppress the lead's address (no send goes out from now on, even one already under way), then tell
-    the lead's workflow, which records the opt-out and skips its journeys' sends (a signal: quick)."""
+    the lead's workflow (signals: quick): the opt-out consent record, which skips its journeys' sends, and an
+    ``unsubscribe`` event, which the playbook's scoring sees and the workflow stores as a touchpoint (the
+    email report counts it against the last mail; one per person: a fixed id)."""
     now = datetime.now(UTC)
     async with state.sessions() as session:
         lead = await repo.get_lead(session, lead_id)
@@ -104,20 +106,21 @@ async def record_unsubscribe(state: AppState, lead_id: str, wording: str) -> Non
                 session, value=lead["email"], scope="address", reason="unsubscribed", key=state.id_key, now=now,
                 note=wording, lead_id=lead_id,
             )  # fmt: skip
-            # The email report counts it against the last mail the person got (one per person: a fixed id).
-            left = TrackedEvent(f"unsubscribe:{lead_id}", "unsubscribe", now)
-            await repo.add_touchpoints(session, lead_id, [left], now)
     change = ConsentRecorded(ConsentRecord("opted_out", "unsubscribe_link", now, wording=wording))
-    try:
-        async with state.temporal_call() as client:
-            await client.get_workflow_handle(lead_id).signal(LeadWorkflow.consent, change)
-    except RPCError as exc:
-        if exc.status != RPCStatusCode.NOT_FOUND:
-            raise
-        survivor = await survivor_of(state, lead_id)
-        if survivor is not None:  # merged since the mail went out: the person's lead records the opt-out
-            async with state.temporal_call() as client:
-                await client.get_workflow_handle(survivor).signal(LeadWorkflow.consent, change)
-            return
-        # No workflow (an erased lead): nothing more can be sent to it, so the person is unsubscribed.
-        log.info("unsubscribe for %s: no workflow", lead_id)
+    left = EventsReceived([TrackedEvent(f"unsubscribe:{lead_id}", "unsubscribe", now)], origin="unsubscribe_link")
+    async with state.temporal_call() as client:
+        handle = client.get_workflow_handle(lead_id)
+        try:
+            await handle.signal(LeadWorkflow.consent, change)
+        except RPCError as exc:
+            if exc.status != RPCStatusCode.NOT_FOUND:
+                raise
+            survivor = await survivor_of(state, lead_id)
+            if survivor is None:
+                # No workflow (an erased lead): nothing more can be sent to it, so the person is unsubscribed.
+                log.info("unsubscribe for %s: no workflow", lead_id)
+                return
+            # Merged since the mail went out: the person's lead records the opt-out.
+            handle = client.get_workflow_handle(survivor)
+            await handle.signal(LeadWorkflow.consent, change)
+        await handle.signal(LeadWorkflow.events, left)
