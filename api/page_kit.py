@@ -60,6 +60,15 @@ LABELS: dict[str, dict[Lang, str]] = {
     "points": {"en": "Points", "ja": "点数"},
     "after": {"en": "Score after", "ja": "変更後"},
     "grade_reasons": {"en": "Grade reasons", "ja": "グレードの理由"},
+    "lead_problems": {"en": "What went wrong for this lead", "ja": "このリードで発生した問題"},
+    "rule_errors": {
+        "en": "Rules that failed for this lead (skipped; the lead moved on): fix the rule in the playbook",
+        "ja": "このリードで失敗したルール（スキップ済み、リードは処理継続）：プレイブックのルールを修正してください",
+    },
+    "projection_error": {
+        "en": "The store missed a change of this lead (the live state above is current)",
+        "ja": "ストアへの反映に失敗した変更があります（上のライブ状態が最新です）",
+    },
     "journeys": {"en": "Journeys", "ja": "ジャーニー"},
     "waits_for": {"en": "Waits for", "ja": "次の待ち"},
     "consent": {"en": "Consent", "ja": "同意"},

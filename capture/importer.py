@@ -74,8 +74,12 @@ class Importer:
         delivery: LeadDelivery,
         id_key: str,
         chunk_rows: int = CHUNK_ROWS,
+        *,
+        smtp_utf8: bool = False,
     ) -> None:
         self._sessions, self._delivery, self._id_key, self._chunk_rows = sessions, delivery, id_key, chunk_rows
+        # LEADFLOW_SMTP_UTF8: whether a Unicode local part can be sent (else such a row is rejected).
+        self._smtp_utf8 = smtp_utf8
 
     async def prepare(self, path: Path, filename: str, options: ImportOptions, import_id: str) -> dict[str, Any]:
         """The import's row, created (pending) unless it exists: the caller then runs or resumes it."""
@@ -154,7 +158,7 @@ class Importer:
                 at=_aware(job["created_at"]),
             )
             try:
-                cleaned = row_attributes(fields, default_country=job["default_country"])
+                cleaned = row_attributes(fields, default_country=job["default_country"], smtputf8=self._smtp_utf8)
             except CleaningError as exc:
                 chunk.append(RowResult(line, fields.get("email") or None, error=str(exc)))
             else:

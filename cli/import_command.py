@@ -98,7 +98,7 @@ async def _run(args: argparse.Namespace, options: ImportOptions) -> dict[str, An
             args.concurrency,
             resolve=lambda lead_ids: current_leads(state, lead_ids),
         )
-        importer = Importer(sessions, delivery, state.id_key)
+        importer = Importer(sessions, delivery, state.id_key, smtp_utf8=settings.smtp_utf8)
         path = args.csv.resolve()
         import_id = await asyncio.to_thread(import_id_for, path, options)
         job = await importer.prepare(path, args.csv.name, options, import_id)

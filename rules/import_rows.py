@@ -13,6 +13,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
+from rules.addresses import address_problem, hostile_character, without_bidi_controls
 from rules.cleaning import Cleaned, CleaningError, clean_attributes, nfkc
 from rules.model import ConsentRecord, ConsentStatus
 
@@ -93,8 +94,14 @@ def _split_name(full: str) -> dict[str, str]:
     return {"first_name": " ".join(parts[:-1]), "last_name": parts[-1]}
 
 
-def row_attributes(values: Mapping[str, str], *, default_country: str | None = None) -> Cleaned:
-    """One row's mapped values, cleaned (CleaningError when the row cannot become a lead)."""
+# Fields that reach the To and Subject headers: held to the API's rule (README "Hostile input in lead fields").
+HEADER_FIELDS_OF_A_LEAD = ("first_name", "last_name", "company")
+
+
+def row_attributes(values: Mapping[str, str], *, default_country: str | None = None, smtputf8: bool = False) -> Cleaned:
+    """One row's mapped values, cleaned (CleaningError when the row cannot become a lead). As at the API, an
+    address leadflow could never send to (a Unicode local part unless ``smtputf8``: LEADFLOW_SMTP_UTF8) and a
+    control character in a name or company refuse the row; line breaks became spaces with the cleaning."""
     raw: dict[str, Any] = {k: v for k, v in values.items() if k != "full_name"}
     full = nfkc(values.get("full_name") or "")
     if full:
@@ -111,6 +118,7 @@ def row_attributes(values: Mapping[str, str], *, default_country: str | None = N
             raw.pop("company_size")
             size_warning = f"company size {size!r} has no number; dropped"
     cleaned = clean_attributes(raw, default_country=default_country)
+    _refuse_unsendable(cleaned.attributes, smtputf8=smtputf8)
     if size_warning:
         cleaned.warnings.append(size_warning)
     return cleaned
@@ -130,6 +138,24 @@ def import_consent(
     if status is None:
         return None, f"consent {nfkc(value or '').strip()!r} is neither yes nor no; no consent recorded"
     return ConsentRecord(status, "import", at, wording=basis, form_id=f"import:{import_id}"), None
+
+
+def _refuse_unsendable(attributes: dict[str, Any], *, smtputf8: bool) -> None:
+    for name in HEADER_FIELDS_OF_A_LEAD:
+        value = attributes.get(name)
+        if isinstance(value, str):
+            found = hostile_character(value)
+            if found:
+                raise CleaningError(f"{name} contains {found}: names and company may not hold control characters")
+            kept = without_bidi_controls(value).strip()
+            if kept:
+                attributes[name] = kept
+            else:
+                del attributes[name]
+    email = attributes["email"]
+    problem = None if email.isascii() else address_problem(email, smtputf8=smtputf8)
+    if problem:
+        raise CleaningError(f"email {email!r} cannot be sent to: {problem}")
 
 
 def import_attributes(

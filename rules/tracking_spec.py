@@ -110,6 +110,8 @@ def event_time(msg: dict[str, Any], now: datetime) -> datetime:
         original = parse_time(msg.get("originalTimestamp"), "originalTimestamp")
         sent = parse_time(msg.get("sentAt"), "sentAt")
         stamp = original if sent is None or original is None else now - (sent - original)
+        if stamp is not None and stamp.year < 2000:  # each in range, but sent a lifetime after it was recorded
+            raise SpecError("originalTimestamp corrected by sentAt must be between the years 2000 and 2099")
     return min(stamp or now, now)
 
 

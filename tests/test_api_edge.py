@@ -277,3 +277,17 @@ def test_a_page_offset_beyond_any_database_integer_is_422_not_500(offline: TestC
         answer = offline.get(path, params={"offset": "5946646146002061856079872"}, headers=AUTH)
         assert answer.status_code == 422, (path, answer.text)
         assert "offset" in answer.text
+
+
+def test_a_rep_or_manager_address_leadflow_cannot_send_to_is_422_naming_it(offline: TestClient) -> None:
+    """A rep's notifications would fail at send time (a Unicode local part without LEADFLOW_SMTP_UTF8): refused
+    at the edge, as a lead's address is (issue 6 item 5)."""
+    rep = {"id": "rep-utf8", "name": "Li", "email": "用户@example.com"}
+    answer = offline.put("/v1/teams/utf8", json={"name": "U", "reps": [rep]}, headers=AUTH)
+    assert answer.status_code == 422, answer.text
+    assert answer.json()["errors"][0]["field"] == "reps.0.email" and "LEADFLOW_SMTP_UTF8" in answer.text
+    manager = {"name": "U", "manager_email": "用户@example.com", "reps": []}
+    answer = offline.put("/v1/teams/utf8", json=manager, headers=AUTH)
+    assert answer.status_code == 422 and answer.json()["errors"][0]["field"] == "manager_email", answer.text
+    idn = {"id": "rep-idn", "name": "Jörg", "email": "jorg@bücher.example"}
+    assert offline.put("/v1/teams/utf8", json={"name": "U", "reps": [idn]}, headers=AUTH).status_code == 200

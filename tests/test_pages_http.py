@@ -382,3 +382,36 @@ def test_a_session_opened_with_an_api_key_needs_the_csrf_token_too(api: Api) -> 
     forged = client.post(f"/queue/{LEAD_A}/touch", data={"kind": "call"})
     assert forged.status_code == 403 and "CSRF" in forged.text
     client.cookies.clear()
+
+
+def test_the_lead_page_shows_what_went_wrong_for_the_lead(api: Api, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Issue 6: a rule that raised, a projection that failed for good and a failed send are recorded on the
+    lead; the people who open the lead page (reps, managers, marketers, not the API) see them with the reason."""
+    from datetime import UTC, datetime
+
+    from api.routers import pages_lead
+    from rules.model import RuleError
+    from store.models import EmailRow
+    from workflows.payloads import LeadView
+
+    when = datetime(2026, 3, 2, 9, tzinfo=UTC)
+    view = LeadView(LEAD_A, True, "mql", 40, None, [], None, None, {}, [], {}, [], "v1", when, when,
+                    rule_errors=[RuleError(1, when, "webinar_window", "count(days=1000000) is out of range", "ev-9")],
+                    projection_error="2026-03-02T09:00:00+00:00: the snapshot cannot be stored")  # fmt: skip
+
+    async def live(state: object, lead_id: str) -> LeadView:
+        return view
+
+    monkeypatch.setattr(pages_lead, "live_view", live)
+    engine = create_engine(api.client.app.state.leadflow.settings.resolved_database_url())  # type: ignore[attr-defined]
+    with engine.begin() as conn:
+        failed = {"key": f"{LEAD_A}:nurture:9", "lead_id": LEAD_A, "kind": "nurture", "template": "welcome",
+                  "to_addr": "x@example.com", "status": "failed", "attempts": 1, "created_at": when,
+                  "error": "InvalidAddress: cannot send to it"}  # fmt: skip
+        conn.execute(insert(EmailRow).values(**failed))
+    page = api.client.get(f"/leads/{LEAD_A}", auth=as_role(api, Role.marketer)).text
+    problems = page.split('id="lead-problems"')[1].split("</section>")[0]
+    assert "webinar_window" in problems and "count(days=1000000) is out of range" in problems and "ev-9" in problems
+    assert "the snapshot cannot be stored" in problems
+    timeline = page.split('id="timeline"')[1]
+    assert "welcome · failed · InvalidAddress: cannot send to it" in timeline

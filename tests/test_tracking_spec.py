@@ -51,6 +51,13 @@ def test_times_timestamp_first_then_skew_corrected_original_never_future() -> No
         event_time({"timestamp": "1970-01-01T00:00:00Z"}, NOW)
 
 
+def test_a_skew_correction_cannot_take_the_time_out_of_the_range() -> None:
+    # Each time is in range, but a device that sent a century after it recorded puts the event in 1926.
+    century = {"originalTimestamp": "2000-01-01T00:00:00Z", "sentAt": "2099-12-31T00:00:00Z"}
+    with pytest.raises(SpecError, match="2000 and 2099"):
+        event_time(century, NOW)
+
+
 def test_page_message_url_campaign_referrer_and_properties() -> None:
     msg = {
         "type": "page",

@@ -50,7 +50,7 @@ def _importer(state: AppState) -> Importer:
         state.temporal_call, lambda lead_id: lead_start(state, lead_id), state.settings.task_queue,
         DELIVERY_CONCURRENCY, resolve=lambda lead_ids: current_leads(state, lead_ids),
     )  # fmt: skip
-    return Importer(state.sessions, delivery, state.id_key)
+    return Importer(state.sessions, delivery, state.id_key, smtp_utf8=state.settings.smtp_utf8)
 
 
 def _start(state: AppState, import_id: str) -> None:

@@ -77,6 +77,8 @@ def timeline(
     for email in emails:
         counts = opened.get(email["key"], {})
         what = f"{email['template']} · {email['status']}"
+        if email.get("error"):  # a failed send says why (the ledger's reason), not only that it failed
+            what += f" · {email['error']}"
         if counts:
             what += f" · opens {counts.get('email_open', 0)}, clicks {counts.get('email_click', 0)}"
         items.append({"at": email.get("sent_at") or email["created_at"], "kind": f"email.{email['kind']}",

@@ -7,10 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, status
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import Caller, Session
+from api.deps import Caller, Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.roles import allow
-from api.schemas import TIME_RANGE, TeamBody, Time
+from api.schemas import TIME_RANGE, TeamBody, Time, refuse_unsendable
 from rules.access import Role
 from store import repo
 
@@ -30,8 +30,13 @@ async def list_teams(session: Session) -> dict[str, Any]:
 
 
 @router.put("/v1/teams/{team_key}", responses=BODY_ERRORS, dependencies=[allow(Role.admin)])
-async def put_team(team_key: TeamKey, body: TeamBody, session: Session) -> dict[str, Any]:
+async def put_team(team_key: TeamKey, body: TeamBody, session: Session, state: State) -> dict[str, Any]:
     """Create or replace a team; reps left out become inactive (their history stays)."""
+    # Notifications go to these addresses: one leadflow could never send to is refused here, not at send time.
+    addresses: dict[tuple[str | int, ...], str] = {("reps", n, "email"): str(r.email) for n, r in enumerate(body.reps)}
+    if body.manager_email:
+        addresses[("manager_email",)] = str(body.manager_email)
+    refuse_unsendable(addresses, smtp_utf8=state.settings.smtp_utf8)
     reps = [repo.RepIn(r.id, r.name, str(r.email), r.active, r.capacity, r.weight, r.away_until) for r in body.reps]
     await repo.upsert_team(
         session,
