@@ -189,7 +189,6 @@ async def test_real_segment_client_tracks_anonymously_then_identify_stitches(sta
 
 
 async def test_stitched_first_touch_is_the_original_source(stack: Stack) -> None:
-    pytest.importorskip("rules.sources", reason="sources as data (branch sources-ingest) has not landed")
     key = await stack.write_key()
     anonymous_id, email = str(uuid.uuid4()), f"mia.{uuid.uuid4().hex[:6]}@example.com"
     site = SegmentClient(key, host=stack.base_url, sync_mode=True, gzip=True, max_retries=0)
@@ -239,8 +238,14 @@ async def test_write_keys_open_only_the_tracking_routes(stack: Stack) -> None:
     assert results["m-5"][0] == "ignored"
     view = await stack.lead(email, lambda v: v["score"] == 20)  # webinar_attended; demo_request has no rule
     assert view["recent_score_changes"][-1]["event_id"] == "m-2"
-    # A retry of the same batch is counted once (messageId is the event id).
-    await stack.http.post("/v1/batch", content=packed, auth=basic, headers={"Content-Encoding": "gzip"})
+    # A retry of the same batch is counted once (messageId is the event id), and answered so per message;
+    # so is a message repeated inside one batch.
+    retry = await stack.http.post("/v1/batch", content=packed, auth=basic, headers={"Content-Encoding": "gzip"})
+    statuses = {r["messageId"]: r["status"] for r in retry.json()["results"]}
+    assert (statuses["m-2"], retry.json()["duplicates"], retry.json()["accepted"]) == ("duplicate", 1, 0)
+    twice = {"batch": [{"type": "track", "userId": email, "event": "Quote Requested", "messageId": "m-6"}] * 2}
+    answer = await stack.http.post("/v1/batch", json=twice, auth=basic)
+    assert [r["status"] for r in answer.json()["results"]] == ["accepted", "duplicate"], answer.text
     await asyncio.sleep(1)
     assert (await stack.lead(email, lambda v: True))["score"] == 20
 
