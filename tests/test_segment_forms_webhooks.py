@@ -199,6 +199,22 @@ async def test_stitched_first_touch_is_the_original_source(stack: Stack) -> None
     assert view["attributes"]["source_category"] == "paid"
 
 
+async def test_a_stitched_visit_before_the_form_is_the_original_source(stack: Stack) -> None:
+    """The visitor came from a LinkedIn ad three days before filling in the whitepaper form: once identify
+    stitches that visit on, it is the lead's first touch; the form stays its latest source."""
+    key = await stack.write_key()
+    anonymous_id, email = str(uuid.uuid4()), f"noa.{uuid.uuid4().hex[:6]}@example.com"
+    site = SegmentClient(key, host=stack.base_url, sync_mode=True, gzip=True, max_retries=0)
+    await asyncio.to_thread(site.page, anonymous_id=anonymous_id, properties={"url": LANDING}, timestamp=ago(3))
+    form = {"email": email, "source": "whitepaper"}
+    assert (await stack.http.post("/v1/leads", json=form, headers=AUTH)).status_code == 202
+    await stack.lead(email, lambda v: v["attributes"].get("source") == "whitepaper")
+    await asyncio.to_thread(site.identify, anonymous_id=anonymous_id, traits={"email": email})
+    view = await stack.lead(email, lambda v: v["attributes"].get("source") == "linkedin")
+    assert (view["original_source"]["source"], view["original_source"]["campaign"]) == ("linkedin", "launch")
+    assert view["latest_source"]["source"] == "whitepaper" and view["attributes"]["source_category"] == "paid"
+
+
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
 async def test_write_keys_open_only_the_tracking_routes(stack: Stack) -> None:
     key = await stack.write_key()
