@@ -305,6 +305,11 @@ async def test_form_posts_map_fields_and_capture_consent(stack: Stack) -> None:
     (consent,) = view["consents"]
     assert consent["source"] == "form" and consent["form_id"] == "form:whitepaper"
     assert consent["wording"] == "Yes, send me the monthly newsletter."
+    # Issue 8's bug: tracking the form's lead by email rewrote its source to "tracking".
+    visit = {"email": email, "type": "page_view", "url": "https://example.com/blog?utm_source=LinkedIn"}
+    assert (await stack.http.post("/v1/events", json={"events": [visit]}, headers=AUTH)).status_code == 202
+    view = await stack.lead(email, lambda v: v["attributes"].get("latest_source") == "linkedin")
+    assert view["attributes"]["source"] == "whitepaper" and view["original_source"]["origin"] == "form:whitepaper"
 
     # JSON works too; an unticked box records no consent; a later post never blanks a known field.
     other = f"leo.{uuid.uuid4().hex[:6]}@example.com"
