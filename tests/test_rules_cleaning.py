@@ -81,6 +81,12 @@ def test_api_input_goes_through_the_same_cleaning() -> None:
     assert attributes == clean_attributes(body.model_dump(exclude_none=True, exclude={"utm", "fields"})).attributes
 
 
+@pytest.mark.parametrize("sent", [50000, 50000.0, "50000", "¥50,000"])
+def test_a_numeric_budget_is_taken_as_sent_and_kept_a_number(sent: object) -> None:
+    """Issue 8: `budget: 50000` was refused (BANT fields were typed as text)."""
+    assert LeadIn.model_validate({"email": "a@example.com", "budget": sent}).attributes()["budget"] == sent
+
+
 @pytest.mark.parametrize("sent", ["Japan", "日本", "ＪＰ", "jp", " japan "])
 def test_api_and_form_countries_by_name_become_iso_codes(sent: str) -> None:
     """Issue 8 item 4: the import's country cleaning applies to API and form input: a form's country select
