@@ -33,7 +33,7 @@ from pydantic import (
 )
 
 from rules.addresses import address_problem, hostile_character, without_bidi_controls
-from rules.cleaning import clean_attributes, normalize_email_text
+from rules.cleaning import CleaningError, clean_attributes, country_code, normalize_email_text
 from rules.model import ConsentRecord, ConsentStatus, TouchKind
 
 FIRST_YEAR, LAST_YEAR = 2000, 2099
@@ -168,7 +168,9 @@ class LeadIn(_In):
     title: Text | None = None
     company_size: Integer | None = Field(default=None, ge=0, le=10_000_000)
     industry: Text | None = None
-    country: str | None = Field(default=None, pattern=r"^[A-Za-z]{2}$", description="ISO 3166 alpha-2 code")
+    country: Text | None = Field(
+        default=None, description="ISO 3166 alpha-2 code or an English or Japanese name (JP, Japan, 日本): kept as JP"
+    )
     phone: Text | None = None
     website: Text | None = None
     source: Text | None = Field(default=None, description="lead source, e.g. whitepaper, webinar, referral")
@@ -190,8 +192,15 @@ class LeadIn(_In):
 
     @field_validator("country")
     @classmethod
-    def _upper(cls, value: str | None) -> str | None:
-        return value.upper() if value else value
+    def _iso_country(cls, value: str | None) -> str | None:
+        # The import's cleaning (rules/cleaning.py): a code or a name becomes the ISO code; one nobody can read
+        # is kept as given, as the import keeps it (any text is schema-valid, so it is not refused).
+        if not value:
+            return value
+        try:
+            return country_code(value)
+        except CleaningError:
+            return value.upper() if len(value) == 2 else value
 
     def attributes(self) -> dict[str, Any]:
         data = self.model_dump(exclude={"utm", "fields", "consent"}, exclude_none=True)

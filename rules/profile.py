@@ -123,15 +123,22 @@ def _adopt_legacy_source(state: LeadState, sources: CompiledSources) -> None:
 
 
 def note_touch(state: LeadState, touch: SourceTouch, sources: CompiledSources) -> None:
-    """Keep the first touch as the original source (never overwritten) and the newest as the latest
+    """Keep the first touch (by the touches' own times) as the original source and the newest as the latest
     source, and mirror both into the attributes rules read."""
     _adopt_legacy_source(state, sources)
     at = touch.at
     original, latest = state.original_source, state.latest_source
-    # Never overwritten; only the `tracking` stand-in gives way to a real touch from before it (a stitched
-    # anonymous visit).
-    placeholder = original is not None and original.source == TRACKING_SOURCE and original.origin != "legacy"
-    if original is None or (placeholder and at is not None and original.at is not None and at < original.at):
+    # A later touch never overwrites the original; one from before it that arrives later (a stitched anonymous
+    # visit, an event sent with its own older time) is the first touch and takes its place. A legacy source
+    # (a lead stored before sources were tracked) has no touch time to compare.
+    earlier = (
+        original is not None
+        and original.origin != "legacy"
+        and at is not None
+        and original.at is not None
+        and at < original.at
+    )
+    if original is None or earlier:
         state.original_source = original = touch
     if latest is None or at is None or latest.at is None or at >= latest.at:
         state.latest_source = latest = touch

@@ -231,7 +231,7 @@ def attributes_from_traits(traits: dict[str, Any]) -> dict[str, Any]:
                 body["industry"] = _text(company.get("industry"), 200)
         elif compact == "address":
             country = _text(_dict({"a": value}, "a").get("country"), 200)
-            if country and len(country) == 2 and country.isalpha():
+            if country:  # a code or a name: the lead post cleans it (JP, Japan, 日本 -> JP)
                 body["country"] = country
         elif compact in TRAITS:
             target = TRAITS[compact]

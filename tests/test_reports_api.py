@@ -117,6 +117,24 @@ def test_costs_put_get_replace_and_csv(empty: TestClient) -> None:
     assert empty.delete(f"/v1/costs/{first}", headers=AUTH).status_code == 404
 
 
+def test_cost_sources_fold_through_the_source_map(empty: TestClient) -> None:
+    """A cost sheet says "LinkedIn Ads" where leads' original source says linkedin: the cost must land on the
+    leads' row, not on a source of its own with no leads (issue 8: "LinkedIn", "linkedin" and "LinkedIn Ads"
+    were three sources)."""
+    body = {"costs": [{"source": "LinkedIn Ads", "period": "2026-01", "amount": "100", "currency": "USD"},
+                      {"source": " Expo-2026 ", "period": "2026-01", "amount": "50", "currency": "USD"}]}  # fmt: skip
+    answer = empty.put("/v1/costs", json=body, headers=AUTH).json()
+    assert answer == {"stored": 2, "folded": {"LinkedIn Ads": "linkedin", "Expo-2026": "expo-2026"}}
+    uploaded = empty.put(
+        "/v1/costs.csv",
+        content=b"source,period,amount,currency\nlnkd.in,2026-02,70,USD\n",
+        headers=AUTH | {"content-type": "text/csv"},
+    )
+    assert uploaded.json() == {"stored": 1, "folded": {"lnkd.in": "linkedin"}}, uploaded.text
+    found = empty.get("/v1/costs", params={"source": "LinkedIn"}, headers=AUTH).json()["items"]
+    assert [(i["source"], i["start"]) for i in found] == [("linkedin", "2026-01-01"), ("linkedin", "2026-02-01")]
+
+
 def test_costs_csv_upload_lists_every_bad_line_and_stores_nothing(empty: TestClient) -> None:
     bad = (
         "source,campaign,period,start,end,amount,currency\n"
@@ -136,7 +154,8 @@ def test_costs_csv_upload_lists_every_bad_line_and_stores_nothing(empty: TestCli
         "\ufeffsource,campaign,period,amount,currency\n"  # a spreadsheet's byte-order mark is fine
         "google_ads,,2026-01,5000,USD\nlinkedin_ads,spring,2026-02,1500,USD\n"
     )
-    assert empty.put("/v1/costs.csv", content=good.encode(), headers=AUTH).json() == {"stored": 2}
+    stored = empty.put("/v1/costs.csv", content=good.encode(), headers=AUTH).json()
+    assert stored == {"stored": 2, "folded": {"linkedin_ads": "linkedin"}}  # the source map's LinkedIn Ads
     assert [i["campaign"] for i in empty.get("/v1/costs", headers=AUTH).json()["items"]] == ["", "spring"]
     unknown = empty.put("/v1/costs.csv", content=b"source,price\nx,1\n", headers=AUTH)
     assert unknown.status_code == 422 and "amount" in unknown.json()["detail"]

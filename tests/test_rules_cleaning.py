@@ -81,6 +81,24 @@ def test_api_input_goes_through_the_same_cleaning() -> None:
     assert attributes == clean_attributes(body.model_dump(exclude_none=True, exclude={"utm", "fields"})).attributes
 
 
+@pytest.mark.parametrize("sent", [50000, 50000.0, "50000", "¥50,000"])
+def test_a_numeric_budget_is_taken_as_sent_and_kept_a_number(sent: object) -> None:
+    """Issue 8: `budget: 50000` was refused (BANT fields were typed as text)."""
+    assert LeadIn.model_validate({"email": "a@example.com", "budget": sent}).attributes()["budget"] == sent
+
+
+@pytest.mark.parametrize("sent", ["Japan", "日本", "ＪＰ", "jp", " japan "])
+def test_api_and_form_countries_by_name_become_iso_codes(sent: str) -> None:
+    """Issue 8 item 4: the import's country cleaning applies to API and form input: a form's country select
+    sends "Japan" or 日本, which POST /v1/leads refused (it took two-letter codes only)."""
+    assert LeadIn(email="a@example.com", country=sent).attributes()["country"] == "JP"
+
+
+def test_an_api_country_nobody_can_read_is_kept_as_given_as_the_import_keeps_it() -> None:
+    assert LeadIn(email="a@example.com", country="Atlantis").attributes()["country"] == "Atlantis"
+    assert LeadIn(email="a@example.com", country="zz").country == "ZZ"
+
+
 def test_japanese_and_english_headers_map_and_overrides_win() -> None:
     headers = ["メールアドレス", "姓", "名", "会社名", "電話番号", "役職", "国", "従業員数", "備考"]
     assert map_columns(headers) == {0: "email", 1: "last_name", 2: "first_name", 3: "company", 4: "phone",

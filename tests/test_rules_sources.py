@@ -173,6 +173,24 @@ def test_the_original_source_is_never_overwritten_and_the_latest_follows_touches
     assert state.attributes["source"] == "whitepaper" and state.attributes["latest_source"] == "newsletter"
 
 
+def test_an_earlier_touch_found_later_is_the_original_source() -> None:
+    """Issue 8 item 1: stitched anonymous visits count with their original times, and the original source is
+    the first touch: a LinkedIn ad visit three days before the whitepaper form is where the lead came from."""
+    state = LeadState("lead-1")
+    form(state, T0, source="whitepaper")
+    ad = "https://example.com/?utm_source=LinkedIn&utm_medium=paid_social"
+    visit = event("anon-1", ad, at=T0 - timedelta(days=3))
+    decide(state, EventsReceived([visit], origin="segment"), T0 + timedelta(hours=1), DEFAULT)
+    assert state.original_source is not None and state.latest_source is not None
+    assert (state.original_source.source, state.original_source.channel) == ("linkedin", "paid")
+    assert state.latest_source.source == "whitepaper"  # the newest touch is still the form
+    assert (state.attributes["source"], state.attributes["latest_source"]) == ("linkedin", "whitepaper")
+    # A touch later than the first never replaces it.
+    later = event("e-2", "https://example.com/?utm_source=newsletter&utm_medium=email", at=T0 + timedelta(days=1))
+    decide(state, EventsReceived([later]), T0 + timedelta(days=1), DEFAULT)
+    assert (state.attributes["source"], state.attributes["latest_source"]) == ("linkedin", "newsletter")
+
+
 def test_a_second_visit_replaces_the_utm_unit_whole() -> None:
     state = LeadState("lead-1")
     form(state, T0, utm_source="google", utm_medium="cpc", utm_campaign="q4")

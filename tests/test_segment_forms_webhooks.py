@@ -189,7 +189,6 @@ async def test_real_segment_client_tracks_anonymously_then_identify_stitches(sta
 
 
 async def test_stitched_first_touch_is_the_original_source(stack: Stack) -> None:
-    pytest.importorskip("rules.sources", reason="sources as data (branch sources-ingest) has not landed")
     key = await stack.write_key()
     anonymous_id, email = str(uuid.uuid4()), f"mia.{uuid.uuid4().hex[:6]}@example.com"
     site = SegmentClient(key, host=stack.base_url, sync_mode=True, gzip=True, max_retries=0)
@@ -198,6 +197,22 @@ async def test_stitched_first_touch_is_the_original_source(stack: Stack) -> None
     await asyncio.to_thread(site.identify, anonymous_id=anonymous_id, traits={"email": email})
     view = await stack.lead(email, lambda v: v["attributes"].get("source") == "linkedin")
     assert view["attributes"]["source_category"] == "paid"
+
+
+async def test_a_stitched_visit_before_the_form_is_the_original_source(stack: Stack) -> None:
+    """The visitor came from a LinkedIn ad three days before filling in the whitepaper form: once identify
+    stitches that visit on, it is the lead's first touch; the form stays its latest source."""
+    key = await stack.write_key()
+    anonymous_id, email = str(uuid.uuid4()), f"noa.{uuid.uuid4().hex[:6]}@example.com"
+    site = SegmentClient(key, host=stack.base_url, sync_mode=True, gzip=True, max_retries=0)
+    await asyncio.to_thread(site.page, anonymous_id=anonymous_id, properties={"url": LANDING}, timestamp=ago(3))
+    form = {"email": email, "source": "whitepaper"}
+    assert (await stack.http.post("/v1/leads", json=form, headers=AUTH)).status_code == 202
+    await stack.lead(email, lambda v: v["attributes"].get("source") == "whitepaper")
+    await asyncio.to_thread(site.identify, anonymous_id=anonymous_id, traits={"email": email})
+    view = await stack.lead(email, lambda v: v["attributes"].get("source") == "linkedin")
+    assert (view["original_source"]["source"], view["original_source"]["campaign"]) == ("linkedin", "launch")
+    assert view["latest_source"]["source"] == "whitepaper" and view["attributes"]["source_category"] == "paid"
 
 
 @pytest.mark.parametrize("database_url", ["sqlite", "postgres"], indirect=True)
@@ -239,8 +254,14 @@ async def test_write_keys_open_only_the_tracking_routes(stack: Stack) -> None:
     assert results["m-5"][0] == "ignored"
     view = await stack.lead(email, lambda v: v["score"] == 20)  # webinar_attended; demo_request has no rule
     assert view["recent_score_changes"][-1]["event_id"] == "m-2"
-    # A retry of the same batch is counted once (messageId is the event id).
-    await stack.http.post("/v1/batch", content=packed, auth=basic, headers={"Content-Encoding": "gzip"})
+    # A retry of the same batch is counted once (messageId is the event id), and answered so per message;
+    # so is a message repeated inside one batch.
+    retry = await stack.http.post("/v1/batch", content=packed, auth=basic, headers={"Content-Encoding": "gzip"})
+    statuses = {r["messageId"]: r["status"] for r in retry.json()["results"]}
+    assert (statuses["m-2"], retry.json()["duplicates"], retry.json()["accepted"]) == ("duplicate", 1, 0)
+    twice = {"batch": [{"type": "track", "userId": email, "event": "Quote Requested", "messageId": "m-6"}] * 2}
+    answer = await stack.http.post("/v1/batch", json=twice, auth=basic)
+    assert [r["status"] for r in answer.json()["results"]] == ["accepted", "duplicate"], answer.text
     await asyncio.sleep(1)
     assert (await stack.lead(email, lambda v: True))["score"] == 20
 
@@ -284,6 +305,11 @@ async def test_form_posts_map_fields_and_capture_consent(stack: Stack) -> None:
     (consent,) = view["consents"]
     assert consent["source"] == "form" and consent["form_id"] == "form:whitepaper"
     assert consent["wording"] == "Yes, send me the monthly newsletter."
+    # Issue 8's bug: tracking the form's lead by email rewrote its source to "tracking".
+    visit = {"email": email, "type": "page_view", "url": "https://example.com/blog?utm_source=LinkedIn"}
+    assert (await stack.http.post("/v1/events", json={"events": [visit]}, headers=AUTH)).status_code == 202
+    view = await stack.lead(email, lambda v: v["attributes"].get("latest_source") == "linkedin")
+    assert view["attributes"]["source"] == "whitepaper" and view["original_source"]["origin"] == "form:whitepaper"
 
     # JSON works too; an unticked box records no consent; a later post never blanks a known field.
     other = f"leo.{uuid.uuid4().hex[:6]}@example.com"

@@ -133,6 +133,8 @@ def test_traits_become_a_lead_post() -> None:
         "fields": {"plan_tier": "pro"},
     }
     assert attributes_from_traits({"company": "Acme KK", "employees": "many"}) == {"company": "Acme KK"}
+    # A country by name reaches the lead post, which cleans it as every door does (Japan -> JP).
+    assert attributes_from_traits({"address": {"country": "Japan"}}) == {"country": "Japan"}
 
 
 def test_cli_creates_lists_and_revokes_write_keys(tmp_path, monkeypatch, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -1,13 +1,15 @@
 """Source costs (the API owns them): what each source or campaign cost per period, as JSON or CSV.
 
 The reports divide by these (CPL, cost per SQL, CAC). A cost row is keyed by source, campaign, period and
-currency, so putting the same row again replaces its amount.
+currency, so putting the same row again replaces its amount. Its source is folded through the live
+playbook's source map as leads' sources are ("LinkedIn Ads" -> linkedin), so a cost lands on its leads' row.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+from dataclasses import replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Annotated, Any
@@ -16,13 +18,14 @@ from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError, model_validator
 
-from api.deps import Session
+from api.deps import Session, State
 from api.errors import BODY_ERRORS, V1_ERRORS, documented
 from api.limits import MAX_BODY_BYTES
 from api.report_params import QueryDay, csv_response
 from api.roles import allow
 from rules.access import Role
 from rules.report_facts import CostFacts, month
+from rules.sources import CompiledSources
 from store import costs
 
 router = APIRouter(tags=["costs"], dependencies=[allow(Role.marketer)], responses=V1_ERRORS)
@@ -39,7 +42,7 @@ Name = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max
 
 class CostIn(BaseModel):
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
-    source: Name = Field(description="canonical source, as leads' original_source names it")
+    source: Name = Field(description="the source, folded through the playbook's source map as leads' are")
     campaign: Annotated[str, StringConstraints(strip_whitespace=True, max_length=200)] = Field(
         default="", description="one campaign of the source; empty for the whole source"
     )
@@ -93,11 +96,33 @@ def _out(cost_id: int, cost: CostFacts) -> dict[str, Any]:
     }
 
 
+async def _sources(state: State) -> CompiledSources:
+    return (await state.current_playbook()).compiled.sources
+
+
+def _folded(rows: list[CostFacts], sources: CompiledSources) -> tuple[list[CostFacts], dict[str, str]]:
+    """The rows with their sources as leads' original sources name them, and what was renamed (the answer
+    shows it, so a marketer sees "LinkedIn Ads" went to linkedin)."""
+    folded, renamed = [], {}
+    for row in rows:
+        source = sources.canonical(row.source)[0]
+        if source != row.source:
+            renamed[row.source] = source
+        folded.append(replace(row, source=source))
+    return folded, renamed
+
+
+async def _store(session: Session, state: State, rows: list[CostFacts]) -> dict[str, Any]:
+    folded, renamed = _folded(rows, await _sources(state))
+    stored = await costs.put_costs(session, folded)
+    return {"stored": stored} | ({"folded": renamed} if renamed else {})
+
+
 @router.put("/v1/costs", responses=BODY_ERRORS)
-async def put_costs(body: CostsIn, session: Session) -> dict[str, Any]:
-    """Create or replace cost rows (all or nothing)."""
-    stored = await costs.put_costs(session, [c.facts() for c in body.costs])
-    return {"stored": stored}
+async def put_costs(body: CostsIn, session: Session, state: State) -> dict[str, Any]:
+    """Create or replace cost rows (all or nothing). Sources are folded through the source map; `folded`
+    says which were renamed."""
+    return await _store(session, state, [c.facts() for c in body.costs])
 
 
 def _parse_csv(text: str) -> tuple[list[CostFacts], list[dict[str, Any]]]:
@@ -137,7 +162,7 @@ def _parse_csv(text: str) -> tuple[list[CostFacts], list[dict[str, Any]]]:
     responses=BODY_ERRORS,
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}, "required": True}},
 )
-async def put_costs_csv(request: Request, session: Session) -> Any:
+async def put_costs_csv(request: Request, session: Session, state: State) -> Any:
     """Upload costs as CSV (header: source, amount, currency, and period or start and end; optional campaign,
     category, note). Every bad row is listed with its line number and nothing is stored."""
     body = await request.body()
@@ -157,7 +182,7 @@ async def put_costs_csv(request: Request, session: Session) -> Any:
             {"detail": f"{len(errors)} bad rows, nothing stored ({summary})", "errors": errors},
             status_code=status.HTTP_422_UNPROCESSABLE_CONTENT,
         )
-    return {"stored": await costs.put_costs(session, parsed)}
+    return await _store(session, state, parsed)
 
 
 @router.get("/v1/costs", responses=AS_CSV)
@@ -165,11 +190,14 @@ async def put_costs_csv(request: Request, session: Session) -> Any:
 async def list_costs(
     request: Request,
     session: Session,
+    state: State,
     start: Annotated[QueryDay | None, Query(alias="from", description="costs overlapping this day or later")] = None,
     end: Annotated[QueryDay | None, Query(alias="to", description="costs overlapping this day or earlier")] = None,
     source: Annotated[str | None, Query(max_length=200)] = None,
     format: Annotated[str, Query(pattern="^(json|csv)$")] = "json",
 ) -> Any:
+    if source is not None:
+        source = (await _sources(state)).canonical(source)[0]
     items = [_out(i, c) for i, c in await costs.list_costs(session, start=start, end=end, source=source)]
     if format == "csv" or request.url.path.endswith(".csv"):
         return csv_response(items, "costs.csv")

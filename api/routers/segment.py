@@ -50,13 +50,14 @@ router = APIRouter(
 
 class MessageResult(BaseModel):
     messageId: str | None
-    status: str  # accepted | ignored | rejected
+    status: str  # accepted | duplicate | ignored | rejected
     reason: str | None = None
 
 
 class SegmentAccepted(BaseModel):
     success: bool = True
     accepted: int
+    duplicates: int = 0
     rejected: int
     results: list[MessageResult]
 
@@ -131,6 +132,9 @@ class _Plan:
         self.visitor_events: dict[str, list[TrackedEvent]] = defaultdict(list)
         self.stitches: dict[str, str] = {}
         self.carried: dict[str, list[int]] = defaultdict(list)  # target -> message indexes
+        # Each event message in request order: its index, its event, and its target (a visitor id is
+        # replaced by its lead's once the links are known).
+        self.events: list[tuple[int, TrackedEvent, str]] = []
 
 
 async def _plan(state: AppState, messages: list[Any], now: datetime) -> tuple[_Plan, list[MessageResult]]:
@@ -159,9 +163,11 @@ async def _plan(state: AppState, messages: list[Any], now: datetime) -> tuple[_P
                     plan.lead_events[lead_id].append(event)
                     plan.lead_emails[lead_id] = normalize_email(email)
                     plan.carried[lead_id].append(index)
+                    plan.events.append((index, event, lead_id))
                 elif keys:
                     handles[index] = intake.visitor_id_for(keys[0], state.id_key)
                     plan.visitor_events[handles[index]].append(event)
+                    plan.events.append((index, event, handles[index]))
                 else:
                     raise SpecError("no one to credit: send a userId, an anonymousId or traits.email")
             else:
@@ -182,7 +188,30 @@ async def _plan(state: AppState, messages: list[Any], now: datetime) -> tuple[_P
             plan.carried[visitor_id].append(index)
     for visitor_id, lead_id in links.items():
         plan.linked_events[lead_id] += plan.visitor_events.pop(visitor_id)
+    plan.events = [(index, event, links.get(target, target)) for index, event, target in plan.events]
+    _drop_repeats(state, plan, results)
     return plan, results
+
+
+def _drop_repeats(state: AppState, plan: _Plan, results: list[MessageResult]) -> None:
+    """Answer "duplicate" for a message whose event its target already has from this request, or that this
+    process accepted lately (``messageId`` or the derived id, as on ``/v1/events``), and deliver it no more.
+    The lead's workflow still ignores a repeat this cannot tell (another process, a restart)."""
+    recent, seen, repeats = state.recent_event_ids, set(), set()
+    for index, event, target in plan.events:
+        key = (target, event.id)
+        if key in seen or key in recent:
+            results[index].status, results[index].reason = "duplicate", None
+            repeats.add(id(event))
+        seen.add(key)
+    if not repeats:
+        return
+    for events in (plan.lead_events, plan.linked_events, plan.visitor_events):
+        for target in list(events):
+            events[target] = [e for e in events[target] if id(e) not in repeats]
+            if not events[target]:
+                del events[target]
+    plan.events = [(index, event, target) for index, event, target in plan.events if id(event) not in repeats]
 
 
 def _plan_identify(
@@ -264,11 +293,14 @@ async def ingest_messages(kind: str, request: Request, state: State) -> JSONResp
     for target, reason in failed.items():
         for index in plan.carried.get(target, []):
             results[index].status, results[index].reason = "rejected", reason
-    accepted = sum(r.status == "accepted" for r in results)
-    rejected = sum(r.status == "rejected" for r in results)
-    if kind != "batch" and rejected:
+    state.recent_event_ids.add([(target, event.id) for _, event, target in plan.events if target not in failed])
+    counts = {status: sum(r.status == status for r in results) for status in ("accepted", "duplicate", "rejected")}
+    if kind != "batch" and counts["rejected"]:
         return _error(400, "invalid_message", results[0].reason or "the message was rejected")
-    return JSONResponse(SegmentAccepted(accepted=accepted, rejected=rejected, results=results).model_dump())
+    answer = SegmentAccepted(
+        accepted=counts["accepted"], duplicates=counts["duplicate"], rejected=counts["rejected"], results=results
+    )
+    return JSONResponse(answer.model_dump())
 
 
 def _route(kind: str) -> Callable[[Request, State], Awaitable[JSONResponse]]:
