@@ -774,6 +774,8 @@ def _touch(state: LeadState, inp: TouchLogged, now: datetime) -> None:
     followup = state.followup
     if followup is None or followup.met_at is not None or followup.status == "cancelled":
         return
+    if inp.at < followup.started_at and not state.legacy_followups:
+        return  # a touch from before this follow-up started (backdated) answers an earlier one, not this
     followup.met_at = min(inp.at, now)
     if followup.status == "pending":
         followup.status = "met"

@@ -420,8 +420,9 @@ class LeadState:
     # the duplicates merged into this lead, oldest first.
     merged_into: str | None = None
     merged_from: list[str] = field(default_factory=list)
-    # Runs recorded before follow-ups were cancelled with their stage or owner keep the old behaviour (the lead
-    # workflow sets this from workflow.patched; rules/followups.py). Everything else: False.
+    # Runs recorded before follow-ups were cancelled with their stage or owner (and before a backdated touch
+    # stopped meeting a follow-up that started after it) keep the old behaviour (the lead workflow sets this
+    # from workflow.patched; rules/followups.py, engine._touch). Everything else: False.
     legacy_followups: bool = False
 
 

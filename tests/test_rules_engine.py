@@ -633,6 +633,27 @@ def test_touch_before_due_meets_the_sla(pb: CompiledPlaybook) -> None:
     assert followup.met_at == touched
 
 
+def test_a_backdated_touch_does_not_meet_a_follow_up_that_started_after_it(pb: CompiledPlaybook) -> None:
+    lead = Lead(pb, LEAD)
+    lead.to_sql()
+    lead.assign()
+    followup = lead.state.followup
+    assert followup is not None
+    started = followup.started_at
+    before = started - timedelta(minutes=30)  # after the lead was created, before this follow-up began
+    lead.send(TouchLogged("t0", "call", before, "rep-aiko"), started + timedelta(hours=1))
+    assert (followup.status, followup.met_at) == ("pending", None)
+    assert "sla_due" in lead.state.timers
+    # Runs recorded before this rule replay as they were made: there the touch met it.
+    legacy = Lead(pb, LEAD)
+    legacy.state.legacy_followups = True
+    legacy.to_sql()
+    legacy.assign()
+    assert legacy.state.followup is not None
+    legacy.send(TouchLogged("t0", "call", before, "rep-aiko"), started + timedelta(hours=1))
+    assert legacy.state.followup.met_at == before
+
+
 def test_touch_after_due_keeps_overdue_but_records_met_at_and_stops_reassignment(pb: CompiledPlaybook) -> None:
     lead = Lead(pb, LEAD)
     lead.to_sql()
