@@ -148,6 +148,7 @@ def apply_change(
         elif sales.on_reject == "recycle":
             _recycle(state, now, sales.recycle_stage, why, pb)
         else:
+            leave_owner(state)  # the rep turned it down: nobody owns a disqualified rejection
             _close(state, change, "disqualified", now, pb)
     elif action in CLOSING:
         _close(state, change, CLOSING[action], now, pb)  # type: ignore[arg-type]
