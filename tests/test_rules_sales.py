@@ -84,7 +84,9 @@ def test_an_assignment_waits_for_the_reps_acceptance_and_the_notice_carries_what
     decide(state, LeadUpserted({"email": "kim@x.test"}), T0, pb)
     ask = next(
         c
-        for c in decide(state, EventsReceived([TrackedEvent("e", "page_view", T0, "https://x.test/pricing")]), T0, pb).commands
+        for c in decide(
+            state, EventsReceived([TrackedEvent("e", "page_view", T0, "https://x.test/pricing")]), T0, pb
+        ).commands
         if isinstance(c, AssignRep)
     )
     notice = decide(state, RepAssigned(ask.key, AIKO, "round-robin"), T0, pb).commands
@@ -120,7 +122,8 @@ def test_a_rejection_needs_a_listed_reason_and_a_note_for_other() -> None:
     unknown = decide(state, change("reject", reason="too_busy"), T0, pb)
     assert refused(unknown) == (
         "invalid",
-        "reason: 'too_busy' is not one of not_a_fit, duplicate, bad_data, no_budget, other (the playbook's sales section)",
+        "reason: 'too_busy' is not one of not_a_fit, duplicate, bad_data, no_budget, other"
+        " (the playbook's sales section)",
     )
     assert refused(decide(state, change("reject", reason="other"), T0, pb)) == (
         "invalid",
@@ -195,7 +198,10 @@ def test_setting_the_stage_checks_it_and_reopens_a_closed_lead() -> None:
     pb = playbook()
     state = sql_lead(pb)
     assert refused(decide(state, change("stage", stage="negotiation"), T0, pb))[0] == "invalid"  # type: ignore[index]
-    assert refused(decide(state, change("stage", stage="sql"), T0, pb)) == ("conflict", "the lead is already in stage sql")
+    assert refused(decide(state, change("stage", stage="sql"), T0, pb)) == (
+        "conflict",
+        "the lead is already in stage sql",
+    )
     decide(state, change("stage", stage="opportunity", note="demo booked"), T0, pb)
     assert state.stage == "opportunity" and capacity_held(state, pb.stage_order).rep_id == "rep-aiko"
     decide(state, change("disqualify", reason="spam"), T0, pb)
@@ -207,7 +213,9 @@ def test_setting_the_stage_checks_it_and_reopens_a_closed_lead() -> None:
 def test_a_reassignment_asks_for_the_named_rep_outside_the_local_activity_path() -> None:
     pb = playbook()
     state = sql_lead(pb)
-    decision = decide(state, change("reassign", MANAGER, rep_id="rep-yui", team="japan", note="speaks Japanese"), T0, pb)
+    decision = decide(
+        state, change("reassign", MANAGER, rep_id="rep-yui", team="japan", note="speaks Japanese"), T0, pb
+    )
     ask = next(c for c in decision.commands if isinstance(c, AssignRep))
     assert (ask.team, ask.rep_id, ask.local) == ("japan", "rep-yui", False)
     assert ask.reason == "reassigned by manager mina: speaks Japanese"
@@ -238,7 +246,9 @@ sales:
 def test_the_acceptance_sla_reminds_escalates_to_the_manager_then_reroutes_once() -> None:
     pb = playbook(SLA)
     state = sql_lead(pb)
-    assert state.timers[TIMER_SAL_REMIND] == T0 + timedelta(hours=3) and state.timers[TIMER_SAL_DUE] == T0 + timedelta(hours=4)
+    assert state.timers[TIMER_SAL_REMIND] == T0 + timedelta(hours=3) and state.timers[TIMER_SAL_DUE] == T0 + timedelta(
+        hours=4
+    )
     remind = decide(state, TimerFired(TIMER_SAL_REMIND), T0 + timedelta(hours=3), pb).commands
     assert [(m.kind, m.to) for m in remind if isinstance(m, SendEmail)] == [("sal_reminder", "aiko@x.test")]
     escalate = decide(state, TimerFired(TIMER_SAL_DUE), T0 + timedelta(hours=4), pb).commands
@@ -249,7 +259,12 @@ def test_the_acceptance_sla_reminds_escalates_to_the_manager_then_reroutes_once(
     assert ask.exclude_rep_ids == ["rep-aiko"] and "not accepted by rep-aiko within 4h" in ask.reason
     assert state.owner is None and state.acceptance is not None and state.acceptance.status == "rerouted"
     # The next rep lets it time out too: max_reroutes 1, so it stays with them (escalated, not rerouted).
-    decide(state, RepAssigned(ask.key, Rep("rep-ben", "Ben", "ben@x.test", "inside-sales", "Mina", "mina@x.test"), "rr"), T0, pb)
+    decide(
+        state,
+        RepAssigned(ask.key, Rep("rep-ben", "Ben", "ben@x.test", "inside-sales", "Mina", "mina@x.test"), "rr"),
+        T0,
+        pb,
+    )
     decide(state, TimerFired(TIMER_SAL_DUE), T0 + timedelta(hours=10), pb)
     last = decide(state, TimerFired(TIMER_SAL_REROUTE), T0 + timedelta(hours=12), pb)
     assert not any(isinstance(c, AssignRep) for c in last.commands) and state.owner.rep.id == "rep-ben"  # type: ignore[union-attr]
@@ -274,5 +289,7 @@ def test_the_sales_section_is_validated_at_its_lines() -> None:
         load_playbook_text(BASE + "sales:\n  outcomes:\n    lost: {stage: gone}\n", version="bad", templates=TEMPLATES)
     assert '"gone" is not a stage' in str(caught.value) and "line" in str(caught.value)
     with pytest.raises(PlaybookError) as caught:
-        load_playbook_text(BASE + SLA, version="bad", templates={"welcome", "rep_new_lead", "sla_reminder", "sla_escalation"})
+        load_playbook_text(
+            BASE + SLA, version="bad", templates={"welcome", "rep_new_lead", "sla_reminder", "sla_escalation"}
+        )
     assert 'no email template "sal_reminder"' in str(caught.value)

@@ -31,7 +31,9 @@ def test_forged_altered_or_otherwise_keyed_tokens_are_refused() -> None:
 
 def test_the_reps_notification_carries_the_links_in_both_languages() -> None:
     urls = links("https://leads.example.com", ASSIGNMENT, "rep-aiko", KEY)
-    assert urls["accept_url"].startswith("https://leads.example.com/sal/lead-") and urls["accept_url"].endswith("accept")
+    assert urls["accept_url"].startswith("https://leads.example.com/sal/lead-") and urls["accept_url"].endswith(
+        "accept"
+    )
     context = {
         "owner": {"name": "Aiko", "email": "aiko@x.test", "team": "inside-sales"}, "lead_id": LEAD,
         "lead": {"email": "kim@x.test", "company": "Kim Co"}, "stage": "sql", "score": 60, "grade": "B",

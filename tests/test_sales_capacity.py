@@ -33,13 +33,18 @@ async def stored(sm: Sessions, lead: Lead) -> dict[str, Any]:  # noqa: F811
     ("change", "stage"),
     [
         (sales("lost", reason="competitor"), "lost"),
-        (sales("won", amount=Decimal("9500.50"), currency="EUR", close_date=date(2026, 1, 9), product="Pro"), "customer"),
+        (
+            sales("won", amount=Decimal("9500.50"), currency="EUR", close_date=date(2026, 1, 9), product="Pro"),
+            "customer",
+        ),
         (sales("disqualify", reason="spam"), "disqualified"),
     ],
     ids=["lost", "won", "disqualified"],
 )
 async def test_an_outcome_frees_the_reps_capacity_and_is_projected(
-    sm: Sessions, change: SalesChange, stage: str  # noqa: F811
+    sm: Sessions,  # noqa: F811
+    change: SalesChange,
+    stage: str,
 ) -> None:
     first, second = Lead(sm, "first"), Lead(sm, "second")
     await first.to_sql(T0)
