@@ -117,15 +117,15 @@ def sales_issues(
     SLA is set, so playbooks without one need no such templates)."""
     issues: list[PlaybookIssue] = []
     sales = pb.sales
-    # Playbooks without the section keep their stage lists: the defaults' stages are checked only when asked.
-    explicit = "sales" in pb.model_fields_set
+    # Playbooks that do not write the outcomes keep their stage lists: the defaults' stages are not checked.
+    explicit = "sales" in pb.model_fields_set and "outcomes" in sales.model_fields_set
     for name in ("won", "lost", "disqualified") if explicit else ():
         stage = getattr(sales.outcomes, name).stage
         if stage not in stages:
             issues.append(
                 source.issue(("sales", "outcomes", name, "stage"), f'"{stage}" is not a stage: add it to stages.side')
             )
-    if explicit and sales.on_reject == "recycle" and sales.recycle_stage not in stages:
+    if sales.on_reject == "recycle" and sales.recycle_stage not in stages:
         issues.append(source.issue(("sales", "recycle_stage"), f'"{sales.recycle_stage}" is not a stage'))
     if sales.acceptance.within:
         sla = sales.acceptance

@@ -97,7 +97,9 @@ async def test_accept_reassign_reject_by_link_accept_from_the_queue_pause_and_tw
     assert again.status_code == 409 and "waits for acceptance" in again.json()["detail"]
     assert (await http.post(f"/v1/leads/{lead_id}/accept", headers=rep_second)).status_code == 403
     # A rep may not reassign; bad bodies are 422s that say what to fix.
-    assert (await http.post(f"/v1/leads/{lead_id}/reassign", json={"team": "japan"}, headers=rep_first)).status_code == 403
+    assert (
+        await http.post(f"/v1/leads/{lead_id}/reassign", json={"team": "japan"}, headers=rep_first)
+    ).status_code == 403
     for body, field in (({}, "rep_id or team"), ({"rep_id": "rep-nobody"}, "no active rep")):
         bad = await http.post(f"/v1/leads/{lead_id}/reassign", json=body, headers=manager)
         assert bad.status_code == 422 and field in bad.text
@@ -108,7 +110,9 @@ async def test_accept_reassign_reject_by_link_accept_from_the_queue_pause_and_tw
     )
     assert moved.status_code == 200, moved.text
     await eventually(http, f"/v1/leads/{lead_id}", lambda v: v["owner"] and v["owner"]["rep"]["id"] == second)
-    notice = (await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead" and second[4:] in m["X-Envelope-To"]))[0]
+    notice = (
+        await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead" and second[4:] in m["X-Envelope-To"])
+    )[0]
     reject = link_path(notice, "reject")
     page = await http.get(reject)  # a mail scanner's GET changes nothing
     assert page.status_code == 200 and "Reject this lead?" in page.text and "not_a_fit" in page.text
@@ -170,8 +174,9 @@ async def test_accept_reassign_reject_by_link_accept_from_the_queue_pause_and_tw
     timeline = await eventually(
         http,
         f"/v1/leads/{lead_id}/timeline",
-        lambda t: {"sales.accept", "sales.reassign", "sales.reject", "sales.lost"}
-        <= {p["type"] for p in t["touchpoints"]},
+        lambda t: (
+            {"sales.accept", "sales.reassign", "sales.reject", "sales.lost"} <= {p["type"] for p in t["touchpoints"]}
+        ),
     )
     by_type = {p["type"]: p for p in timeline["touchpoints"] if p["type"].startswith("sales.")}
     assert by_type["sales.reject"]["properties"]["by_kind"] == "link"

@@ -293,3 +293,14 @@ def test_the_sales_section_is_validated_at_its_lines() -> None:
             BASE + SLA, version="bad", templates={"welcome", "rep_new_lead", "sla_reminder", "sla_escalation"}
         )
     assert 'no email template "sal_reminder"' in str(caught.value)
+
+
+def test_the_shipped_sales_playbook_and_the_default_validate_against_the_templates() -> None:
+    from activities.rendering import EmailRenderer
+    from settings import ROOT
+
+    templates = EmailRenderer(ROOT / "templates").available()
+    assert {"sal_reminder", "sal_escalation"} <= templates
+    for name in ("sales_handoff.yaml", "default.yaml"):
+        pb = load_playbook_text((ROOT / "playbooks" / name).read_text(encoding="utf-8"), templates=templates)
+        assert "lost" in pb.model.stages.side and pb.model.sales.outcomes.lost.stage == "lost"

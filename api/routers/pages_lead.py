@@ -145,5 +145,6 @@ async def lead_page(
         "feedback": await email_feedback.list_feedback(session, lead_id),
         "can_touch": caller.role in (Role.rep, Role.manager, Role.admin),
         "touch_kinds": TOUCH_KINDS,
+        "reject_reasons": (await state.current_playbook()).compiled.model.sales.reject_reasons,
     }
     return render(request, "lead.html", context)
