@@ -142,6 +142,7 @@ class Lead(Base):
     acceptance_status: Mapped[str | None] = mapped_column(index=True)
     acceptance_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     outcome: Mapped[str | None] = mapped_column(index=True)
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     outcome_by: Mapped[str | None] = mapped_column(Text())
     won_product: Mapped[str | None] = mapped_column(Text())
     close_date: Mapped[date | None] = mapped_column(Date())

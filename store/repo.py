@@ -242,6 +242,7 @@ def _sales_values(snap: LeadSnapshot) -> dict[str, Any]:
         "acceptance_status": offered.status if offered is not None and current else None,
         "acceptance_due_at": offered.due_at if offered is not None and current else None,
         "outcome": outcome.kind if outcome else None,
+        "outcome_at": outcome.at if outcome else None,
         "outcome_by": outcome.by if outcome else None,
         "won_amount": outcome.amount if won and outcome else None,
         "won_currency": outcome.currency if won and outcome else None,

@@ -63,7 +63,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     **{
         ("GET", f"/v1/reports/{name}{suffix}"): frozenset({R.manager, R.marketer})
         for name in ("sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health", "mix",
-                     "emails")
+                     "emails", "outcomes")
         for suffix in ("", ".csv")
     },
     ("GET", "/dashboard"): frozenset({R.manager, R.marketer}),

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from rules.model import Actor, SalesChange, TimerFired
+from rules.model import Actor, LeadUpserted, SalesChange, TimerFired
 from store import repo
 from tests.test_capacity_release import T0, Lead, Sessions, db_url, open_load, sm  # noqa: F401  (fixtures)
 
@@ -92,3 +92,20 @@ async def test_an_accepted_lead_keeps_its_rep_and_leaves_the_awaiting_list(sm: S
     await lead.send(SalesChange("accept-1", "accept", rep, T0), T0 + timedelta(minutes=10))
     row = await stored(sm, lead)
     assert (row["acceptance_status"], row["owner_rep_id"], await open_load(sm)) == ("accepted", "rep-a", 1)
+
+
+async def test_the_outcomes_report_counts_won_amounts_and_lost_reasons(sm: Sessions) -> None:  # noqa: F811
+    from rules.report_facts import span
+    from store import reports_run
+
+    won, lost, disqualified = Lead(sm, "won"), Lead(sm, "lost"), Lead(sm, "dq")
+    for lead in (won, lost, disqualified):
+        await lead.send(LeadUpserted({"email": f"{lead.state.lead_id}@x.test"}), T0)
+    await won.send(sales("won", amount=Decimal("1200.00"), currency="USD"), T0 + timedelta(days=1))
+    await lost.send(sales("lost", reason="competitor"), T0 + timedelta(days=2))
+    await disqualified.send(sales("disqualify", reason="spam"), T0 + timedelta(days=40))  # outside the period
+    async with sm() as session:
+        (period,) = await reports_run.outcomes(session, [span(T0.date(), T0.date() + timedelta(days=30))])
+    rows = [(r["outcome"], r["reason"], r["currency"], r["leads"]) for r in period["rows"]]
+    assert rows == [("lost", "competitor", None, 1), ("won", None, "USD", 1)]
+    assert Decimal(period["rows"][1]["amount"]) == Decimal("1200")

@@ -21,6 +21,7 @@ _COLUMNS = (
     ("acceptance_status", sa.String()),
     ("acceptance_due_at", UTCDateTime()),
     ("outcome", sa.String()),
+    ("outcome_at", UTCDateTime()),
     ("outcome_by", sa.Text()),
     ("won_product", sa.Text()),
     ("close_date", sa.Date()),
@@ -34,10 +35,12 @@ def upgrade() -> None:
             batch.add_column(sa.Column(name, kind, nullable=True))
         batch.create_index("ix_leads_acceptance_status", ["acceptance_status"])
         batch.create_index("ix_leads_outcome", ["outcome"])
+        batch.create_index("ix_leads_outcome_at", ["outcome_at"])
 
 
 def downgrade() -> None:
     with op.batch_alter_table("leads") as batch:
+        batch.drop_index("ix_leads_outcome_at")
         batch.drop_index("ix_leads_outcome")
         batch.drop_index("ix_leads_acceptance_status")
         for name, _ in reversed(_COLUMNS):
