@@ -16,13 +16,16 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, HTTPException, Query, Request, status
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
-from temporalio.service import RPCError
+from temporalio.client import WorkflowQueryFailedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from activities.sal_tokens import SalTicket, sal_key, verify
-from api.deps import AppState, State
+from api.deps import AppState, Overloaded, ServiceUnavailable, State
 from api.roles import page_form, public
 from api.routers.lead_sales import change_lead
+from api.routers.leads import QUERY_TIMEOUT
 from api.routers.unsubscribe import PAGE_HEADERS, page_locale
+from privacy.keys import LeadErased
 from rules.model import Actor, SalesChange
 from settings import ROOT
 from workflows.lead import LeadWorkflow
@@ -47,10 +50,26 @@ def _page(
     return pages.TemplateResponse(request, "sal.html", context, status_code=code, headers=PAGE_HEADERS)
 
 
+class _Unavailable(Exception):
+    """Temporal cannot answer now: the page says to try again (nothing changed)."""
+
+
 async def _current(state: AppState, ticket: SalTicket, key: str) -> LeadView | None:
-    """The lead's view when the ticket's assignment still waits for the rep it was signed for, else None."""
-    async with state.temporal_call() as client:
-        view: LeadView = await client.get_workflow_handle(ticket.lead_id).query(LeadWorkflow.view)
+    """The lead's view when the ticket's assignment still waits for the rep it was signed for, else None (an
+    ended lead too: merged or erased since the mail went out)."""
+    try:
+        async with state.temporal_call() as client:
+            view: LeadView = await client.get_workflow_handle(ticket.lead_id).query(
+                LeadWorkflow.view, rpc_timeout=QUERY_TIMEOUT
+            )
+    except RPCError as exc:
+        if exc.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise _Unavailable from exc
+    except (WorkflowQueryFailedError, LeadErased):
+        return None
+    except (ServiceUnavailable, Overloaded) as exc:
+        raise _Unavailable from exc
     offered, owner = view.acceptance, view.owner
     if offered is None or owner is None or offered.status != "pending":
         return None
@@ -75,7 +94,7 @@ async def sal_page(
         return _page(request, state, lang, "invalid", status.HTTP_404_NOT_FOUND)
     try:
         view = await _current(state, ticket, key)
-    except RPCError:
+    except _Unavailable:
         return _page(request, state, lang, "unavailable", status.HTTP_503_SERVICE_UNAVAILABLE)
     if view is None:
         return _page(request, state, lang, "stale", status.HTTP_409_CONFLICT)
@@ -95,7 +114,7 @@ async def sal_answer(token: str, request: Request, state: State, lang: Lang = No
         return _page(request, state, lang, "invalid", status.HTTP_422_UNPROCESSABLE_CONTENT)
     try:
         view = await _current(state, ticket, key)
-    except RPCError:
+    except _Unavailable:
         return _page(request, state, lang, "unavailable", status.HTTP_503_SERVICE_UNAVAILABLE)
     if view is None or view.owner is None:
         return _page(request, state, lang, "stale", status.HTTP_409_CONFLICT)
@@ -109,6 +128,8 @@ async def sal_answer(token: str, request: Request, state: State, lang: Lang = No
     )  # fmt: skip
     try:
         await change_lead(state, ticket.lead_id, change)
+    except (ServiceUnavailable, RPCError):
+        return _page(request, state, lang, "unavailable", status.HTTP_503_SERVICE_UNAVAILABLE)
     except HTTPException as exc:
         if exc.status_code == status.HTTP_409_CONFLICT:
             return _page(request, state, lang, "stale", exc.status_code)
