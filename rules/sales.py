@@ -16,6 +16,7 @@ from datetime import datetime
 from typing import Any, Literal
 
 from rules.expressions import parse_duration
+from rules.followups import cancel as cancel_followup
 from rules.model import (
     Acceptance,
     AssignRep,
@@ -36,8 +37,6 @@ TIMER_SAL_REMIND = "sal_remind"
 TIMER_SAL_DUE = "sal_due"
 TIMER_SAL_REROUTE = "sal_reroute"
 SAL_TIMERS = (TIMER_SAL_REMIND, TIMER_SAL_DUE, TIMER_SAL_REROUTE)
-# The first-touch SLA's timers (rules/engine.py): a lead leaving its owner leaves them too.
-FOLLOWUP_TIMERS = ("sla_remind", "sla_due", "sla_reassign")
 CLOSING = {"won": "won", "lost": "lost", "disqualify": "disqualified"}
 
 
@@ -142,13 +141,13 @@ def apply_change(
         _decide_acceptance(state, "rejected", now, who, change.reason)
         state.acceptance_declined.append(owner.rep.id)
         if sales.on_reject == "reroute":
-            leave_owner(state)
+            leave_owner(state, now, why)
             reason = f"rejected by {owner.rep.id} ({change.reason})"
             _ask_assignment(state, owner.rep.team, pb, reason, list(state.acceptance_declined), out)
         elif sales.on_reject == "recycle":
             _recycle(state, now, sales.recycle_stage, why, pb)
         else:
-            leave_owner(state)  # the rep turned it down: nobody owns a disqualified rejection
+            leave_owner(state, now, why)  # the rep turned it down: nobody owns a disqualified rejection
             _close(state, change, "disqualified", now, pb)
     elif action in CLOSING:
         _close(state, change, CLOSING[action], now, pb)  # type: ignore[arg-type]
@@ -158,7 +157,7 @@ def apply_change(
         _set_stage(state, change.stage, now, why, pb)
     elif action == "reassign":
         assert change.team is not None
-        leave_owner(state)
+        leave_owner(state, now, why)
         state.acceptance_declined = []
         reason = f"reassigned by {who}" + (f": {change.note}" if change.note else "")
         _ask_assignment(state, change.team, pb, reason, [], out, change.rep_id)
@@ -199,7 +198,7 @@ def _close(state: LeadState, change: SalesChange, kind: str, now: datetime, pb: 
     who = change.by.label()
     fields = (change.reason, change.note, change.amount, change.currency, change.close_date, change.product)
     state.outcome = Outcome(kind, now, who, *fields)  # type: ignore[arg-type]  # kind: an OutcomeKind
-    _end_hand_off(state)
+    _end_hand_off(state, now, f"the lead was {kind}")
     state.acceptance_declined = []
     _set_stage(state, rule.stage, now, f"{kind} by {who}" + (f": {change.reason}" if change.reason else ""), pb)
 
@@ -208,27 +207,27 @@ def _recycle(state: LeadState, now: datetime, stage: str, why: str, pb: Compiled
     """Back to marketing with a clean behaviour score, so old points do not lift it straight back to sales."""
     from rules.engine import _set_stage, explain_points
 
-    leave_owner(state)
+    leave_owner(state, now, why)
     state.acceptance_declined = []
     if state.score > 0:
         explain_points(state, -state.score, now, "recycle", f"score reset: {why}")
     _set_stage(state, stage, now, why, pb)
 
 
-def _end_hand_off(state: LeadState) -> None:
-    """No follow-up or acceptance stays pending once sales is done with the lead (or the lead leaves its rep)."""
-    if state.followup is not None and state.followup.status == "pending":
-        state.followup = None
+def _end_hand_off(state: LeadState, now: datetime, why: str) -> None:
+    """No follow-up or acceptance stays owed once sales is done with the lead (or the lead leaves its rep): the
+    follow-up ends cancelled (rules/followups.py), the acceptance offer goes."""
+    cancel_followup(state, now, why)
     if state.acceptance is not None and state.acceptance.status == "pending":
         state.acceptance = None
-    for name in (*FOLLOWUP_TIMERS, *SAL_TIMERS):
+    for name in SAL_TIMERS:
         state.timers.pop(name, None)
 
 
-def leave_owner(state: LeadState) -> None:
-    """The lead leaves its rep (rejected, rerouted, reassigned): owner, pending follow-up and acceptance go."""
+def leave_owner(state: LeadState, now: datetime, why: str) -> None:
+    """The lead leaves its rep (rejected, rerouted, reassigned): owner, open follow-up and acceptance go."""
     state.owner, state.pending_assignment, state.queued_team = None, None, None
-    _end_hand_off(state)
+    _end_hand_off(state, now, why)
 
 
 def _ask_assignment(
@@ -304,11 +303,8 @@ def on_timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, o
         state.acceptance_declined.append(rep.id)
         state.acceptance = offered  # kept on record until the next offer replaces it
         state.owner, state.pending_assignment = None, None
-        if state.followup is not None and state.followup.status == "pending":
-            state.followup = None
-        for timer in FOLLOWUP_TIMERS:
-            state.timers.pop(timer, None)
         reason = f"not accepted by {rep.id} within {sla.within}"
+        cancel_followup(state, now, reason)
         _ask_assignment(state, rep.team, pb, reason, list(state.acceptance_declined), out)
 
 

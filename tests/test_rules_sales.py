@@ -138,7 +138,8 @@ def test_a_rejected_lead_is_rerouted_to_another_rep_of_the_team_as_a_normal_acti
     decision = decide(state, change("reject", reason="not_a_fit"), T0 + timedelta(hours=1), pb)
     ask = next(c for c in decision.commands if isinstance(c, AssignRep))
     assert (ask.team, ask.exclude_rep_ids, ask.local) == ("inside-sales", ["rep-aiko"], False)
-    assert state.owner is None and state.followup is None and state.pending_assignment == ask.key
+    assert state.owner is None and state.pending_assignment == ask.key
+    assert state.followup is not None and state.followup.status == "cancelled"  # rules/followups.py
     assert not any(name.startswith("sla_") for name in state.timers)  # the old follow-up went with the owner
     assert decision.touchpoints[0].event.properties["reason"] == "not_a_fit"
     # The next rep gets the offer; rejecting it too keeps both out of the following reroute.
@@ -171,7 +172,7 @@ def test_won_records_the_deal_moves_to_the_won_stage_and_releases_the_reps_capac
     assert state.outcome is not None and (state.outcome.amount, state.outcome.currency) == (Decimal("12000.00"), "USD")
     assert state.owner is not None and state.owner.rep.id == "rep-aiko"  # credited, but no longer worked
     assert capacity_held(state, pb.stage_order).rep_id is None
-    assert state.followup is None and state.acceptance is None  # nothing stays pending on a closed lead
+    assert state.followup.status == "cancelled" and state.acceptance is None  # type: ignore[union-attr]  # nothing owed
     assert state.stage_changes[-1].reason == "won by rep aiko's key"
     entry = decision.touchpoints[0].event
     assert (entry.type, entry.name, entry.properties["amount"], entry.properties["by_id"]) == (
@@ -219,7 +220,7 @@ def test_a_reassignment_asks_for_the_named_rep_outside_the_local_activity_path()
     ask = next(c for c in decision.commands if isinstance(c, AssignRep))
     assert (ask.team, ask.rep_id, ask.local) == ("japan", "rep-yui", False)
     assert ask.reason == "reassigned by manager mina: speaks Japanese"
-    assert state.owner is None and state.acceptance is None and state.followup is None
+    assert state.owner is None and state.acceptance is None and state.followup.status == "cancelled"  # type: ignore[union-attr]
     assert refused(decide(state, change("reassign", MANAGER), T0, pb))[0] == "invalid"  # type: ignore[index]
 
 

@@ -82,7 +82,9 @@ async def test_a_rejection_rerouted_frees_the_rejecting_rep_and_the_store_shows_
     assert lead.owner is None and lead.state.queued_team == "inside-sales"
     assert await open_load(sm) == 0
     row = await stored(sm, lead)
-    assert (row["acceptance_status"], row["owner_rep_id"], row["sla_status"]) == (None, None, None)
+    assert (row["acceptance_status"], row["owner_rep_id"], row["sla_status"]) == (None, None, "cancelled")
+    async with sm() as session:  # out of the overdue list and the digest (rules/followups.py)
+        assert await repo.list_followups(session, status="pending", limit=10, offset=0) == []
 
 
 async def test_an_accepted_lead_keeps_its_rep_and_leaves_the_awaiting_list(sm: Sessions) -> None:  # noqa: F811
