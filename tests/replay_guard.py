@@ -10,7 +10,8 @@ from pathlib import Path
 
 from settings import ROOT
 
-REPLAY_SECONDS = 60.0
+# Generous: the child imports the worker code first (seconds on a loaded 2-core machine); a hang never ends.
+REPLAY_SECONDS = 180.0
 _SCRIPT = """
 import asyncio, sys
 from pathlib import Path
