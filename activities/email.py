@@ -34,6 +34,7 @@ from temporalio.exceptions import ApplicationError
 
 from activities.link_tracking import tracked_email
 from activities.rendering import EmailRenderer, RenderedEmail, TemplateProblem
+from activities.sal_tokens import links, sal_key
 from activities.suppression import SUPPRESSED, refuse_if_suppressed
 from activities.unsubscribe import Unsubscribe, footer_context
 from rules.addresses import AddressProblem, MailAddress, header_text, sendable_address
@@ -231,9 +232,18 @@ class Mailer:
             raise _Permanent("TemplateError", "nurture mail needs a lead id for its unsubscribe link")
         return Unsubscribe.for_lead(self.settings, lead_id, mail.locale or self.renderer.default_locale)
 
+    def acceptance_links(self, mail: SendEmail) -> dict[str, str]:
+        """A rep's notification of an assignment waiting for acceptance carries signed accept/reject links
+        (activities/sal_tokens.py); the assignment and rep come in the context rules.sales.offer gave it."""
+        offered = mail.context.get("acceptance")
+        if mail.nurture or not isinstance(offered, dict):
+            return {}
+        key = sal_key(self.settings.secret("id_key"))
+        return links(self.settings.public_base_url, str(offered["assignment"]), str(offered["rep_id"]), key)
+
     def render(self, mail: SendEmail, unsubscribe: Unsubscribe | None) -> RenderedEmail:
         """The mail as it will be sent; a nurture template whose parts lack the unsubscribe link is refused."""
-        context = {**mail.context, **footer_context(self.settings, unsubscribe)}
+        context = {**mail.context, **footer_context(self.settings, unsubscribe), **self.acceptance_links(mail)}
         rendered = self.renderer.render(mail.template, context, mail.locale)
         if unsubscribe is not None:
             html_url = unsubscribe.url.replace("&", "&amp;")

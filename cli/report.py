@@ -95,6 +95,8 @@ async def _report(args: argparse.Namespace, settings: Settings) -> Any:
                 return await reports_run.mix(session, periods, tiers, currency)
             if args.name == "sla":
                 return await reports_run.sla(session, periods, datetime.now(UTC))
+            if args.name == "outcomes":
+                return await reports_run.outcomes(session, periods)
             return await reports_run.health(session, funnel, periods)
     finally:
         await engine.dispose()

@@ -43,6 +43,7 @@ from rules.model import (
     Owner,
     RepAssigned,
     RuleError,
+    SalesChange,
     ScoreChange,
     SendEmail,
     SourceTouch,
@@ -78,12 +79,15 @@ class Decision:
     duplicate_event_ids: list[str] = field(default_factory=list)
     # Events (and rep touches) this input added, for the read model; duplicates are not among them.
     touchpoints: list[Touchpoint] = field(default_factory=list)
+    # Why a SalesChange was refused (rules/sales.py); the state is then unchanged by it.
+    refusal: Any = None
 
 
 def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) -> Decision:
     out: list[Command] = []
     duplicates: list[str] = []
     touchpoints: list[Touchpoint] = []
+    refused = None
     if not state.playbook_version:
         state.playbook_version = pb.version
     if isinstance(inp, LeadUpserted):
@@ -127,9 +131,16 @@ def decide(state: LeadState, inp: Input, now: datetime, pb: CompiledPlaybook) ->
         _assignment_failed(state, inp, now, pb, out)
     elif isinstance(inp, LeadMerged):
         _merged(state, inp, now, pb, out)
+    elif isinstance(inp, SalesChange):
+        from rules.sales import apply_change  # rules.sales builds on this module's helpers
+
+        refused, entry = apply_change(state, inp, now, pb, out)
+        if refused is not None:
+            return Decision(state, out, refusal=refused)
+        touchpoints.append(entry)  # type: ignore[arg-type]
     _react(state, now, pb, out)
     state.updated_at = now
-    return Decision(state, out, duplicates, touchpoints)
+    return Decision(state, out, duplicates, touchpoints, refused)
 
 
 def _merged(state: LeadState, inp: LeadMerged, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
@@ -440,6 +451,8 @@ def _assignment_failed(
 
 
 def _run_journeys(state: LeadState, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
+    if state.nurture_paused is not None:
+        return  # paused by hand (rules/sales.py): journeys hold their place until resumed
     for cj in pb.journeys:
         run = state.journeys.get(cj.spec.id)
         policy = cj.spec.reenroll
@@ -671,7 +684,11 @@ def _assigned(state: LeadState, inp: RepAssigned, now: datetime, pb: CompiledPla
     if state.followup.remind_at:
         state.timers[TIMER_SLA_REMIND] = state.followup.remind_at
     notifications = pb.model.notifications
-    out.append(_staff_email(state, "rep_new_lead", notifications.rep_new_lead, rep.email, rep.name, pb))
+    mail = _staff_email(state, "rep_new_lead", notifications.rep_new_lead, rep.email, rep.name, pb)
+    from rules.sales import offer  # the rep may accept or reject (SAL); rules.sales builds on this module
+
+    offer(state, inp.key, rep, now, pb, mail)
+    out.append(mail)
 
 
 def _sla_time(start: datetime, span: timedelta, policy: Any, team: str, pb: CompiledPlaybook) -> datetime:
@@ -715,7 +732,11 @@ def _staff_email(
 def _timer(state: LeadState, name: str, now: datetime, pb: CompiledPlaybook, out: list[Command]) -> None:
     state.timers.pop(name, None)
     followup, owner = state.followup, state.owner
-    if name == TIMER_DECAY:
+    if name.startswith("sal_"):
+        from rules.sales import on_timer  # the acceptance SLA (rules/sales.py)
+
+        on_timer(state, name, now, pb, out)
+    elif name == TIMER_DECAY:
         _decay(state, now, pb)
     elif name.startswith(JOURNEY_TIMER_PREFIX):
         _resume_waiting(state, None, now, pb)  # a wait_for_event timed out; plain waits just end
@@ -808,6 +829,8 @@ def snapshot(
         original_source=state.original_source,
         latest_source=state.latest_source,
         capacity=capacity_held(state, pb.stage_order) if pb is not None else None,
+        acceptance=state.acceptance,
+        outcome=state.outcome,
     )
 
 
@@ -821,6 +844,8 @@ def material_view(state: LeadState) -> tuple[Any, ...]:
         state.queued_team,
         (f.key, f.status, f.due_at, f.reminded_at, f.escalated_at, f.met_at) if f else None,
         tuple(sorted((k, str(v)) for k, v in state.attributes.items())),
+        (state.acceptance.assignment_key, state.acceptance.status) if state.acceptance else None,
+        (state.outcome.kind, state.outcome.at) if state.outcome else None,
     )
 
 

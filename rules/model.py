@@ -7,7 +7,8 @@ and free of I/O. Times are timezone-aware UTC datetimes supplied by the caller (
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import date, datetime
+from decimal import Decimal
 from typing import Any, Literal, get_args
 
 from rules.dedupe import SeenEvents
@@ -178,6 +179,97 @@ class EmailFeedback:
     template: str | None = None
 
 
+# ---------------------------------------------------------------- sales hand-off (rules/sales.py)
+
+SalesAction = Literal[
+    "accept", "reject", "stage", "won", "lost", "disqualify", "reassign", "pause_nurture", "resume_nurture"
+]  # fmt: skip
+SALES_ACTIONS: tuple[str, ...] = get_args(SalesAction)
+AcceptanceStatus = Literal["pending", "accepted", "rejected", "rerouted"]
+OutcomeKind = Literal["won", "lost", "disqualified"]
+
+
+@dataclass
+class Actor:
+    """Who made a manual change: the caller as the API authenticated it (a key, a signed-in user, or a rep
+    through the signed link of their notification), never a name taken from a request body."""
+
+    kind: str
+    id: str
+    role: str
+    name: str = ""
+    rep_id: str | None = None
+
+    def label(self) -> str:
+        return f"{self.role} {self.name or self.id}"
+
+
+@dataclass
+class SalesChange:
+    """A rep's or manager's change to a lead (accept, reject, outcomes, reassign, pause): one shape for every
+    action, checked by rules.sales.refusal (the workflow update's validator) and applied by decide."""
+
+    change_id: str
+    action: SalesAction
+    by: Actor
+    at: datetime
+    reason: str | None = None
+    note: str | None = None
+    # stage: the stage to set.
+    stage: str | None = None
+    # won: the deal.
+    amount: Decimal | None = None
+    currency: str | None = None
+    close_date: date | None = None
+    product: str | None = None
+    # reassign: to this rep (of ``team``) or to ``team``'s strategy.
+    rep_id: str | None = None
+    team: str | None = None
+    # accept/reject through a signed link: the assignment the link was sent for (refused once it is not current).
+    assignment_key: str | None = None
+
+
+@dataclass
+class Acceptance:
+    """The rep's acceptance of an assignment (SAL): offered on assignment, answered or timed out."""
+
+    assignment_key: str
+    rep_id: str
+    offered_at: datetime
+    status: AcceptanceStatus = "pending"
+    # The playbook's acceptance SLA (sales.acceptance.within), if any.
+    due_at: datetime | None = None
+    reminded_at: datetime | None = None
+    escalated_at: datetime | None = None
+    decided_at: datetime | None = None
+    decided_by: str | None = None
+    reason: str | None = None
+
+
+@dataclass
+class Outcome:
+    """How sales closed the lead: won (the deal), lost or disqualified (the reason), by whom and when."""
+
+    kind: OutcomeKind
+    at: datetime
+    by: str
+    reason: str | None = None
+    note: str | None = None
+    amount: Decimal | None = None
+    currency: str | None = None
+    close_date: date | None = None
+    product: str | None = None
+
+
+@dataclass
+class NurturePaused:
+    """Nurture held by hand: journeys keep their position and go on when resumed."""
+
+    at: datetime
+    by: str
+    reason: str | None = None
+
+
 @dataclass
 class LeadMerged:
     """A duplicate lead handed over to this one (rules/merge.py): its whole state, as it was when it stopped."""
@@ -196,6 +288,7 @@ Input = (
     | ConsentRecorded
     | EmailFeedback
     | LeadMerged
+    | SalesChange
 )
 
 
@@ -242,6 +335,10 @@ class AssignRep:
     exclude_rep_ids: list[str] = field(default_factory=list)
     # A named rep to try first (routing rule `rep:`).
     rep_id: str | None = None
+    # False: the shell runs it as a normal activity, not a local one. Assignments asked by a person or by the
+    # acceptance SLA (rules/sales.py) arrive beside concurrent updates; a local activity started then is what
+    # temporalio/sdk-python#1578 mishandles on replay.
+    local: bool = True
 
 
 Command = SendEmail | AssignRep
@@ -424,6 +521,14 @@ class LeadState:
     # stopped meeting a follow-up that started after it) keep the old behaviour (the lead workflow sets this
     # from workflow.patched; rules/followups.py, engine._touch). Everything else: False.
     legacy_followups: bool = False
+    # The sales hand-off (rules/sales.py): the current assignment's acceptance, how sales closed the lead,
+    # and a manual pause of nurture.
+    acceptance: Acceptance | None = None
+    outcome: Outcome | None = None
+    nurture_paused: NurturePaused | None = None
+    # Reps who rejected the lead or let its acceptance time out since it last reached sales: a reroute
+    # excludes them (the acceptance SLA reroutes at most sales.acceptance.max_reroutes times).
+    acceptance_declined: list[str] = field(default_factory=list)
 
 
 # ---------------------------------------------------------------- read-model projection
@@ -468,3 +573,5 @@ class LeadSnapshot:
     # The lead's assignments to keep open; the store closes its others. None (snapshots of workers before
     # capacity release): leave them as they are.
     capacity: CapacityHeld | None = None
+    acceptance: Acceptance | None = None
+    outcome: Outcome | None = None

@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from rules.expressions import ExpressionError, Vocabulary, compile_expression, parse_duration
 from rules.locale import LOCALE_PATTERN
+from rules.sales_playbook import Sales, sales_issues
 from rules.sections import CompiledSection, compile_section
 from rules.sources import CompiledSources, SourceMap, compile_sources
 
@@ -25,7 +26,8 @@ Duration = Annotated[str, Field(description="a duration such as 30m, 24h, 7d")]
 Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
 WORKING_WEEK: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
 DEFAULT_STAGES = ["new", "mql", "sql", "opportunity", "customer"]
-DEFAULT_SIDE_STAGES = ["disqualified", "recycled"]
+# "lost": where a lost deal goes (sales.outcomes.lost, rules/sales_playbook.py).
+DEFAULT_SIDE_STAGES = ["disqualified", "recycled", "lost"]
 GRADE_ORDER = ["A", "B", "C", "D", "E", "F"]
 
 
@@ -406,6 +408,8 @@ class Playbook(_Strict):
     email: EmailPolicy = EmailPolicy()
     # The source map: variants folded into canonical sources, each with its category (rules/sources.py).
     sources: SourceMap = SourceMap()
+    # The sales hand-off: acceptance, its SLA, reject and outcome reasons, what follows each outcome.
+    sales: Sales = Sales()
 
 
 # ------------------------------------------------------------------ errors located in the YAML
@@ -759,6 +763,7 @@ def _check_references(
         for team in pb.sla.team_hours:
             if team not in teams:
                 issues.append(source.issue(("sla", "team_hours", team), f'no team "{team}" exists'))
+    issues.extend(sales_issues(source, pb, stages, used_templates))
     if templates is not None:
         for path, name in used_templates:
             if name not in templates:

@@ -172,3 +172,14 @@ async def close_open_assignments(session: AsyncSession, lead_id: str) -> int:
         .execution_options(synchronize_session=False)
     )
     return rowcount(result)
+
+
+async def rep_team(session: AsyncSession, rep_id: str) -> tuple[str, bool] | None:
+    """The team a rep belongs to and whether they are active, or None when there is no such rep (a manual
+    reassignment names a rep; the API checks it before asking the lead's workflow)."""
+    row = (await session.execute(select(RepRow.team_key, RepRow.active).where(RepRow.id == rep_id))).one_or_none()
+    return (row[0], bool(row[1])) if row is not None else None
+
+
+async def team_exists(session: AsyncSession, team_key: str) -> bool:
+    return (await session.execute(select(Team.key).where(Team.key == team_key))).first() is not None

@@ -137,6 +137,16 @@ class Lead(Base):
     won_currency: Mapped[str | None] = mapped_column(String(3))
     won_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
     lost_reason: Mapped[str | None] = mapped_column(Text())
+    # The sales hand-off (0013, rules/sales.py): the current assignment's acceptance (pending, accepted,
+    # rejected, rerouted) and its deadline, how sales closed the lead (won, lost, disqualified) and by whom.
+    acceptance_status: Mapped[str | None] = mapped_column(index=True)
+    acceptance_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    outcome: Mapped[str | None] = mapped_column(index=True)
+    outcome_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    outcome_by: Mapped[str | None] = mapped_column(Text())
+    won_product: Mapped[str | None] = mapped_column(Text())
+    close_date: Mapped[date | None] = mapped_column(Date())
+    disqualify_reason: Mapped[str | None] = mapped_column(Text())
 
 
 class Touchpoint(Base):

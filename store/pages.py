@@ -196,3 +196,36 @@ async def weekly_trends(
     if end > start and week_of(end - timedelta(microseconds=1)) not in labels:
         labels.append(week_of(end - timedelta(microseconds=1)))
     return {name: {label: counter.get(label, 0) for label in labels} for name, counter in weeks.items()}
+
+
+async def awaiting_acceptance(session: AsyncSession, where: QueueFilter, *, limit: int = 200) -> list[dict[str, Any]]:
+    """Leads whose current assignment waits for the rep's accept or reject (rules/sales.py), oldest deadline
+    first, in the viewer's scope and filters."""
+    conditions = where.scope.leads()
+    for wanted, column in ((where.team, Lead.owner_team), (where.rep, Lead.owner_rep_id),
+                           (where.source, Lead.original_source), (where.grade, Lead.grade)):  # fmt: skip
+        if wanted:
+            conditions.append(column == wanted)
+    if where.min_score is not None:
+        conditions.append(Lead.score >= where.min_score)
+    stmt = (
+        select(
+            Lead.id.label("lead_id"),
+            Lead.email,
+            Lead.first_name,
+            Lead.last_name,
+            Lead.company,
+            Lead.score,
+            Lead.grade,
+            Lead.original_source.label("source"),
+            Lead.owner_team.label("team_key"),
+            Lead.owner_rep_id.label("rep_id"),
+            RepRow.name.label("rep_name"),
+            Lead.acceptance_due_at.label("due_at"),
+        )
+        .outerjoin(RepRow, RepRow.id == Lead.owner_rep_id)
+        .where(Lead.acceptance_status == "pending", Lead.owner_rep_id.is_not(None), *conditions)
+        .order_by(Lead.acceptance_due_at.asc().nulls_last(), Lead.id)
+        .limit(limit)
+    )
+    return [dict(row._mapping) for row in (await session.execute(stmt)).all()]

@@ -228,7 +228,30 @@ def _lead_values(snap: LeadSnapshot, now: datetime) -> dict[str, Any]:
         created_at=snap.created_at or snap.updated_at or now,
         updated_at=snap.updated_at or snap.created_at or now,
     )
+    values.update(_sales_values(snap))
     return values
+
+
+def _sales_values(snap: LeadSnapshot) -> dict[str, Any]:
+    """The hand-off's columns (rules/sales.py); the lead workflow is their one writer. The acceptance shows
+    while the offered rep still owns the lead."""
+    offered, outcome = snap.acceptance, snap.outcome
+    current = offered is not None and offered.rep_id == snap.owner_rep_id
+    won = outcome is not None and outcome.kind == "won"
+    return {
+        "acceptance_status": offered.status if offered is not None and current else None,
+        "acceptance_due_at": offered.due_at if offered is not None and current else None,
+        "outcome": outcome.kind if outcome else None,
+        "outcome_at": outcome.at if outcome else None,
+        "outcome_by": outcome.by if outcome else None,
+        "won_amount": outcome.amount if won and outcome else None,
+        "won_currency": outcome.currency if won and outcome else None,
+        "won_at": outcome.at if won and outcome else None,
+        "won_product": outcome.product if won and outcome else None,
+        "close_date": outcome.close_date if won and outcome else None,
+        "lost_reason": outcome.reason if outcome is not None and outcome.kind == "lost" else None,
+        "disqualify_reason": outcome.reason if outcome is not None and outcome.kind == "disqualified" else None,
+    }
 
 
 async def _upsert_lead(session: AsyncSession, snap: LeadSnapshot, now: datetime) -> bool:

@@ -13,6 +13,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rules.report_facts import UNKNOWN, CostFacts, FollowUpFacts, LeadFacts, TouchFacts
+from rules.report_outcomes import OutcomeFacts
 from store import costs
 from store.models import FollowUpRow, Lead, Rep, StageChangeRow, Touchpoint
 
@@ -138,3 +139,18 @@ async def followup_facts(session: AsyncSession, start: datetime, end: datetime) 
 async def cost_facts(session: AsyncSession, start: datetime, end: datetime) -> list[CostFacts]:
     last_day: date = (end - timedelta(days=1)).date()
     return [cost for _, cost in await costs.list_costs(session, start=start.date(), end=last_day)]
+
+
+async def outcome_facts(session: AsyncSession, start: datetime, end: datetime) -> list[OutcomeFacts]:
+    """Leads sales closed between ``start`` and ``end``: won (amount, currency), lost or disqualified (reason)."""
+    reason = func.coalesce(Lead.lost_reason, Lead.disqualify_reason)
+    rows = await session.execute(
+        select(Lead.outcome, Lead.outcome_at, Lead.owner_team, reason, Lead.won_amount, Lead.won_currency).where(
+            Lead.outcome.is_not(None), Lead.outcome_at >= start, Lead.outcome_at < end
+        )
+    )
+    return [
+        OutcomeFacts(kind, at, team, why, amount, currency)
+        for kind, at, team, why, amount, currency in rows.all()
+        if kind is not None and at is not None  # the query asks for both: this tells the type checker
+    ]

@@ -21,9 +21,12 @@ from rules.report_money import (
     source_report,
     touches_by_lead,
 )
+from rules.report_outcomes import outcomes_report
 from store import reports_facts
 
-REPORTS = ("sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health", "mix")
+REPORTS = (
+    "sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health", "mix", "outcomes"
+)  # fmt: skip
 
 
 def _bounds(periods: Sequence[Period]) -> tuple[datetime, datetime]:
@@ -92,6 +95,11 @@ async def velocity(
 async def sla(session: AsyncSession, periods: Sequence[Period], now: datetime) -> list[dict[str, Any]]:
     followups = await reports_facts.followup_facts(session, *_bounds(periods))
     return [{**_fields(p), "rows": sla_report(followups, p, now)} for p in periods]
+
+
+async def outcomes(session: AsyncSession, periods: Sequence[Period]) -> list[dict[str, Any]]:
+    facts = await reports_facts.outcome_facts(session, *_bounds(periods))
+    return [{**_fields(p), "rows": outcomes_report(facts, p)} for p in periods]
 
 
 async def health(session: AsyncSession, stages: FunnelStages, periods: Sequence[Period]) -> list[dict[str, Any]]:

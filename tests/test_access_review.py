@@ -11,7 +11,7 @@ from fastapi.testclient import TestClient
 
 from api.main import create_app
 from rules.access import Role
-from tests.access_fixtures import ADMIN, Api, offline_api, seed_store
+from tests.access_fixtures import ADMIN, LEADS, Api, offline_api, seed_store
 from tests.test_robustness import offline_settings
 
 PASSWORD = "a long enough passphrase"
@@ -72,3 +72,35 @@ def test_basic_credentials_open_pages_to_read_but_never_to_write(api: Api) -> No
     assert api.client.get("/dashboard", auth=basic).status_code == 200
     forged = api.client.post("/logout", auth=basic)
     assert forged.status_code == 403 and "/login" in forged.json()["detail"]
+
+
+SALES_ROUTES = ["accept", "reject", "stage", "won", "lost", "disqualify", "reassign", "nurture/pause", "nurture/resume"]
+SALES_BODIES = {"reject": {"reason": "not_a_fit"}, "stage": {"stage": "opportunity"}, "lost": {"reason": "timing"},
+                "won": {"amount": "10", "currency": "USD"}, "disqualify": {"reason": "spam"},
+                "reassign": {"team": "inside-sales"}}  # fmt: skip
+
+
+def test_the_sales_routes_reach_only_the_callers_own_leads(api: Api) -> None:
+    """The hand-off (api/routers/lead_sales.py): a rep acts on the leads they own, a manager on their teams'
+    (Temporal is offline here, so an allowed call answers 503: the scope check let it through); only managers
+    reassign; the signed-link pages need no key but a token leadflow signed."""
+    own, others, other_team = LEADS[0][0], LEADS[1][0], LEADS[2][0]  # aiko's; ben's (same team); yui's (japan)
+    for route in SALES_ROUTES:
+        body = SALES_BODIES.get(route, {})
+        rep, manager = api.as_role(Role.rep), api.as_role(Role.manager)
+        if route == "reassign":
+            denied = api.client.post(f"/v1/leads/{own}/{route}", json=body, headers=rep)
+            assert denied.status_code == 403 and "manager" in denied.json()["detail"]
+        else:
+            assert api.client.post(f"/v1/leads/{own}/{route}", json=body, headers=rep).status_code == 503, route
+            foreign = api.client.post(f"/v1/leads/{others}/{route}", json=body, headers=rep)
+            assert foreign.status_code == 403 and "not among the leads you own" in foreign.json()["detail"], route
+        assert api.client.post(f"/v1/leads/{others}/{route}", json=body, headers=manager).status_code == 503, route
+        outside = api.client.post(f"/v1/leads/{other_team}/{route}", json=body, headers=manager)
+        assert outside.status_code == 403 and "your teams own" in outside.json()["detail"], route
+        assert (
+            api.client.post(f"/v1/leads/{own}/{route}", json=body, headers=api.as_role(Role.marketer)).status_code
+            == 403
+        )
+        assert api.client.post(f"/v1/leads/{own}/{route}", json=body).status_code == 401
+    assert api.client.get("/sal/lead-" + "a" * 32 + ".1.xxxxxxxxxxxx.yyyyyyyyyyyyyyyyyyyyyy").status_code == 404

@@ -31,6 +31,9 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     ("POST", "/v1/leads/{lead_id}/events"): frozenset({R.tracking}),
     ("POST", "/v1/leads/{lead_id}/touches"): frozenset({R.rep, R.manager}),
     ("POST", "/v1/leads/{lead_id}/consent"): frozenset({R.rep, R.manager, R.marketer}),
+    **{("POST", f"/v1/leads/{{lead_id}}/{action}"): frozenset({R.rep, R.manager})
+       for action in ("accept", "reject", "stage", "won", "lost", "disqualify", "nurture/pause", "nurture/resume")},
+    ("POST", "/v1/leads/{lead_id}/reassign"): frozenset({R.manager}),
     ("POST", "/v1/leads/{lead_id}:merge"): frozenset({R.manager, R.marketer}),
     ("PATCH", "/v1/leads/{lead_id}"): frozenset({R.manager, R.marketer}),
     ("DELETE", "/v1/leads/{lead_id}"): frozenset({R.admin}),
@@ -60,13 +63,15 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
     **{
         ("GET", f"/v1/reports/{name}{suffix}"): frozenset({R.manager, R.marketer})
         for name in ("sources", "attribution", "funnel", "time-in-stage", "velocity", "sla", "source-health", "mix",
-                     "emails")
+                     "emails", "outcomes")
         for suffix in ("", ".csv")
     },
     ("GET", "/dashboard"): frozenset({R.manager, R.marketer}),
     # The pages (api/routers/pages_*.py).
     ("GET", "/queue"): frozenset({R.rep, R.manager}),
     ("POST", "/queue/{lead_id}/touch"): frozenset({R.rep, R.manager}),
+    ("POST", "/queue/{lead_id}/accept"): frozenset({R.rep, R.manager}),
+    ("POST", "/queue/{lead_id}/reject"): frozenset({R.rep, R.manager}),
     ("GET", "/leads"): frozenset({R.rep, R.manager, R.marketer}),
     ("GET", "/leads/{lead_id}"): frozenset({R.rep, R.manager, R.marketer}),
     ("GET", "/kpi"): frozenset({R.manager, R.marketer}),
@@ -92,6 +97,7 @@ EXPECTED: dict[tuple[str, str], frozenset[Role] | str] = {
             ("GET", "/health/live"), ("GET", "/health/ready"), ("GET", "/login"), ("POST", "/login"),
             ("GET", "/metrics"), ("POST", "/v1/email-events"), ("POST", "/v1/forms/{form_id}"),
             ("POST", "/v1/webhooks/{source}"), ("GET", "/unsubscribe/{token}"), ("POST", "/unsubscribe/{token}"),
+            ("GET", "/sal/{token}"), ("POST", "/sal/{token}"),
             ("GET", "/t/c/{token}"), ("HEAD", "/t/c/{token}"), ("GET", "/t/o/{name}"), ("HEAD", "/t/o/{name}"),
             *(("POST", f"{prefix}/{kind}") for prefix in ("/v1", "/v1/segment")
                for kind in ("track", "page", "screen", "identify", "group", "alias", "batch")),

@@ -36,12 +36,14 @@ with workflow.unsafe.imports_passed_through():
         LeadState,
         LeadUpserted,
         RepAssigned,
+        SalesChange,
         SendEmail,
         TimerFired,
         TouchLogged,
         Touchpoint,
     )
     from rules.playbook import CompiledPlaybook
+    from rules.sales import Refusal, refusal
     from rules.score_history import fold_score_changes
     from workflows import search_attributes as sa
     from workflows.lead_merge import LeadMerges
@@ -74,6 +76,8 @@ PROJECTION_RETRY = RetryPolicy(
 )
 # The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
 TOUCH_CLOCK_SKEW = timedelta(minutes=1)
+# A sales change's refusal as the update's failure type; the API answers 409 or 422 by it (api/routers/lead_sales.py).
+_REFUSAL_TYPES = {"conflict": "SalesConflict", "invalid": "SalesInvalid"}
 
 
 @workflow.defn
@@ -102,6 +106,8 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
         # Merges (workflows/lead_merge.py): survivors asking this lead to hand itself over; refusals answered to it.
         self._handover_requests: list[HandOver] = []
         self._merge_refusals: dict[str, str] = {}
+        # Sales changes refused when their turn came (rules/sales.py), by change id, for their update to answer.
+        self._sales_refusals: dict[str, Refusal] = {}
         self._init_migrations(start)
 
     # ---------------------------------------------------------------- handlers
@@ -162,6 +168,26 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
     def _validate_consent(self, change: ConsentRecorded) -> None:
         self._refuse_if_gone()
 
+    @workflow.update
+    async def sales_change(self, change: SalesChange) -> LeadView:
+        """Accept, reject, outcomes and manual changes (rules/sales.py). Like log_touch: the change joins the
+        inbox and the answer waits until it is applied, nothing else runs in the handler."""
+        self._inbox.append(change)
+        await workflow.wait_condition(lambda: change not in self._inbox and not self._applying)
+        refused = self._sales_refusals.pop(change.change_id, None)
+        if refused is not None:  # valid when asked, but another change came first (e.g. two "lost" at once)
+            raise ApplicationError(refused.message, type=_REFUSAL_TYPES[refused.kind])
+        return self.view()
+
+    @sales_change.validator
+    def _validate_sales_change(self, change: SalesChange) -> None:
+        self._refuse_if_gone()
+        if self._playbook is None:
+            return  # the run has not compiled its playbook yet (an update on a cold start): checked when applied
+        refused = refusal(self._state, change, self._playbook)
+        if refused is not None:
+            raise ApplicationError(refused.message, type=_REFUSAL_TYPES[refused.kind])
+
     @workflow.query
     def view(self) -> LeadView:
         s = self._state
@@ -193,6 +219,9 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
             attribute_origins=s.attribute_origins,
             merged_into=s.merged_into,
             merged_from=s.merged_from,
+            acceptance=s.acceptance,
+            outcome=s.outcome,
+            nurture_paused=s.nurture_paused,
         )
 
     # ---------------------------------------------------------------- main loop
@@ -306,6 +335,8 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
         decision: Decision = decide(self._state, inp, now, self._playbook)
         if self._project_touchpoints:
             self._touchpoints.extend(decision.touchpoints)
+        if decision.refusal is not None and isinstance(inp, SalesChange):
+            self._sales_refusals[inp.change_id] = decision.refusal
         for command in decision.commands:
             self._start(command)
 
@@ -335,8 +366,10 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
             workflow.logger.warning("email %s failed: %s", command.key, err.cause or err)
 
     async def _assign(self, command: AssignRep) -> None:
-        local = workflow.patched("assign-local-activity")
-        if local or workflow.patched("assign-typed-activity"):
+        # Assignments a person or the acceptance SLA asked for run as normal activities (AssignRep.local): they
+        # come beside concurrent updates, where a local activity is what sdk-python#1578 mishandles on replay.
+        local = command.local and workflow.patched("assign-local-activity")
+        if local or not command.local or workflow.patched("assign-typed-activity"):
             # A local activity (from "assign-local-activity" on): it runs in the workflow task that decided the
             # assignment, so the rep's email is scheduled in that same task (one round trip through the server
             # fewer between qualifying and notifying). Retried like the activity, and as safe: the store keys the

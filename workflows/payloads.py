@@ -8,6 +8,7 @@ from typing import Any
 
 from rules.migration import MigrationOptions
 from rules.model import (
+    Acceptance,
     AssignmentFailed,
     AssignRep,
     AttributeOrigin,
@@ -18,6 +19,8 @@ from rules.model import (
     JourneyRun,
     LeadState,
     NurtureHold,
+    NurturePaused,
+    Outcome,
     Owner,
     Rep,
     RepAssigned,
@@ -97,6 +100,10 @@ class LeadView:
     # Merges (workflows/lead_merge.py): the lead this one was merged into, and the leads merged into this one.
     merged_into: str | None = None
     merged_from: list[str] = field(default_factory=list)
+    # The sales hand-off (rules/sales.py): the current assignment's acceptance, the outcome, a nurture pause.
+    acceptance: Acceptance | None = None
+    outcome: Outcome | None = None
+    nurture_paused: NurturePaused | None = None
 
 
 @dataclass

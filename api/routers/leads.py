@@ -10,7 +10,11 @@ from functools import partial
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Path, status
-from temporalio.client import WorkflowQueryFailedError, WorkflowUpdateFailedError
+from temporalio.client import (
+    WorkflowQueryFailedError,
+    WorkflowUpdateFailedError,
+    WorkflowUpdateRPCTimeoutOrCancelledError,
+)
 from temporalio.exceptions import ApplicationError
 from temporalio.service import RPCError, RPCStatusCode
 
@@ -164,7 +168,8 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State, caller: Caller
     now = datetime.now(UTC)
     rep_id = touch_rep(caller, body.rep_id)
     touch = TouchLogged(f"touch-{uuid.uuid4().hex}", body.kind, min(body.at or now, now), rep_id, body.note)
-    view = await _update(state, lead_id, LeadWorkflow.log_touch, touch, refused=status.HTTP_422_UNPROCESSABLE_CONTENT)
+    refused = status.HTTP_422_UNPROCESSABLE_CONTENT
+    view = await update_lead(state, lead_id, LeadWorkflow.log_touch, touch, refused=refused)
     # The workflow projects the touch as a touchpoint (it is the one writer of touchpoints).
     return view
 
@@ -173,7 +178,7 @@ async def log_touch(lead_id: LeadId, body: TouchIn, state: State, caller: Caller
 async def record_consent(lead_id: LeadId, body: ConsentIn, state: State) -> LeadView:
     """Record email consent (opt-in or opt-out); the answer shows the consent that now decides nurture."""
     change = ConsentRecorded(body.record("api", datetime.now(UTC)))
-    return await _update(state, lead_id, LeadWorkflow.record_consent, change, refused=status.HTTP_404_NOT_FOUND)
+    return await update_lead(state, lead_id, LeadWorkflow.record_consent, change, refused=status.HTTP_404_NOT_FOUND)
 
 
 async def _stop_for_erasure(state: AppState, lead_id: str, email: str | None) -> tuple[bool, str | None]:
@@ -232,8 +237,18 @@ async def erase_lead(lead_id: LeadId, state: State, session: Session) -> Erasure
     return outcome
 
 
-async def _update(state: AppState, lead_id: str, update: Any, arg: Any, *, refused: int) -> LeadView:
-    """Run a workflow update that answers the lead's new view; a validator's refusal becomes ``refused``."""
+async def update_lead(
+    state: AppState,
+    lead_id: str,
+    update: Any,
+    arg: Any,
+    *,
+    refused: int,
+    refused_by_type: dict[str, int] | None = None,
+) -> LeadView:
+    """Run a workflow update that answers the lead's new view; a validator's refusal becomes ``refused`` (or
+    the code ``refused_by_type`` gives its ApplicationError type). An update that times out or whose workflow
+    cannot take it now (no worker, too many updates in flight) answers 503 with Retry-After."""
     try:
         async with state.temporal_call() as client:
             view: LeadView = await client.get_workflow_handle(lead_id).execute_update(
@@ -242,12 +257,28 @@ async def _update(state: AppState, lead_id: str, update: Any, arg: Any, *, refus
     except WorkflowUpdateFailedError as exc:
         cause = exc.cause
         message = cause.message if isinstance(cause, ApplicationError) else str(cause)
-        raise HTTPException(refused, message) from exc
+        kind = cause.type if isinstance(cause, ApplicationError) else None
+        raise HTTPException((refused_by_type or {}).get(kind or "", refused), message) from exc
+    except WorkflowUpdateRPCTimeoutOrCancelledError as exc:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            f"the lead's workflow did not answer within {UPDATE_TIMEOUT.total_seconds():.0f} s (busy, or no worker "
+            "is running): the change may still apply; read the lead, then retry",
+            headers={"Retry-After": "5"},
+        ) from exc
     except RPCError as exc:
         if exc.status == RPCStatusCode.NOT_FOUND:
             survivor = await survivor_of(state, lead_id)  # a merged lead's workflow has ended: its survivor's
             if survivor is not None:
-                return await _update(state, survivor, update, arg, refused=refused)
+                return await update_lead(
+                    state, survivor, update, arg, refused=refused, refused_by_type=refused_by_type
+                )
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
+        if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:  # e.g. too many updates in flight on this lead
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the lead's workflow is busy ({exc.message}): retry shortly",
+                headers={"Retry-After": "2"},
+            ) from exc
         raise
     return view

@@ -71,6 +71,8 @@ def timeline(
         props = point.get("properties") or {}
         if point["type"].startswith("touch."):  # a rep's touch: the rep is its name, the note its property
             what, who = props.get("note") or "", point.get("name")
+        elif point["type"].startswith("sales."):  # a sales change (rules/sales.py): who made it, and why
+            what, who = sales_summary(props), point.get("name")
         else:
             what, who = point.get("name") or point.get("url") or "", None
         items.append({"at": point["occurred_at"], "kind": point["type"], "what": what, "who": who})
@@ -95,12 +97,21 @@ def timeline(
         for field, kind in (("reminded_at", "sla.reminded"), ("escalated_at", "sla.escalated"), ("met_at", "sla.met")):
             if fu.get(field):
                 items.append({"at": fu[field], "kind": kind, "what": fu["kind"], "who": fu["rep_id"]})
-    if lead is not None and lead.get("won_at"):
+    recorded = {point["type"] for point in touchpoints}
+    if lead is not None and lead.get("won_at") and "sales.won" not in recorded:
         amount = f"{lead.get('won_amount') or ''} {lead.get('won_currency') or ''}".strip()
         items.append({"at": lead["won_at"], "kind": "outcome.won", "what": amount, "who": lead.get("owner_rep_id")})
-    if lead is not None and lead.get("lost_reason"):
+    if lead is not None and lead.get("lost_reason") and "sales.lost" not in recorded:
         items.append({"at": lead["updated_at"], "kind": "outcome.lost", "what": lead["lost_reason"], "who": None})
     return sorted(items, key=lambda item: item["at"], reverse=True)
+
+
+def sales_summary(props: dict[str, Any]) -> str:
+    """A sales change in one line: its reason and note, the stage, the deal, the new owner."""
+    deal = " ".join(str(props[k]) for k in ("amount", "currency") if props.get(k))
+    parts = [props.get("reason"), props.get("stage"), deal, props.get("product"), props.get("close_date"),
+             props.get("rep_id") or props.get("team"), props.get("note")]  # fmt: skip
+    return " · ".join(str(part) for part in parts if part)
 
 
 @router.get("/leads/{lead_id}", dependencies=[Depends(lead_in_scope)])
@@ -134,5 +145,6 @@ async def lead_page(
         "feedback": await email_feedback.list_feedback(session, lead_id),
         "can_touch": caller.role in (Role.rep, Role.manager, Role.admin),
         "touch_kinds": TOUCH_KINDS,
+        "reject_reasons": (await state.current_playbook()).compiled.model.sales.reject_reasons,
     }
     return render(request, "lead.html", context)

@@ -1,6 +1,8 @@
 """The follow-up queue page (reps and managers): overdue and due-soon follow-ups by team and rep, sortable and
 filtered by query parameters, with a form per row that logs a touch through the same workflow update as
-POST /v1/leads/{id}/touches. A rep sees their own follow-ups, a manager their teams'."""
+POST /v1/leads/{id}/touches; and the leads awaiting the rep's acceptance, with accept and reject (with a
+reason) forms that run the same update as POST /v1/leads/{id}/accept and /reject. A rep sees their own
+follow-ups and leads, a manager their teams'."""
 
 from __future__ import annotations
 
@@ -17,6 +19,7 @@ from api.lead_ids import LEAD_ID_PATTERN
 from api.lead_scope import lead_in_scope, store_scope
 from api.page_kit import page_error, render
 from api.roles import allow, page_form
+from api.routers.lead_sales import NoteIn, ReasonIn, accept_lead, reject_lead
 from api.routers.leads import log_touch
 from api.schemas import TouchIn
 from rules.access import Role
@@ -30,6 +33,7 @@ Key = Annotated[str | None, Query(pattern=r"^[A-Za-z0-9_.:@-]{1,64}$")]
 @router.get("/queue")
 async def queue_page(
     request: Request,
+    state: State,
     session: Session,
     caller: Caller,
     team: Key = None,
@@ -42,10 +46,12 @@ async def queue_page(
     sort: Annotated[pages.QueueSort, Query()] = "due",
     order: Annotated[Literal["asc", "desc"], Query()] = "asc",
     done: Annotated[str | None, Query(pattern=LEAD_ID_PATTERN)] = None,
+    answered: Annotated[Literal["accept", "reject"] | None, Query()] = None,
 ) -> Response:
     where = pages.QueueFilter(store_scope(caller), team, rep, source or None, grade, min_score)
     now, window = datetime.now(UTC), timedelta(hours=due_within_hours)
     rows = await pages.queue(session, where, now=now, due_within=window, sort=sort, descending=order == "desc")
+    awaiting = await pages.awaiting_acceptance(session, where)
     counts = await pages.queue_counts(session, where, now=now, due_within=window)
     filters = {
         "team": team, "rep": rep, "source": source, "grade": grade, "min_score": min_score,
@@ -71,16 +77,20 @@ async def queue_page(
             "touch_kinds": TOUCH_KINDS,
             "sorts": pages.QUEUE_SORTS,
             "done": done,
+            "answered": answered,
+            "awaiting": awaiting,
+            "reject_reasons": (await state.current_playbook()).compiled.model.sales.reject_reasons,
         },
     )
 
 
-def _back_to(target: str | None, lead_id: str) -> str:
+def _back_to(target: str | None, lead_id: str, done: str = "touch") -> str:
     """Back to the queue as it was filtered, or to the lead's page (only these: never an open redirect)."""
     if target == f"/leads/{lead_id}":
-        return f"{target}?done=touch"
+        return f"{target}?done={done}"
     base = target if target and target.startswith("/queue?") and "//" not in target else "/queue?"
-    return f"{base}&{urlencode({'done': lead_id})}"
+    answered = {} if done == "touch" else {"answered": done}
+    return f"{base}&{urlencode({'done': lead_id, **answered})}"
 
 
 @router.post("/queue/{lead_id}/touch", dependencies=[Depends(lead_in_scope)])
@@ -104,3 +114,41 @@ async def touch_from_queue(
     except HTTPException as exc:
         return page_error(request, exc.status_code, str(exc.detail))
     return RedirectResponse(_back_to(form.get("back"), lead_id), status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/queue/{lead_id}/accept", dependencies=[Depends(lead_in_scope)])
+async def accept_from_queue(
+    request: Request,
+    lead_id: Annotated[str, Path(pattern=LEAD_ID_PATTERN)],
+    state: State,
+    caller: Caller,
+) -> Response:
+    """Accept the lead (the CSRF token was checked before this runs), through the same update as the API."""
+    form = await page_form(request)
+    note = (form.get("note") or "").strip()[:2000] or None
+    try:
+        await accept_lead(lead_id, state, caller, NoteIn(note=note))
+    except HTTPException as exc:
+        return page_error(request, exc.status_code, str(exc.detail))
+    return RedirectResponse(_back_to(form.get("back"), lead_id, "accept"), status_code=status.HTTP_303_SEE_OTHER)
+
+
+@router.post("/queue/{lead_id}/reject", dependencies=[Depends(lead_in_scope)])
+async def reject_from_queue(
+    request: Request,
+    lead_id: Annotated[str, Path(pattern=LEAD_ID_PATTERN)],
+    state: State,
+    caller: Caller,
+) -> Response:
+    """Reject the lead with a reason (and a note for other), through the same update as the API."""
+    form = await page_form(request)
+    try:
+        body = ReasonIn.model_validate({"reason": form.get("reason", ""), "note": form.get("note") or None})
+    except ValidationError as exc:
+        problem = exc.errors()[0]
+        return page_error(request, 422, f"{problem['loc'][0]}: {problem['msg']}")
+    try:
+        await reject_lead(lead_id, body, state, caller)
+    except HTTPException as exc:
+        return page_error(request, exc.status_code, str(exc.detail))
+    return RedirectResponse(_back_to(form.get("back"), lead_id, "reject"), status_code=status.HTTP_303_SEE_OTHER)

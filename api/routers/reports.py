@@ -158,6 +158,15 @@ async def sla(request: Request, session: Session, periods: Periods, format: Form
     return _answer(request, format, "sla", answer)
 
 
+@router.get("/v1/reports/outcomes", responses=AS_CSV)
+@router.get("/v1/reports/outcomes.csv", responses=AS_CSV)
+async def outcomes(request: Request, session: Session, periods: Periods, format: Format = "json") -> Any:
+    """How sales closed leads in each period (when the outcome was recorded) by team: won deals and their
+    amount per currency, lost and disqualified leads per reason."""
+    answer = await reports_run.outcomes(session, periods.periods(today()))
+    return _answer(request, format, "outcomes", answer)
+
+
 @router.get("/v1/reports/source-health", responses=AS_CSV)
 @router.get("/v1/reports/source-health.csv", responses=AS_CSV)
 async def source_health(
