@@ -1,7 +1,8 @@
 """The read model's side of follow-ups that end unmet (rules/followups.py decides which).
 
 A lead owes one follow-up at a time: its projection writes the current one and cancels the lead's other open
-rows (one a reassignment replaced, or one a worker before this rule dropped from the state without a word).
+rows (one a reassignment replaced, or one a worker before this rule dropped from the state without a word);
+a late snapshot's follow-up that a later one already replaced is written cancelled too.
 The open set is rules.followups' one definition, as a WHERE clause for every query that lists what is owed.
 """
 
@@ -9,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import ColumnElement, and_, select, update
+from sqlalchemy import ColumnElement, and_, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from rules.followups import CANCELLED, OPEN_SLA_STATUSES, superseded
@@ -36,3 +37,31 @@ async def cancel_open_followups(session: AsyncSession, lead_id: str, now: dateti
         .execution_options(synchronize_session=False)
     )
     return rowcount(result)
+
+
+async def settle_late_followup(session: AsyncSession, lead_id: str, fu: FollowUp, now: datetime) -> None:
+    """A late snapshot (its projection retried after a newer one landed) cannot move a follow-up back, but what
+    it saw happen stays true: its reminder and escalation times fill in where the row has none (the breach
+    counts in the KPI). Its follow-up is cancelled when one that started after it is already stored: the newer
+    projection could not cancel a row that did not exist yet."""
+    if fu.reminded_at is not None or fu.escalated_at is not None:
+        await session.execute(
+            update(FollowUpRow)
+            .where(FollowUpRow.key == fu.key)
+            .values(
+                reminded_at=func.coalesce(FollowUpRow.reminded_at, fu.reminded_at),
+                escalated_at=func.coalesce(FollowUpRow.escalated_at, fu.escalated_at),
+            )
+            .execution_options(synchronize_session=False)
+        )
+    later = (
+        select(FollowUpRow.key)
+        .where(FollowUpRow.lead_id == lead_id, FollowUpRow.started_at > fu.started_at)
+        .exists()
+    )
+    await session.execute(
+        update(FollowUpRow)
+        .where(FollowUpRow.key == fu.key, open_followups(), later)
+        .values(status=CANCELLED, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )

@@ -31,7 +31,7 @@ from rules.model import (
     TrackedEvent,
 )
 from store.db import rowcount
-from store.followup_rows import cancel_open_followups
+from store.followup_rows import cancel_open_followups, settle_late_followup
 from store.models import (
     Assignment,
     EmailRow,
@@ -362,6 +362,8 @@ async def project_lead(session: AsyncSession, snap: LeadSnapshot) -> None:
         await _insert_ignoring(session, StageChangeRow, stages, ["lead_id", "seq"])
         if snap.followup is not None:
             await _upsert_followup(session, snap.lead_id, snap.followup, now)
+            if not current:
+                await settle_late_followup(session, snap.lead_id, snap.followup, now)
         if snap.touchpoints:
             await _insert_touchpoints(session, snap.lead_id, snap.touchpoints)
 

@@ -6,6 +6,7 @@ change, is cancelled by the lead's next projection."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -150,6 +151,46 @@ async def test_a_reassignment_cancels_the_follow_up_it_replaced(sessions: Sessio
         "lead-moved:followup:2": ("pending", 0),
     }
     assert await overdue_list(sessions, now) == []
+
+
+async def test_a_late_projection_of_the_replaced_follow_up_lands_cancelled(sessions: Sessions) -> None:
+    """A projection retried after a crash can land after the newer one (the crash test saw it): the follow-up it
+    carries did not exist when the newer projection cancelled the lead's others, and must not stay overdue."""
+    lead = Lead(sessions, "late")
+    # Decided, not yet projected: every projection up to the breach is still in flight.
+    decide(lead.state, LeadUpserted({"email": "late@example.com", "company": "Late"}), T0, PB)
+    decide(lead.state, EventsReceived([TrackedEvent("late-p", "page_view", T0, "https://x.test/pricing")]), T0, PB)
+    assert lead.state.pending_assignment is not None
+    decide(lead.state, RepAssigned(lead.state.pending_assignment, AIKO, "test"), T0, PB)
+    decide(lead.state, TimerFired("sla_due"), lead.state.timers["sla_due"], PB)
+    stale = snapshot(lead.state, pb=PB)  # followup:1 overdue: this projection is the one that gets delayed
+    assert stale.followup is not None and stale.followup.status == "overdue"
+    stale.followup = replace(stale.followup)  # as the activity's payload: a copy, not the state's object
+    await lead.send(TimerFired("sla_reassign"), lead.state.timers["sla_reassign"], rep=BEN)
+    async with sessions() as session:
+        await repo.project_lead(session, stale)  # lands last, older than what the store has
+    model = await read_model(sessions, lead.state.timers["sla_due"] - timedelta(hours=1))
+    assert model["statuses"] == {"lead-late:followup:1": ("cancelled", 0), "lead-late:followup:2": ("pending", 0)}
+    # It went overdue and was escalated before it was replaced: a breach in the KPI, and nothing else open.
+    assert (model["sla"]["breached"], model["sla"]["open"]) == (1, 1)
+
+
+async def test_a_late_projection_still_records_the_escalation_it_saw(sessions: Sessions) -> None:
+    """The replaced follow-up's row exists (pending) and the newer projection cancelled it; the delayed projection
+    of its breach cannot move it back, but its escalation happened: the KPI counts the breach."""
+    lead = Lead(sessions, "seen")
+    await lead.send(LeadUpserted({"email": "seen@example.com", "company": "Seen"}), T0)
+    await lead.send(EventsReceived([TrackedEvent("seen-p", "page_view", T0, "https://x.test/pricing")]), T0)
+    decide(lead.state, TimerFired("sla_due"), lead.state.timers["sla_due"], PB)
+    stale = snapshot(lead.state, pb=PB)
+    assert stale.followup is not None
+    stale.followup = replace(stale.followup)
+    await lead.send(TimerFired("sla_reassign"), lead.state.timers["sla_reassign"], rep=BEN)
+    async with sessions() as session:
+        await repo.project_lead(session, stale)
+    model = await read_model(sessions, lead.state.timers["sla_due"] - timedelta(hours=1))
+    assert model["statuses"]["lead-seen:followup:1"] == ("cancelled", 0)
+    assert (model["sla"]["breached"], model["sla"]["cancelled"]) == (1, 0)
 
 
 async def test_a_follow_up_an_older_worker_dropped_is_cancelled_by_the_next_projection(sessions: Sessions) -> None:
