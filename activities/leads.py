@@ -40,9 +40,17 @@ class LeadActivities:
 
     @activity.defn(name="assign_rep")
     async def assign_rep(self, command: AssignRep) -> RepAssigned | AssignmentFailed:
-        """The rep for ``command``'s lead (rules/assignment.py chooses; the store serialises per team)."""
-        async with self.sessions() as session:
-            return await assignments.assign_rep(session, command, datetime.now(UTC))
+        """The rep for ``command``'s lead (rules/assignment.py chooses; the store serialises per team). A store
+        error no attempt can get past is answered as a failed assignment: the lead waits in its team's queue and
+        is offered again (rules.engine), instead of this retrying for ever."""
+        try:
+            async with self.sessions() as session:
+                return await assignments.assign_rep(session, command, datetime.now(UTC))
+        except Exception as exc:
+            if permanent(exc):
+                activity.logger.error("lead %s: assignment cannot be stored: %s", command.lead_id, _reason(exc))
+                return AssignmentFailed(command.key, command.team, f"store refused: {_reason(exc)}")
+            raise
 
 
 VALUE_ERRORS = (ValueError, TypeError, OverflowError)

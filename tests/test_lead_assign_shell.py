@@ -11,6 +11,7 @@ from datetime import UTC, datetime
 import pytest
 import yaml
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Worker
 
@@ -127,3 +128,58 @@ async def test_an_answer_the_lead_no_longer_waits_for_is_followed_by_a_projectio
         assert after and all(entry == ("projected", CapacityHeld(None, None, asked=1)) for entry in after)
         view = await handle.query(LeadWorkflow.view)
         assert (view.stage, view.owner) == ("recycled", None)
+
+
+class BrokenStore(StandIns):
+    """An assignment that fails on every attempt (its retry budget spent): the first answer, then a rep."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fail_first = True
+
+    @activity.defn(name="assign_rep")
+    async def assign_rep(self, command: AssignRep) -> RepAssigned | AssignmentFailed:
+        self.commands.append(command)
+        if self.fail_first:
+            self.fail_first = False
+            raise ApplicationError("the store is gone", non_retryable=True)
+        return RepAssigned(command.key, REP, "round-robin in team inside-sales")
+
+
+async def test_an_assignment_that_never_succeeds_queues_the_lead_and_offers_it_again(env: WorkflowEnvironment) -> None:
+    """Before, the assignment retried for ever and the lead waited on it with no end (issue 6 item 1's rule: an
+    activity that cannot succeed fails visibly); now the lead waits in its team's queue and is offered again."""
+    stand_ins, queue = BrokenStore(), f"tq-{uuid.uuid4().hex[:8]}"
+    start = LeadStart("lead-broken", PlaybookBundle("shell-1", PLAYBOOK), LeadOptions(0, search_attributes=False))
+    async with Worker(
+        env.client,
+        task_queue=queue,
+        workflows=[LeadWorkflow],
+        activities=[stand_ins.project_lead, stand_ins.send_email, stand_ins.assign_rep],
+        workflow_runner=workflow_runner(),
+    ):
+        handle = await env.client.start_workflow(
+            LeadWorkflow.run, start, id=f"lead-broken-{queue}", task_queue=queue,
+            start_signal="upsert", start_signal_args=[LeadUpserted({"email": "broken@example.com"}, origin="form")],
+        )  # fmt: skip
+        now = datetime.now(UTC)
+        await handle.signal(
+            LeadWorkflow.events, EventsReceived([TrackedEvent("p1", "page_view", now, "https://x.test/pricing")])
+        )
+        await eventually(lambda: len(stand_ins.commands) == 1)
+        view = await handle.query(LeadWorkflow.view)
+        for _ in range(200):
+            if view.queued_team is not None:
+                break
+            await asyncio.sleep(0.05)
+            view = await handle.query(LeadWorkflow.view)
+        assert (view.stage, view.owner, view.queued_team) == ("sql", None, "inside-sales")
+        # The team's retry timer offers it again (time skips): this time the store answers.
+        await env.sleep(3600)
+        await eventually(lambda: len(stand_ins.commands) == 2)
+        for _ in range(200):
+            view = await handle.query(LeadWorkflow.view)
+            if view.owner is not None:
+                break
+            await asyncio.sleep(0.05)
+        assert view.owner is not None and view.owner.rep.id == "rep-a"

@@ -66,6 +66,12 @@ EMAIL_RETRY = RetryPolicy(
     ],
 )
 STORE_RETRY = RetryPolicy(initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1))
+# An assignment rides out a store outage of about two hours like a projection, then the lead waits in its team's
+# queue (AssignmentFailed) and is offered again: never an activity retried for ever. (Before this bound no
+# assignment could fail, so no recorded history holds such a failure: no patch needed.)
+ASSIGN_RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1), maximum_interval=timedelta(minutes=1), maximum_attempts=120
+)
 # A projection rides out a store outage of about two hours, then gives up visibly (projection_error in the
 # view): the next material change projects the whole lead again. Permanent errors fail at the first attempt.
 PROJECTION_RETRY = RetryPolicy(
@@ -375,12 +381,18 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
             # fewer between qualifying and notifying). Retried like the activity, and as safe: the store keys the
             # assignment by its key.
             execute = workflow.execute_local_activity_method if local else workflow.execute_activity_method
-            answer = await execute(
-                LeadActivities.assign_rep,
-                command,
-                start_to_close_timeout=self._activity_timeout(30),
-                retry_policy=STORE_RETRY,
-            )
+            try:
+                answer = await execute(
+                    LeadActivities.assign_rep,
+                    command,
+                    start_to_close_timeout=self._activity_timeout(30),
+                    retry_policy=ASSIGN_RETRY,
+                )
+            except (ActivityError, ApplicationError) as err:  # a local activity's failure arrives unwrapped
+                # The store stayed out of reach for the whole retry budget: the lead waits in its team's queue
+                # and is offered again later (rules.engine), never stuck on an assignment nobody answers.
+                cause = err.cause if isinstance(err, ActivityError) and err.cause else err
+                answer = AssignmentFailed(command.key, command.team, f"store unavailable: {cause}")
             # Project once the answer is applied, even when it changes nothing the lead shows: an answer the lead
             # no longer waits for (recycled meanwhile) left an open assignment that only the projection closes.
             self._projected_view = None
