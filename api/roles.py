@@ -48,9 +48,11 @@ class RoleDeclaration:
     why_public: str = ""
 
 
+# Both declarations are coroutines: FastAPI runs a plain callable in its thread pool, a thread hop (two, with the
+# router's own declaration) on every request for a call that does nothing.
 @dataclass(frozen=True)
 class Restricted(RoleDeclaration):
-    def __call__(
+    async def __call__(
         self,
         key: Annotated[str | None, Depends(_key_header)],
         bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -60,7 +62,7 @@ class Restricted(RoleDeclaration):
 
 @dataclass(frozen=True)
 class Public(RoleDeclaration):
-    def __call__(self) -> None:
+    async def __call__(self) -> None:
         """Nothing to check here: the route checks its own credential, if any."""
 
 
