@@ -202,3 +202,39 @@ async def test_the_rep_is_notified_in_the_workflow_task_that_assigned_them(
     ).replay_workflow(decoded)
     if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
         (HISTORIES / "lead_assign_local_activity_v3.json").write_text(decoded.to_json())
+
+
+async def test_a_new_lead_records_one_patch_marker(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    """Each patch a workflow consults records a marker and an upsert of TemporalChangeVersion (a visibility
+    write on the server): a new lead, created and assigned, records one for all of today's shape, not five."""
+    inbox, _ = smtp
+    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+    client = with_lead_codec(env.client, settings, sessions)
+    async with build_worker(client, settings, sessions):
+        handle = await start_sql_lead(client, settings, "nora@example.com")
+        await wait_view(handle, lambda v: v.owner is not None)
+        await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead")
+        history = await handle.fetch_history()
+    patches = [
+        e.marker_recorded_event_attributes
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+        and e.marker_recorded_event_attributes.marker_name == "core_patch"
+    ]
+    version_upserts = [
+        e
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+        and "TemporalChangeVersion"
+        in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
+    ]
+    assert len(patches) == 1 and len(version_upserts) == 1
+    # Today's shape joins the replay tests (LEADFLOW_RECORD_HISTORIES=1 records it, decoded).
+    decoded = await decoded_history(history, client.data_converter.payload_codec)
+    await Replayer(
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(decoded)
+    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+        (HISTORIES / "lead_one_patch_v4.json").write_text(decoded.to_json())

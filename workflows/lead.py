@@ -80,6 +80,10 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_attempts=120,
     non_retryable_error_types=["UnstorableSnapshot"],
 )
+# Stands for the patches before it (see run): rules-re2-patterns, deadline-timer-v2, touchpoints-projected,
+# followups-cancelled-with-stage-and-owner, assign-local-activity and drain-applies-inbox. A later change of
+# shape takes a patch of its own, as before.
+CURRENT_SHAPE = "lead-shape-2026-11"
 # The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
 TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 # A sales change's refusal as the update's failure type; the API answers 409 or 422 by it (api/routers/lead_sales.py).
@@ -101,6 +105,7 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
         self._playbook: CompiledPlaybook | None = None
         self._options = start.options
         self._v2 = True
+        self._current = False  # set by run (CURRENT_SHAPE)
         self._timer_task: asyncio.Task[None] | None = None
         self._timer_deadline: datetime | None = None
         self._timer_fired = False
@@ -236,20 +241,26 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
 
     @workflow.run
     async def run(self, start: LeadStart) -> None:
+        # One patch stands for every change of history shape made before it: each patch records a marker and
+        # an upsert of TemporalChangeVersion (a visibility write on the server), five per new lead until this
+        # one. Runs recorded before it consult each patch at its place, as they did.
+        self._current = workflow.patched(CURRENT_SHAPE)
         # Rule patterns run on RE2 (linear time) from this change on; runs recorded before keep Python's re.
-        engine = "re2" if workflow.patched("rules-re2-patterns") else "python"
+        engine = "re2" if self._current or workflow.patched("rules-re2-patterns") else "python"
         self._regex_engine = engine
         self._playbook = compiled_from_document(start.playbook.document, start.playbook.version, engine)
         options = self._options = start.options
         # v2 keeps one timer per deadline and upserts search attributes with projections, instead of a
         # timeout timer per wake-up and an upsert per score change: two fewer history events per signal.
-        self._v2 = workflow.patched("deadline-timer-v2")
+        self._v2 = self._current or workflow.patched("deadline-timer-v2")
         # The workflow projects touchpoints itself (batched with the lead); runs recorded before left them to
         # the API's side write.
-        self._project_touchpoints = workflow.patched("touchpoints-projected")
+        self._project_touchpoints = self._current or workflow.patched("touchpoints-projected")
         # A follow-up ends as cancelled when the lead leaves the stage or the owner that started it
         # (rules/followups.py); runs recorded before keep theirs as they were (their SLA timers may still fire).
-        self._state.legacy_followups = not workflow.patched("followups-cancelled-with-stage-and-owner")
+        self._state.legacy_followups = not (
+            self._current or workflow.patched("followups-cancelled-with-stage-and-owner")
+        )
         if start.state is not None:
             self._projected_view = material_view(self._state)
         while True:
@@ -374,7 +385,7 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
     async def _assign(self, command: AssignRep) -> None:
         # Assignments a person or the acceptance SLA asked for run as normal activities (AssignRep.local): they
         # come beside concurrent updates, where a local activity is what sdk-python#1578 mishandles on replay.
-        local = command.local and workflow.patched("assign-local-activity")
+        local = command.local and (self._current or workflow.patched("assign-local-activity"))
         if local or not command.local or workflow.patched("assign-typed-activity"):
             # A local activity (from "assign-local-activity" on): it runs in the workflow task that decided the
             # assignment, so the rep's email is scheduled in that same task (one round trip through the server
@@ -486,7 +497,7 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
         # waits the inbox is applied at once (signals alone still wait for the activities, as before: applying
         # each at once would start a projection per signal and a busy lead would never finish draining).
         # Runs recorded before this change keep the old order.
-        applies_inbox = workflow.patched("drain-applies-inbox")
+        applies_inbox = self._current or workflow.patched("drain-applies-inbox")
 
         def drained_or_awaited() -> bool:
             if not self._tasks and workflow.all_handlers_finished():
