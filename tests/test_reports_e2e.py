@@ -106,3 +106,19 @@ async def test_reports_count_what_the_workflows_projected(
     (health,) = (await http.get("/v1/reports/source-health", params=day, headers=AUTH)).json()["periods"]
     assert (health["new_leads"], health["unknown_source"], health["pipeline"]) == (3, 0, 1), health
     assert [(w["code"], w.get("source")) for w in health["warnings"]] == [("concentration_risk", "linkedin")]
+
+    # The rep wins the deal (POST /v1/leads/{id}/won): the workflow projects the amount, and the money reports
+    # read it: one customer from LinkedIn, its revenue, and the day's spend as the cost of acquiring it.
+    won = {"amount": "12000", "currency": "USD", "close_date": today.isoformat(), "product": "Suite"}
+    answer = await http.post(f"/v1/leads/{ann_id}/won", json=won, headers=AUTH)
+    assert answer.status_code == 200 and answer.json()["stage"] == "customer", answer.text
+    for _ in range(300):
+        async with sessions() as session:
+            stored = await repo.get_lead(session, ann_id)
+        if stored and stored["won_amount"] is not None:
+            break
+        await asyncio.sleep(0.1)
+    assert stored is not None and (stored["stage"], stored["won_currency"]) == ("customer", "USD"), stored
+    sources = rows_by(await http.get("/v1/reports/sources", params=day, headers=AUTH), "group")
+    linkedin = sources["linkedin"]
+    assert (linkedin["customers"], linkedin["revenue"], linkedin["cac"]) == (1, "12000.00", "300.00"), linkedin
