@@ -11,6 +11,7 @@ own parts. StrictUndefined turns a misspelt variable into an error instead of an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +62,7 @@ class EmailRenderer:
             autoescape=select_autoescape(enabled_extensions=("html",), default_for_string=False),
             auto_reload=False,
         )
+        self.env.filters["when"] = when
 
     def available(self) -> set[str]:
         """Template names: folders (not ``_layouts``/``_partials``) with a complete variant."""
@@ -116,3 +118,17 @@ class EmailRenderer:
             raise TemplateProblem(f'template "{name}" rendered more than {MAX_OUTPUT_CHARS} characters')
         # A header never carries a line break or a control character (header injection).
         return RenderedEmail(header_text(subject), text, html, variant)
+
+
+def when(value: object) -> str:
+    """A time the engine put in a mail's context (ISO 8601, UTC) as people read it: ``2026-11-30 14:05 UTC``.
+    Anything else, shown as it came."""
+    if value is None:
+        return ""
+    try:
+        moment = datetime.fromisoformat(str(value))
+    except ValueError:
+        return str(value)
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M UTC")

@@ -148,3 +148,25 @@ def test_preview_answers_4xx_that_say_what_to_fix(client: TestClient) -> None:
     assert client.post("/v1/templates/welcome:preview", json={}).status_code == 401
     listed = client.get("/v1/templates", headers=AUTH).json()
     assert {"name": "welcome", "locales": ["en", "ja"], "kind": "nurture"} in listed
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_staff_mail_shows_times_as_people_read_them(locale: str) -> None:
+    """The engine puts ISO times in a mail's context; reps read "2026-03-03 01:00 UTC", not microseconds."""
+    pb = default_playbook(locale)
+    for template in ("rep_new_lead", "sla_reminder", "sla_escalation"):
+        mail = preview_email(template, "notification", {"email": "taro@example.co.jp"}, pb, NOW)
+        due = mail.context["due_at"]
+        assert isinstance(due, str) and "T" in due  # what the engine hands over
+        rendered = EmailRenderer(ROOT / "templates").render(mail.template, mail.context, mail.locale)
+        shown = datetime.fromisoformat(due).astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
+        assert shown in rendered.text and shown in rendered.html, (template, rendered.text)
+        assert due not in rendered.text and due not in rendered.subject
+
+
+def test_the_when_filter_leaves_what_is_no_time_as_it_came() -> None:
+    from activities.rendering import when
+
+    assert when("2026-03-03T01:00:00.123456+00:00") == "2026-03-03 01:00 UTC"
+    assert when("2026-03-03T10:00:00+09:00") == "2026-03-03 01:00 UTC"
+    assert (when(None), when("soon")) == ("", "soon")
