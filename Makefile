@@ -15,7 +15,7 @@ help:
 	@echo "make run         start Temporal dev server, worker, API and SMTP sink (data in .data/)"
 	@echo "make run-pg POSTGRES=postgresql://...  the same, scaled out: store on PostgreSQL, 2 workers, 2 API processes"
 	@echo "make test        run the test suite (PYTEST_ARGS='-k sink' to narrow it)"
-	@echo "make lint        ruff check and mypy"
+	@echo "make lint        ruff check, ruff format --check and mypy"
 	@echo "make bench       run the scripts in bench/ (bench/README.md says what each measures)"
 	@echo "make bench-e2e   leadflow through HTTP against the bare engine, one run (PROFILE=dir: py-spy too)"
 	@echo "make clean-data  delete .data/ (Temporal history, store, dev keys, mail)"
@@ -42,6 +42,7 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 bench: $(STAMP)

@@ -126,5 +126,3 @@ async def deliver_each(deliveries: dict[str, Callable[[], Awaitable[None]]]) -> 
 
     await asyncio.gather(*(one(t, d) for t, d in deliveries.items()))
     return failed
-
-

@@ -108,6 +108,8 @@ def _any_case(word: str) -> str:
 SPECIAL_USE = "|".join(_any_case(name) for name in ("arpa", "invalid", "local", "localhost", "onion", "test"))
 EMAIL_PATTERN = rf"^[^@]+@[^@]+\.(?!(?:{SPECIAL_USE})$)[A-Za-z][A-Za-z0-9-]*$"
 Email = Annotated[EmailStr, WithJsonSchema({"type": "string", "format": "email", "pattern": EMAIL_PATTERN})]
+
+
 # A person's address as forms and imports send it: full-width letters and at sign (U+FF20) are
 # folded by NFKC before validation, so they reach the same lead as the ASCII spelling.
 def _folded_email(value: Any) -> Any:

@@ -58,7 +58,9 @@ async def main(rounds: int) -> None:
         converter = data_converter.payload_converter
         start_payload = converter.to_payload(LeadStart(f"lead-{0:032x}", playbook.bundle))
         now = datetime.now(UTC)
-        signal = converter.to_payload(EventsReceived([TrackedEvent("ev-1", "page_view", now, "https://x.test/pricing")]))
+        signal = converter.to_payload(
+            EventsReceived([TrackedEvent("ev-1", "page_view", now, "https://x.test/pricing")])
+        )
         codec = LeadPayloadCodec(keys).with_context(context(0))
         print(f"payload sizes: start {start_payload.ByteSize()} B, signal {signal.ByteSize()} B")
         for name, payload in (("start input", start_payload), ("signal", signal)):

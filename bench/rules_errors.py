@@ -42,11 +42,23 @@ NOW = rb.NOW
 
 def sample(**changes: Any) -> rb.Pair:
     lead = {name: None for name in ("email", "title", "company_size", "industry", "country", "created_at")}
-    lead.update(email="kenji@acme.co.jp", title="CTO", company_size=250, industry="Software", country="JP",
-                created_at="2026-10-01T09:00:00+00:00")
+    lead.update(
+        email="kenji@acme.co.jp",
+        title="CTO",
+        company_size=250,
+        industry="Software",
+        country="JP",
+        created_at="2026-10-01T09:00:00+00:00",
+    )
     lead.update(changes)
-    event = {"id": "e1", "type": "page_view", "at": NOW, "url": "https://example.com/pricing", "name": None,
-             "properties": {}}
+    event = {
+        "id": "e1",
+        "type": "page_view",
+        "at": NOW,
+        "url": "https://example.com/pricing",
+        "name": None,
+        "properties": {},
+    }
     history = rb.make_history({"page_view": [NOW - dt.timedelta(hours=1)]})
     return (lead, event, 42.0, "B", "mql", NOW, history)
 
@@ -84,8 +96,11 @@ def _rule_engine() -> Adapter:
 
     warnings.simplefilter("ignore", category=DeprecationWarning)
     context = rule_engine.Context(default_timezone="utc", regex_flags=re.IGNORECASE)
-    return Adapter("rule-engine", lambda text: rule_engine.Rule(text, context=context),
-                   lambda rule, pair: rule.evaluate(rb._rule_engine_thing(pair)))
+    return Adapter(
+        "rule-engine",
+        lambda text: rule_engine.Rule(text, context=context),
+        lambda rule, pair: rule.evaluate(rb._rule_engine_thing(pair)),
+    )
 
 
 def _celpy() -> Adapter:
@@ -141,27 +156,57 @@ def texts(python_like: str, rule_engine: str, cel: str) -> dict[str, str]:
 
 ERROR = object()  # the expected outcome of a mistake: an error, ideally when the playbook is published
 MISTAKES: list[tuple[str, dict[str, str], rb.Pair, Any]] = [
-    ("typo in a field name",
-     texts('lead.titel == "CTO"', 'lead["titel"] == "CTO"', 'lead.titel == "CTO"'), sample(), ERROR),
-    ("= instead of ==",
-     texts('lead.country = "JP"', 'lead["country"] = "JP"', 'lead.country = "JP"'), sample(), ERROR),
-    ("unknown function (contain for contains)",
-     texts('contain(event.url, "/pricing")', '$contain(event["url"], "/pricing")', 'event.url.contain("/pricing")'),
-     sample(), ERROR),
-    ("unbalanced quote",
-     texts('lead.country == "JP', 'lead["country"] == "JP', 'lead.country == "JP'), sample(), ERROR),
-    ("comparing text with a number (quotes around 200)",
-     texts('lead.company_size >= "200"', 'lead["company_size"] >= "200"', 'lead.company_size >= "200"'), sample(),
-     ERROR),
-    ("regex with a bad pattern",
-     texts('matches(lead.title, "(vp|director")', 'lead["title"] =~~ "(vp|director"',
-           'lead.title.matches("(vp|director")'), sample(), ERROR),
-    ("not a mistake: a lead without company_size (None); expected False",
-     texts("lead.company_size >= 200", 'lead["company_size"] >= 200', "lead.company_size >= 200"),
-     sample(company_size=None), False),
-    ("not a mistake: the default playbook's \\b title pattern on the title '部長'; expected True",
-     texts('matches(lead.title, "\\\\b(vp|director|部長)")', 'lead["title"] =~~ "\\\\b(vp|director|部長)"',
-           'lead.title.matches("(?i)\\\\b(vp|director|部長)")'), sample(title="部長"), True),
+    (
+        "typo in a field name",
+        texts('lead.titel == "CTO"', 'lead["titel"] == "CTO"', 'lead.titel == "CTO"'),
+        sample(),
+        ERROR,
+    ),
+    ("= instead of ==", texts('lead.country = "JP"', 'lead["country"] = "JP"', 'lead.country = "JP"'), sample(), ERROR),
+    (
+        "unknown function (contain for contains)",
+        texts('contain(event.url, "/pricing")', '$contain(event["url"], "/pricing")', 'event.url.contain("/pricing")'),
+        sample(),
+        ERROR,
+    ),
+    (
+        "unbalanced quote",
+        texts('lead.country == "JP', 'lead["country"] == "JP', 'lead.country == "JP'),
+        sample(),
+        ERROR,
+    ),
+    (
+        "comparing text with a number (quotes around 200)",
+        texts('lead.company_size >= "200"', 'lead["company_size"] >= "200"', 'lead.company_size >= "200"'),
+        sample(),
+        ERROR,
+    ),
+    (
+        "regex with a bad pattern",
+        texts(
+            'matches(lead.title, "(vp|director")',
+            'lead["title"] =~~ "(vp|director"',
+            'lead.title.matches("(vp|director")',
+        ),
+        sample(),
+        ERROR,
+    ),
+    (
+        "not a mistake: a lead without company_size (None); expected False",
+        texts("lead.company_size >= 200", 'lead["company_size"] >= 200', "lead.company_size >= 200"),
+        sample(company_size=None),
+        False,
+    ),
+    (
+        "not a mistake: the default playbook's \\b title pattern on the title '部長'; expected True",
+        texts(
+            'matches(lead.title, "\\\\b(vp|director|部長)")',
+            'lead["title"] =~~ "\\\\b(vp|director|部長)"',
+            'lead.title.matches("(?i)\\\\b(vp|director|部長)")',
+        ),
+        sample(title="部長"),
+        True,
+    ),
 ]
 
 
@@ -215,22 +260,43 @@ def part1() -> None:
 LONG = 5000
 PROBES: list[tuple[str, dict[str, str], dict[str, Any]]] = [
     ("dunder access", texts("lead.__class__", "lead.__class__", "lead.__class__"), {}),
-    ("dunder via format()", texts('"{0.__class__.__mro__}".format(lead)', '"{0.__class__}".format(lead)',
-                                  '"{0.__class__}".format(lead)'), {}),
+    (
+        "dunder via format()",
+        texts('"{0.__class__.__mro__}".format(lead)', '"{0.__class__}".format(lead)', '"{0.__class__}".format(lead)'),
+        {},
+    ),
     ("attribute call that mutates the lead", texts("lead.clear()", "lead.clear()", "lead.clear()"), {}),
     ('"a" * 10**9', texts('"a" * 10**9', '"a" * 10 ** 9', '"a" * 1000000000'), {}),
     ('"a" * 1000000000 (no **)', texts('"a" * 1000000000', '"a" * 1000000000', '"a" * 1000000000'), {}),
-    ("a field repeated: lead.title * 100000 * 100000",
-     texts("lead.title * 100000 * 100000", 'lead["title"] * 100000 * 100000', "lead.title * 100000 * 100000"), {}),
+    (
+        "a field repeated: lead.title * 100000 * 100000",
+        texts("lead.title * 100000 * 100000", 'lead["title"] * 100000 * 100000', "lead.title * 100000 * 100000"),
+        {},
+    ),
     ("10**10**10", texts("10**10**10", "10 ** 10 ** 10", "10 ** 10 ** 10"), {}),  # CEL has no power operator
-    ("regex backtracking: (a+)+$ on a 34-char title",
-     texts('matches(lead.title, "(a+)+$")', 'lead["title"] =~~ "(a+)+$"', 'lead.title.matches("(a+)+$")'),
-     {"title": "a" * 33 + "!"}),
-    ("300 nested parentheses", texts("(" * 300 + "1" + ")" * 300 + " == 1", "(" * 300 + "1" + ")" * 300 + " == 1",
-                                     "(" * 300 + "1" + ")" * 300 + " == 1"), {}),
-    (f"{LONG:,}-clause condition ({LONG * 25 // 1000} KB)",
-     texts(" or ".join(['lead.country == "XX"'] * LONG), " or ".join(['lead["country"] == "XX"'] * LONG),
-           " || ".join(['lead.country == "XX"'] * LONG)), {}),
+    (
+        "regex backtracking: (a+)+$ on a 34-char title",
+        texts('matches(lead.title, "(a+)+$")', 'lead["title"] =~~ "(a+)+$"', 'lead.title.matches("(a+)+$")'),
+        {"title": "a" * 33 + "!"},
+    ),
+    (
+        "300 nested parentheses",
+        texts(
+            "(" * 300 + "1" + ")" * 300 + " == 1",
+            "(" * 300 + "1" + ")" * 300 + " == 1",
+            "(" * 300 + "1" + ")" * 300 + " == 1",
+        ),
+        {},
+    ),
+    (
+        f"{LONG:,}-clause condition ({LONG * 25 // 1000} KB)",
+        texts(
+            " or ".join(['lead.country == "XX"'] * LONG),
+            " or ".join(['lead["country"] == "XX"'] * LONG),
+            " || ".join(['lead.country == "XX"'] * LONG),
+        ),
+        {},
+    ),
 ]
 
 
@@ -271,7 +337,11 @@ def verdict(engine: str, probe: int) -> str:
     try:
         proc = subprocess.run(
             [sys.executable, __file__, "--probe", engine, str(probe)],
-            capture_output=True, text=True, timeout=TIMEOUT_S, preexec_fn=_limit, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=TIMEOUT_S,
+            preexec_fn=_limit,
+            cwd=ROOT,
         )
     except subprocess.TimeoutExpired:
         return f"NOT BLOCKED: still running after {TIMEOUT_S} s (killed)"
@@ -310,9 +380,13 @@ def main() -> int:
     if args.probe:
         child(args.probe[0], int(args.probe[1]))
         return 0
-    print(f"{dt.date.today()}  Python {sys.version.split()[0]}  " + "  ".join(
-        f"{lib} {rb.version(lib)}" for lib in ("simpleeval", "rule-engine", "cel-python", "common-expression-language",
-                                               "cel-expr-python")))
+    print(
+        f"{dt.date.today()}  Python {sys.version.split()[0]}  "
+        + "  ".join(
+            f"{lib} {rb.version(lib)}"
+            for lib in ("simpleeval", "rule-engine", "cel-python", "common-expression-language", "cel-expr-python")
+        )
+    )
     print()
     if args.part in (None, "1"):
         part1()

@@ -32,8 +32,11 @@ def add_parser(sub: Any) -> None:
     parser = sub.add_parser("import", help="import leads from a CSV file (cleaned, merged, resumable)")
     parser.add_argument("csv", type=Path)
     parser.add_argument("--source", help="lead source of the leads it creates (default: the file name)")
-    parser.add_argument("--consent-basis", help="recorded on every lead, e.g. consent or legitimate_interest; "
-                        "also the wording of the opt-ins/outs a consent column records")
+    parser.add_argument(
+        "--consent-basis",
+        help="recorded on every lead, e.g. consent or legitimate_interest; "
+        "also the wording of the opt-ins/outs a consent column records",
+    )
     parser.add_argument("--country", help="country of phone numbers without a country (e.g. JP)")
     parser.add_argument("--map", action="append", default=[], metavar="COLUMN=FIELD", help="map a column (repeat)")
     parser.add_argument("--concurrency", type=int, default=8, help="leads delivered at once (default 8)")

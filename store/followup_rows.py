@@ -55,9 +55,7 @@ async def settle_late_followup(session: AsyncSession, lead_id: str, fu: FollowUp
             .execution_options(synchronize_session=False)
         )
     later = (
-        select(FollowUpRow.key)
-        .where(FollowUpRow.lead_id == lead_id, FollowUpRow.started_at > fu.started_at)
-        .exists()
+        select(FollowUpRow.key).where(FollowUpRow.lead_id == lead_id, FollowUpRow.started_at > fu.started_at).exists()
     )
     await session.execute(
         update(FollowUpRow)

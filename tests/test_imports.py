@@ -108,7 +108,7 @@ EXPECTED_REPORT = [
 async def test_a_dirty_file_is_cleaned_merged_and_reported_over_http(import_stack: Stack) -> None:
     http, key = import_stack.http, import_stack.settings.secret("id_key")
     # Ken is already a lead (from a whitepaper); the file names him in full-width characters.
-    ken = (await http.post("/v1/leads", json={"email": "ken@example.com", "source": "whitepaper"}, headers=AUTH))
+    ken = await http.post("/v1/leads", json={"email": "ken@example.com", "source": "whitepaper"}, headers=AUTH)
     ken_id = ken.json()["lead_id"]
     await eventually(http, f"/v1/leads/{ken_id}/timeline", lambda body: body["lead"] is not None)
 

@@ -40,8 +40,14 @@ def test_emails_are_trimmed_lowered_and_validated() -> None:
 @pytest.mark.parametrize(
     "names",
     [
-        ["株式会社リードフロー", "リードフロー株式会社", "リードフロー（株）",
-         "(株)リードフロー", "㈱リードフロー", "ﾘｰﾄﾞﾌﾛｰ 株式会社"],
+        [
+            "株式会社リードフロー",
+            "リードフロー株式会社",
+            "リードフロー（株）",
+            "(株)リードフロー",
+            "㈱リードフロー",
+            "ﾘｰﾄﾞﾌﾛｰ 株式会社",
+        ],
         ["Acme", "ACME Inc.", "Acme Co., Ltd.", "Acme Co.,Ltd", "acme corp", "Acme Corporation", "ＡＣＭＥ　ＩＮＣ"],
     ],
 )

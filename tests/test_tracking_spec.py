@@ -71,7 +71,12 @@ def test_page_message_url_campaign_referrer_and_properties() -> None:
         "timestamp": "2026-11-29T12:00:00Z",
     }
     event = event_from_message(msg, NOW)
-    assert (event.id, event.type, event.name, event.url) == ("m-1", "page_view", "Pricing", "https://example.com/pricing")
+    assert (event.id, event.type, event.name, event.url) == (
+        "m-1",
+        "page_view",
+        "Pricing",
+        "https://example.com/pricing",
+    )
     assert event.at == NOW - timedelta(days=1)
     assert event.properties == {
         "path": "/pricing",

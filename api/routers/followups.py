@@ -34,9 +34,7 @@ async def list_followups(
     owed: bool = Query(default=False, description="only those nobody has touched yet (leaves out touched late)"),
 ) -> dict[str, Any]:
     scope = store_scope(caller)
-    items = await repo.list_followups(
-        session, status=status, limit=limit, offset=offset, scope=scope, owed_only=owed
-    )
+    items = await repo.list_followups(session, status=status, limit=limit, offset=offset, scope=scope, owed_only=owed)
     return {"items": items, "limit": limit, "offset": offset}
 
 

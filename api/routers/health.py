@@ -19,7 +19,7 @@ from api.errors import RETRY_AFTER
 from api.roles import public
 from store import repo
 
-router = APIRouter(dependencies=[public('health checks are for load balancers')], tags=["health"])
+router = APIRouter(dependencies=[public("health checks are for load balancers")], tags=["health"])
 CHECK_TIMEOUT_SECONDS = 5
 
 

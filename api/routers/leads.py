@@ -270,9 +270,7 @@ async def update_lead(
         if exc.status == RPCStatusCode.NOT_FOUND:
             survivor = await survivor_of(state, lead_id)  # a merged lead's workflow has ended: its survivor's
             if survivor is not None:
-                return await update_lead(
-                    state, survivor, update, arg, refused=refused, refused_by_type=refused_by_type
-                )
+                return await update_lead(state, survivor, update, arg, refused=refused, refused_by_type=refused_by_type)
             raise HTTPException(status.HTTP_404_NOT_FOUND, f"no lead {lead_id}") from exc
         if exc.status == RPCStatusCode.RESOURCE_EXHAUSTED:  # e.g. too many updates in flight on this lead
             raise HTTPException(

@@ -30,7 +30,7 @@ from rules.engagement import CLICK, OPEN, engagement_event_id
 from rules.model import EventsReceived, TrackedEvent
 
 log = logging.getLogger("leadflow.tracking")
-router = APIRouter(dependencies=[public('mail clients follow signed links')], prefix="/t", tags=["tracking"])
+router = APIRouter(dependencies=[public("mail clients follow signed links")], prefix="/t", tags=["tracking"])
 RECORD_TIMEOUT_SECONDS = 3.0
 # The smallest transparent GIF (1x1).
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
