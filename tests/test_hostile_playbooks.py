@@ -170,15 +170,25 @@ def client(settings: Settings, sessions: async_sessionmaker[AsyncSession]) -> An
 
 
 @pytest.mark.parametrize("name", list(HOSTILE))
-def test_hostile_playbook_answers_422_within_a_second(client: TestClient, name: str) -> None:
-    # CPU seconds of this process (the app runs in it): wall time on a shared 2-core machine measures the
-    # neighbours. Before the fix the deep and long ones died of RecursionError (500).
-    started = time.process_time()
+def test_hostile_playbook_answers_422_with_the_reason(client: TestClient, name: str) -> None:
+    # Before the fix the deep and long ones died of RecursionError (500).
     response = client.post("/v1/playbooks:validate", json={"playbook": HOSTILE[name]}, headers=AUTH)
-    elapsed = time.process_time() - started
     assert response.status_code == 422, response.text
     assert response.json()["issues"][0]["message"]
-    assert elapsed < 1.0, f"{name} took {elapsed:.2f} s of CPU"
+
+
+# A guard against blow-ups (recursion, backtracking: the issue's cases took seconds to minutes), not a speed
+# goal: each costs about 0.1 s here. CPU of this thread only, so neither the machine's neighbours nor this
+# process's other threads (earlier tests leave some) count; the figure lives in bench/, not here.
+BLOW_UP_CPU_SECONDS = 3.0
+
+
+@pytest.mark.parametrize("name", list(HOSTILE))
+def test_hostile_playbook_is_refused_without_a_blow_up(name: str) -> None:
+    started = time.thread_time()
+    with pytest.raises(PlaybookError):
+        load_playbook_text(HOSTILE[name])
+    assert time.thread_time() - started < BLOW_UP_CPU_SECONDS
 
 
 @pytest.mark.parametrize("name", ["nested 5000 deep", "journey of 1200 chained steps", "count days far too large"])
@@ -194,10 +204,12 @@ def test_hostile_playbook_is_refused_by_simulate_and_publish(client: TestClient,
 def test_slow_regex_simulation_answers_quickly(client: TestClient) -> None:
     playbook = scoring(r'matches(lead.title, "\\d*\\d*\\d*\\d*x") and matches(lead.title, "(a?){28}a{28}")')
     scenario = {"lead": {"email": "a@example.com", "title": "1" * 150}, "events": [{"type": "page_view"}] * 20}
-    started = time.process_time()
     response = client.post("/v1/playbooks:simulate", json={"playbook": playbook, "scenario": scenario}, headers=AUTH)
     assert response.status_code == 200, response.text
-    assert time.process_time() - started < 1.0
+    # The same simulation in this thread: linear-time patterns (RE2), no blow-up (7.9 s before the fix).
+    started = time.thread_time()
+    simulate(load_playbook_text(playbook), Scenario.model_validate(scenario))
+    assert time.thread_time() - started < BLOW_UP_CPU_SECONDS
 
 
 LONG_SCENARIO = {
