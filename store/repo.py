@@ -78,11 +78,15 @@ def _dialect(session: AsyncSession) -> str:
 
 def _insert(session: AsyncSession, model: type[DeclarativeBase]) -> sqlite.Insert | postgresql.Insert:
     """An INSERT that supports ON CONFLICT on this session's backend."""
-    dialect = _dialect(session)
+    return _dialect_insert(_dialect(session), model)
+
+
+def _dialect_insert(dialect: str, target: Any) -> sqlite.Insert | postgresql.Insert:
+    """An INSERT into ``target`` (a model or a Core table) that supports ON CONFLICT on ``dialect``."""
     if dialect == "sqlite":
-        return sqlite.insert(model)
+        return sqlite.insert(target)
     if dialect == "postgresql":
-        return postgresql.insert(model)
+        return postgresql.insert(target)
     raise RuntimeError(f"store supports sqlite and postgresql, not {dialect}")
 
 
@@ -267,13 +271,7 @@ def _lead_upsert(dialect: str, columns: tuple[str, ...], keep: tuple[str, ...]) 
     """The lead upsert, built once per shape and run with each projection's values: building it per call
     (its ``excluded`` alias copies every column of the table) was a tenth of a projection's CPU."""
     table = cast(Table, Lead.__table__)  # the Core table: run with parameters, no ORM bulk machinery
-    stmt: sqlite.Insert | postgresql.Insert
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    else:
-        raise RuntimeError(f"store supports sqlite and postgresql, not {dialect}")
+    stmt = _dialect_insert(dialect, table)
     return stmt.on_conflict_do_update(
         index_elements=["id"],
         set_={key: stmt.excluded[key] for key in columns if key not in keep},
@@ -630,13 +628,7 @@ def _email_upsert(dialect: str) -> Any:
     """The ledger upsert, built once per backend and run with each attempt's values (as ``_lead_upsert``:
     building it per call, its ``excluded`` alias copying every column, was half the ledger write's CPU)."""
     table = cast(Table, EmailRow.__table__)
-    stmt: sqlite.Insert | postgresql.Insert
-    if dialect == "sqlite":
-        stmt = sqlite.insert(table)
-    elif dialect == "postgresql":
-        stmt = postgresql.insert(table)
-    else:
-        raise RuntimeError(f"store supports sqlite and postgresql, not {dialect}")
+    stmt = _dialect_insert(dialect, table)
     new, old = stmt.excluded, table.c
     return stmt.on_conflict_do_update(
         index_elements=["key"],
