@@ -6,6 +6,7 @@ follow-ups and leads, a manager their teams'."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Literal
 from urllib.parse import urlencode
@@ -106,14 +107,8 @@ async def touch_from_queue(
     try:
         touch = TouchIn.model_validate({"kind": form.get("kind", ""), "note": form.get("note") or None})
     except ValidationError as exc:
-        kinds = ", ".join(TOUCH_KINDS)
-        problem = exc.errors()[0]
-        return page_error(request, 422, f"{problem['loc'][0]}: {problem['msg']} (kind is one of {kinds})")
-    try:
-        await log_touch(lead_id, touch, state, caller)
-    except HTTPException as exc:
-        return page_error(request, exc.status_code, str(exc.detail))
-    return RedirectResponse(_back_to(form.get("back"), lead_id), status_code=status.HTTP_303_SEE_OTHER)
+        return _form_error(request, exc, f" (kind is one of {', '.join(TOUCH_KINDS)})")
+    return await _carried_out(request, log_touch(lead_id, touch, state, caller), form.get("back"), lead_id)
 
 
 @router.post("/queue/{lead_id}/accept", dependencies=[Depends(lead_in_scope)])
@@ -126,11 +121,8 @@ async def accept_from_queue(
     """Accept the lead (the CSRF token was checked before this runs), through the same update as the API."""
     form = await page_form(request)
     note = (form.get("note") or "").strip()[:2000] or None
-    try:
-        await accept_lead(lead_id, state, caller, NoteIn(note=note))
-    except HTTPException as exc:
-        return page_error(request, exc.status_code, str(exc.detail))
-    return RedirectResponse(_back_to(form.get("back"), lead_id, "accept"), status_code=status.HTTP_303_SEE_OTHER)
+    accepted = accept_lead(lead_id, state, caller, NoteIn(note=note))
+    return await _carried_out(request, accepted, form.get("back"), lead_id, "accept")
 
 
 @router.post("/queue/{lead_id}/reject", dependencies=[Depends(lead_in_scope)])
@@ -145,10 +137,21 @@ async def reject_from_queue(
     try:
         body = ReasonIn.model_validate({"reason": form.get("reason", ""), "note": form.get("note") or None})
     except ValidationError as exc:
-        problem = exc.errors()[0]
-        return page_error(request, 422, f"{problem['loc'][0]}: {problem['msg']}")
+        return _form_error(request, exc)
+    return await _carried_out(request, reject_lead(lead_id, body, state, caller), form.get("back"), lead_id, "reject")
+
+
+def _form_error(request: Request, exc: ValidationError, hint: str = "") -> Response:
+    problem = exc.errors()[0]
+    return page_error(request, 422, f"{problem['loc'][0]}: {problem['msg']}{hint}")
+
+
+async def _carried_out(
+    request: Request, action: Awaitable[object], back: str | None, lead_id: str, done: str = "touch"
+) -> Response:
+    """Run a queue action through the API's own route function: its refusal as an error page, else back."""
     try:
-        await reject_lead(lead_id, body, state, caller)
+        await action
     except HTTPException as exc:
         return page_error(request, exc.status_code, str(exc.detail))
-    return RedirectResponse(_back_to(form.get("back"), lead_id, "reject"), status_code=status.HTTP_303_SEE_OTHER)
+    return RedirectResponse(_back_to(back, lead_id, done), status_code=status.HTTP_303_SEE_OTHER)
