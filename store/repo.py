@@ -31,7 +31,7 @@ from rules.model import (
     TrackedEvent,
 )
 from store.db import rowcount
-from store.followup_rows import cancel_open_followups, settle_late_followup
+from store.followup_rows import cancel_open_followups, open_followups, settle_late_followup
 from store.models import (
     Assignment,
     EmailRow,
@@ -465,7 +465,7 @@ async def list_followups(
     if status is not None:
         stmt = stmt.where(FollowUpRow.status == status)
     if owed_only:
-        stmt = stmt.where(FollowUpRow.met_at.is_(None))
+        stmt = stmt.where(open_followups())  # rules.followups' one definition of "still owed"
     stmt = stmt.where(*scope.followups())
     out = []
     for row in (await session.execute(stmt)).all():
