@@ -40,7 +40,7 @@ from temporalio.api.enums.v1 import EventType
 from temporalio.client import Client, WorkflowHandle
 
 from bench.bare_workflow import BareWorkflow
-from bench.e2e_stack import BARE_TASK_QUEUE, Endpoints, TimedSink, bench_playbook, rss_kib, started_stack
+from bench.e2e_stack import BARE_TASK_QUEUE, Endpoints, TimedSink, bench_playbook, cpu_seconds, rss_kib, started_stack
 from bench.profiles import Sampler, summary
 
 CONCURRENCY = 16  # requests (or client calls) in flight, both sides
@@ -73,6 +73,47 @@ class Run:
 
     def add(self, scenario: str, bare: float, leadflow: float) -> None:
         self.rounds.setdefault(scenario, []).append((bare, leadflow))
+
+
+class CpuMeter:
+    """CPU seconds each process of the stack (and this client) spends on one side of one scenario, summed over
+    the rounds: where a unit of work costs, process by process, whichever process sets the pace."""
+
+    def __init__(self, ends: Endpoints) -> None:
+        self.pids = {
+            "server": ends.temporal_pid,
+            "worker": ends.worker_pid,
+            "api": ends.api_pid,
+            "bare worker": ends.bare_worker_pid,
+        }
+        self.spent: dict[str, dict[str, float]] = {}
+        self.units: dict[str, int] = {}
+
+    def _now(self) -> dict[str, float]:
+        now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
+        taken = {name: value for name, value in now.items() if value is not None}
+        taken["client"] = time.process_time()
+        return taken
+
+    async def measure(self, key: str, units: int, work: Awaitable[float]) -> float:
+        before = self._now()
+        result = await work
+        after = self._now()
+        spent = self.spent.setdefault(key, {})
+        for name, value in after.items():
+            spent[name] = spent.get(name, 0.0) + value - before.get(name, value)
+        self.units[key] = self.units.get(key, 0) + units
+        return result
+
+    def lines(self) -> list[str]:
+        out = ["CPU ms per unit (lead created, or event applied), by process, summed over the rounds:"]
+        names = ["server", "worker", "bare worker", "api", "client"]
+        out.append(f"  {'scenario, side':<20}" + "".join(f"{n:>12}" for n in names) + f"{'total':>10}")
+        for key, spent in self.spent.items():
+            units = max(self.units[key], 1)
+            cells = "".join(f"{spent.get(n, 0.0) * 1000 / units:>12.2f}" for n in names)
+            out.append(f"  {key:<20}{cells}{sum(spent.values()) * 1000 / units:>10.2f}")
+        return out
 
 
 class Bench:
@@ -344,9 +385,14 @@ async def measure(ends: Endpoints, args: argparse.Namespace) -> None:
             for name, pid in (("worker", ends.worker_pid), ("api", ends.api_pid)):
                 if pid is not None:
                     samplers.append(Sampler(pid, args.profile / f"{name}.txt"))
+        cpu = CpuMeter(ends)
         for r in range(args.rounds):
-            bare_rate, bare_handles = await bench.create_bare(args.leads, f"c{r}")
-            lf_rate, lead_ids = await bench.create_leads(args.leads, f"c{r}")
+            bare_rate, bare_handles = await cpu.measure(
+                "create, bare", args.leads, bench.create_bare(args.leads, f"c{r}")
+            )
+            lf_rate, lead_ids = await cpu.measure(
+                "create, leadflow", args.leads, bench.create_leads(args.leads, f"c{r}")
+            )
             bare_made += args.leads
             bench.lead_ids += lead_ids
             run.add("create", bare_rate, lf_rate)
@@ -354,15 +400,15 @@ async def measure(ends: Endpoints, args: argparse.Namespace) -> None:
             single_ids, single_handles = lead_ids[:SINGLE_LEADS], bare_handles[:SINGLE_LEADS]
             lf_hist0 = await bench.history_cost(single_ids)
             bare_hist0 = await bench.history_cost([h.id for h in single_handles])
+            sent = len(single_ids) * args.events
             run.add(
                 "single",
-                await bench.single_bare(single_handles, args.events),
-                await bench.single_leadflow(single_ids, args.events),
+                await cpu.measure("single, bare", sent, bench.single_bare(single_handles, args.events)),
+                await cpu.measure("single, leadflow", sent, bench.single_leadflow(single_ids, args.events)),
             )
             if r == 0:
                 lf_hist1 = await bench.history_cost(single_ids)
                 bare_hist1 = await bench.history_cost([h.id for h in single_handles])
-                sent = len(single_ids) * args.events
                 run.notes.append(
                     f"history per ingested event (one event a request): leadflow "
                     f"{(lf_hist1[0] - lf_hist0[0]) / sent:.2f} events, {(lf_hist1[1] - lf_hist0[1]) / sent:.0f} bytes; "
@@ -371,11 +417,13 @@ async def measure(ends: Endpoints, args: argparse.Namespace) -> None:
                 )
             _, batch_handles = await bench.create_bare(BATCH_LEADS, f"b{r}")
             bare_made += BATCH_LEADS
+            total = args.batches * BATCH_EVENTS
             run.add(
                 "batch",
-                await bench.batch_bare(batch_handles, args.batches),
-                await bench.batch_leadflow(f"b{r}", args.batches),
+                await cpu.measure("batch, bare", total, bench.batch_bare(batch_handles, args.batches)),
+                await cpu.measure("batch, leadflow", total, bench.batch_leadflow(f"b{r}", args.batches)),
             )
+        run.notes += cpu.lines()
         for sampler in samplers:
             sampler.stop()
             run.notes += summary(sampler.output)

@@ -98,6 +98,7 @@ class Endpoints:
     worker_pid: int | None = None
     api_pid: int | None = None
     bare_worker_pid: int | None = None
+    temporal_pid: int | None = None
     sink: TimedSink | None = None
     notes: list[str] = field(default_factory=list)
 
@@ -169,7 +170,7 @@ def started_stack(extra_env: dict[str, str] | None = None, echo: bool = False) -
             return child
 
         try:
-            launch("temporal", temporal_command(binary, data, temporal_port, ui_port, "default"))
+            server = launch("temporal", temporal_command(binary, data, temporal_port, ui_port, "default"))
             loop = asyncio.new_event_loop()
             try:
                 _wait("Temporal", lambda: port_open(LOCAL, temporal_port), children)
@@ -221,6 +222,7 @@ def started_stack(extra_env: dict[str, str] | None = None, echo: bool = False) -
                 worker_pid=worker.pid,
                 api_pid=api.pid,
                 bare_worker_pid=bare.pid,
+                temporal_pid=server.pid,
                 sink=sink,
             )
         finally:
@@ -239,3 +241,14 @@ def rss_kib(pid: int | None) -> int | None:
     except OSError:
         return None
     return None
+
+
+def cpu_seconds(pid: int | None) -> float | None:
+    """User + system CPU the process has used so far (Linux /proc), children excluded."""
+    if pid is None:
+        return None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
