@@ -30,7 +30,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -49,6 +49,7 @@ BATCH_LEADS = 40
 SINGLE_LEADS = 40
 # "Until applied" is seen by polling (GET /v1/leads/{id}, or the bare query) at this pace, both sides.
 POLL_SECONDS = 0.1
+T = TypeVar("T")
 GOALS = {"create": 0.8, "single": 0.8, "batch": 3.0, "rules": 0.5}
 
 
@@ -95,7 +96,7 @@ class CpuMeter:
         taken["client"] = time.process_time()
         return taken
 
-    async def measure(self, key: str, units: int, work: Awaitable[float]) -> float:
+    async def measure(self, key: str, units: int, work: Awaitable[T]) -> T:
         before = self._now()
         result = await work
         after = self._now()
