@@ -120,7 +120,7 @@ async def resolve_new_lead(state: AppState, client: Client, lead_id: str) -> str
 
 async def lead_start(state: AppState, lead_id: str) -> LeadStart:
     playbook = await state.current_playbook()
-    return LeadStart(lead_id=lead_id, playbook=playbook.bundle, options=state.lead_options)
+    return LeadStart.new(lead_id, playbook.bundle, state.lead_options)
 
 
 async def signal_events(

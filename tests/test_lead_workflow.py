@@ -24,7 +24,7 @@ from settings import Settings
 from store import repo
 from tests.conftest import Inbox, venv_binary
 from workflows.lead import LeadWorkflow
-from workflows.payloads import LeadOptions, LeadStart, LeadView
+from workflows.payloads import CURRENT_SHAPE, LeadOptions, LeadStart, LeadView
 
 HISTORIES = Path(__file__).parent / "histories"
 
@@ -42,12 +42,14 @@ async def env() -> AsyncIterator[WorkflowEnvironment]:
     await environment.shutdown()
 
 
-async def start_sql_lead(client: Client, settings: Settings, email: str) -> WorkflowHandle:
-    """Create a lead and send it the seed's events: whitepaper, email click, pricing page -> SQL."""
+async def start_sql_lead(client: Client, settings: Settings, email: str, shape: str | None = None) -> WorkflowHandle:
+    """Create a lead and send it the seed's events: whitepaper, email click, pricing page -> SQL. ``shape``: as
+    the API starts a lead today (CURRENT_SHAPE), or as it did before (None)."""
     playbook = load_active_playbook(settings)
     lead_id = lead_id_for(email, settings.secret("id_key"))
     # The time-skipping server has no visibility store: no search attributes there.
-    start = LeadStart(lead_id, playbook.bundle, LeadOptions(projection_delay_seconds=1, search_attributes=False))
+    options = LeadOptions(projection_delay_seconds=1, search_attributes=False)
+    start = LeadStart(lead_id, playbook.bundle, options, shape=shape)
     handle = await client.start_workflow(
         LeadWorkflow.run,
         start,
@@ -238,3 +240,39 @@ async def test_a_new_lead_records_one_patch_marker(
     ).replay_workflow(decoded)
     if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
         (HISTORIES / "lead_one_patch_v4.json").write_text(decoded.to_json())
+
+
+async def test_a_lead_started_in_todays_shape_records_no_patch_marker(
+    env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
+) -> None:
+    """The API starts a lead with today's shape in its input (LeadStart.new): the run consults no patch, so it
+    records no marker and no TemporalChangeVersion upsert (each a history event, the upsert a visibility write
+    on the server) and takes today's behaviour all the same (the assignment as a local activity)."""
+    inbox, _ = smtp
+    settings = settings.model_copy(update={"task_queue": f"tq-{uuid.uuid4().hex[:8]}"})
+    client = with_lead_codec(env.client, settings, sessions)
+    async with build_worker(client, settings, sessions):
+        handle = await start_sql_lead(client, settings, "nils@example.com", shape=CURRENT_SHAPE)
+        view = await wait_view(handle, lambda v: v.owner is not None)
+        await inbox.wait_for(lambda m: m["X-Leadflow-Kind"] == "rep_new_lead")
+        history = await handle.fetch_history()
+    markers = [
+        e.marker_recorded_event_attributes.marker_name
+        for e in history.events
+        if e.HasField("marker_recorded_event_attributes")
+    ]
+    upserts = [
+        set(e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields)
+        for e in history.events
+        if e.HasField("upsert_workflow_search_attributes_event_attributes")
+    ]
+    assert "core_patch" not in markers and "core_local_activity" in markers, markers
+    assert not any("TemporalChangeVersion" in keys for keys in upserts)
+    assert view.stage == "sql" and view.owner is not None
+    # Replayed on today's code (as after an eviction), and kept for the replay tests (LEADFLOW_RECORD_HISTORIES=1).
+    decoded = await decoded_history(history, client.data_converter.payload_codec)
+    await Replayer(
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(decoded)
+    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+        (HISTORIES / "lead_shape_in_start_v5.json").write_text(decoded.to_json())

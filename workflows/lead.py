@@ -49,7 +49,7 @@ with workflow.unsafe.imports_passed_through():
     from workflows.lead_merge import LeadMerges
     from workflows.lead_migration import PlaybookMigrations
     from workflows.merge_payloads import HandOver
-    from workflows.payloads import AssignAnswerV1, LeadStart, LeadView
+    from workflows.payloads import CURRENT_SHAPE, AssignAnswerV1, LeadStart, LeadView
 
 EMAIL_RETRY = RetryPolicy(
     initial_interval=timedelta(seconds=2),
@@ -80,10 +80,9 @@ PROJECTION_RETRY = RetryPolicy(
     maximum_attempts=120,
     non_retryable_error_types=["UnstorableSnapshot"],
 )
-# Stands for the patches before it (see run): rules-re2-patterns, deadline-timer-v2, touchpoints-projected,
-# followups-cancelled-with-stage-and-owner, assign-local-activity and drain-applies-inbox. A later change of
-# shape takes a patch of its own, as before.
-CURRENT_SHAPE = "lead-shape-2026-11"
+# CURRENT_SHAPE (workflows/payloads.py) stands for the patches before it (see run): rules-re2-patterns,
+# deadline-timer-v2, touchpoints-projected, followups-cancelled-with-stage-and-owner, assign-local-activity and
+# drain-applies-inbox.
 # The API stamps a touch without a time with its own clock; allow that much skew against the workflow's.
 TOUCH_CLOCK_SKEW = timedelta(minutes=1)
 # A sales change's refusal as the update's failure type; the API answers 409 or 422 by it (api/routers/lead_sales.py).
@@ -241,10 +240,18 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
 
     @workflow.run
     async def run(self, start: LeadStart) -> None:
-        # One patch stands for every change of history shape made before it: each patch records a marker and
-        # an upsert of TemporalChangeVersion (a visibility write on the server), five per new lead until this
-        # one. Runs recorded before it consult each patch at its place, as they did.
-        self._current = workflow.patched(CURRENT_SHAPE)
+        # One shape stands for every change of history made before it. A run started with it says so in its
+        # input and records nothing for it; runs started before that field consult the shape's patch (a marker
+        # and an upsert of TemporalChangeVersion, a visibility write on the server, per new lead), and runs
+        # recorded before the patch consult each older patch at its place, as they did.
+        if start.shape == CURRENT_SHAPE:
+            self._current = True
+            if workflow.unsafe.is_replaying():
+                # A worker of the day before may have run this start and recorded the patch (a rolling upgrade):
+                # consume its marker. Replaying, patched() issues no command; with no marker it answers False.
+                workflow.patched(CURRENT_SHAPE)
+        else:
+            self._current = workflow.patched(CURRENT_SHAPE)
         # Rule patterns run on RE2 (linear time) from this change on; runs recorded before keep Python's re.
         engine = "re2" if self._current or workflow.patched("rules-re2-patterns") else "python"
         self._regex_engine = engine
@@ -296,6 +303,7 @@ class LeadWorkflow(LeadMerges, PlaybookMigrations):
                         projected_score_seq=self._projected_score_seq,
                         projected_stage_seq=self._projected_stage_seq,
                         touchpoints=self._touchpoints,
+                        shape=CURRENT_SHAPE,  # the next run is recorded afresh, by today's code
                     )
                 )
 

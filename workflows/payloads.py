@@ -49,6 +49,11 @@ class LeadOptions:
     activity_timeout_seconds: float | None = None
 
 
+# The shape of history a new run records (see LeadWorkflow.run). Patches older than it are not consulted in a
+# run that starts with it; a later change of shape takes a new name or a patch of its own.
+CURRENT_SHAPE = "lead-shape-2026-11"
+
+
 @dataclass
 class LeadStart:
     lead_id: str
@@ -60,6 +65,15 @@ class LeadStart:
     projected_stage_seq: int = 0
     # Touchpoints not projected yet (events of a lead that does not exist yet).
     touchpoints: list[Touchpoint] = field(default_factory=list)
+    # CURRENT_SHAPE when whoever started the run (the API, a continue-as-new) knew today's shape. None in runs
+    # recorded before this field, which ask the patch marker instead (a marker costs a history event and a
+    # visibility write per new lead).
+    shape: str | None = None
+
+    @classmethod
+    def new(cls, lead_id: str, playbook: PlaybookBundle, options: LeadOptions | None = None) -> LeadStart:
+        """The start of a new lead's run, in today's shape."""
+        return cls(lead_id, playbook, options or LeadOptions(), shape=CURRENT_SHAPE)
 
 
 @dataclass
