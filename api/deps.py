@@ -51,17 +51,18 @@ class AppState:
     _client: Client | None = None
     _login_throttle: LoginThrottle | None = None
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-    _inflight: asyncio.Semaphore | None = None
+    _inflight: int = 0  # Temporal calls in flight (nobody waits for a slot: at the bound a call is refused)
 
     @asynccontextmanager
     async def temporal_call(self) -> AsyncIterator[Client]:
         """A Temporal client for one call, or Overloaded at once when too many calls are in flight."""
-        if self._inflight is None:
-            self._inflight = asyncio.Semaphore(self.settings.max_inflight_temporal_calls)
-        if self._inflight.locked():
+        if self._inflight >= self.settings.max_inflight_temporal_calls:
             raise Overloaded(f"{self.settings.max_inflight_temporal_calls} Temporal calls in flight")
-        async with self._inflight:
+        self._inflight += 1
+        try:
             yield await self.temporal()
+        finally:
+            self._inflight -= 1
 
     _published: ActivePlaybook | None = None
     _published_number: int | None = None

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -166,3 +167,30 @@ def test_backpressure_answers_503_with_retry_after_at_once(tmp_path: Path) -> No
         answer = client.post("/v1/leads", json={"email": "a@example.com"}, headers=AUTH)
         assert answer.status_code == 503 and answer.headers["retry-after"] == "1"
         assert "at capacity" in answer.json()["detail"]
+
+
+async def test_temporal_calls_beyond_the_bound_are_refused_and_a_finished_call_frees_its_slot() -> None:
+    """AppState.temporal_call: at the bound a call is refused at once (the API answers 503), never queued; a call
+    that ends, however it ends, gives its slot back."""
+    from api.deps import AppState, Overloaded
+
+    state = AppState.__new__(AppState)  # only the bound and the client matter here
+    state.settings = SimpleNamespace(max_inflight_temporal_calls=2)  # type: ignore[assignment]
+    state._inflight = 0
+    client = object()
+
+    async def temporal() -> object:
+        return client
+
+    state.temporal = temporal  # type: ignore[method-assign]
+    async with state.temporal_call() as first, state.temporal_call() as second:
+        assert first is client and second is client
+        with pytest.raises(Overloaded):
+            async with state.temporal_call():
+                pass
+    with pytest.raises(RuntimeError):
+        async with state.temporal_call():
+            raise RuntimeError("the call failed")
+    async with state.temporal_call(), state.temporal_call():
+        pass
+    assert state._inflight == 0
