@@ -41,6 +41,7 @@ from temporalio.client import Client, WorkflowHandle
 
 from bench.bare_workflow import BareWorkflow
 from bench.e2e_stack import BARE_TASK_QUEUE, Endpoints, TimedSink, bench_playbook, cpu_seconds, rss_kib, started_stack
+from bench.lean_http import LeanHttp
 from bench.profiles import Sampler, summary
 
 CONCURRENCY = 16  # requests (or client calls) in flight, both sides
@@ -118,7 +119,7 @@ class CpuMeter:
 
 
 class Bench:
-    def __init__(self, ends: Endpoints, http: httpx.AsyncClient, temporal: Client) -> None:
+    def __init__(self, ends: Endpoints, http: httpx.AsyncClient | LeanHttp, temporal: Client) -> None:
         self.ends, self.http, self.temporal = ends, http, temporal
         self.run_id = uuid.uuid4().hex[:8]
         self.lead_ids: list[str] = []
@@ -363,7 +364,12 @@ async def measure(ends: Endpoints, args: argparse.Namespace) -> None:
     load_start = os.getloadavg()
     headers = {"X-API-Key": ends.api_key}
     limits = httpx.Limits(max_connections=CONCURRENCY * 2, max_keepalive_connections=CONCURRENCY * 2)
-    async with httpx.AsyncClient(base_url=ends.api, headers=headers, limits=limits, timeout=60) as http:
+    client: httpx.AsyncClient | LeanHttp = (
+        httpx.AsyncClient(base_url=ends.api, headers=headers, limits=limits, timeout=60)
+        if args.httpx
+        else LeanHttp(ends.api, headers, connections=CONCURRENCY * 2, timeout=60)
+    )
+    async with client as http:
         temporal = await Client.connect(ends.temporal, namespace=ends.namespace)
         bench = Bench(ends, http, temporal)
         # Warm-up (imports, caches, first connections) outside the figures.
@@ -456,7 +462,8 @@ def report(
 ) -> None:
     print(
         f"e2e bench {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, {os.cpu_count()} cores, "
-        f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {args.rounds} rounds"
+        f"load average {load_start[0]:.2f} at start, {load_end[0]:.2f} at end; {args.rounds} rounds; "
+        f"HTTP client: {'httpx' if args.httpx else 'bench/lean_http.py'}"
     )
     print(f"{'path':<58} {'bare':>9} {'leadflow':>9} {'ratio':>6} {'goal':>6}")
     labels = {
@@ -516,6 +523,7 @@ def main() -> int:
     parser.add_argument("--write-playbook", type=Path, help="write the bench playbook here and exit")
     parser.add_argument("--profile", type=Path, help="py-spy the worker and the API during the rounds, into here")
     parser.add_argument("--echo", action="store_true", help="show the children's output")
+    parser.add_argument("--httpx", action="store_true", help="send leadflow's requests with httpx (bench/lean_http.py)")
     args = parser.parse_args()
     if args.write_playbook:
         bench_playbook(args.write_playbook)
