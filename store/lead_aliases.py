@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, select, update
+from sqlalchemy import bindparam, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.assignments import close_open_assignments
@@ -26,13 +26,18 @@ from store.repo import _insert, _writing
 MERGED = "merged"
 EMAIL_CHANGE = "email_change"
 MAX_HOPS = 4
+# Built once: every new lead and every request that may create one looks its id up here, and building the IN
+# list per call (literal coercion of each id) cost more CPU than running the query.
+_ALIASES_OF = select(LeadAlias.alias_id, LeadAlias.lead_id).where(
+    LeadAlias.alias_id.in_(bindparam("ids", expanding=True))
+)
 
 
 async def _one_hop(session: AsyncSession, lead_ids: Iterable[str]) -> dict[str, str]:
     wanted = sorted(set(lead_ids))
     if not wanted:
         return {}
-    rows = await session.execute(select(LeadAlias.alias_id, LeadAlias.lead_id).where(LeadAlias.alias_id.in_(wanted)))
+    rows = await session.execute(_ALIASES_OF, {"ids": wanted})
     return {alias: lead for alias, lead in rows.all()}
 
 

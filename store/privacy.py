@@ -8,14 +8,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import Table, bindparam, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from store.db import rowcount
 from store.models import EmailFeedbackRow, EmailRow, Lead, LeadKey, Suppression, Touchpoint
-from store.repo import _insert, _writing
+from store.repo import _dialect, _ignoring_insert, _insert, _writing
 
 # Lead columns that reports count by and that identify nobody; every other personal column is cleared.
 KEPT_ATTRIBUTES = (
@@ -63,32 +63,34 @@ async def get_lead_key(session: AsyncSession, lead_id: str) -> StoredKey | None:
     return _stored(row) if row is not None else None
 
 
+_KEYS = cast(Table, LeadKey.__table__)
+# Built once (on the path of every new lead): Core rows, the IN list expanded at execution.
+_KEYS_OF = select(_KEYS.c.lead_id, _KEYS.c.key_id, _KEYS.c.master_key_id, _KEYS.c.wrapped_key).where(
+    _KEYS.c.lead_id.in_(bindparam("ids", expanding=True))
+)
+
+
 async def get_lead_keys(session: AsyncSession, lead_ids: list[str]) -> dict[str, StoredKey]:
     """The stored keys of these leads (those that have one), in one query."""
-    rows = (await session.execute(select(LeadKey).where(LeadKey.lead_id.in_(lead_ids)))).scalars()
+    rows = (await session.execute(_KEYS_OF, {"ids": list(lead_ids)})).all()
     return {row.lead_id: _stored(row) for row in rows}
 
 
 async def add_lead_keys(session: AsyncSession, keys: list[StoredKey], now: datetime) -> dict[str, StoredKey]:
     """Store new leads' keys in one transaction, each unless one exists; returns the ones that won (two
     processes may race for a lead)."""
+    rows = [
+        {
+            "lead_id": k.lead_id,
+            "key_id": k.key_id,
+            "master_key_id": k.master_key_id,
+            "wrapped_key": k.wrapped_key,
+            "created_at": now,
+        }
+        for k in keys
+    ]
     async with _writing(session):
-        await session.execute(
-            _insert(session, LeadKey)
-            .values(
-                [
-                    {
-                        "lead_id": k.lead_id,
-                        "key_id": k.key_id,
-                        "master_key_id": k.master_key_id,
-                        "wrapped_key": k.wrapped_key,
-                        "created_at": now,
-                    }
-                    for k in keys
-                ]
-            )
-            .on_conflict_do_nothing(index_elements=["lead_id"])
-        )
+        await session.execute(_ignoring_insert(_dialect(session), LeadKey, ("lead_id",)), rows)
     return await get_lead_keys(session, [k.lead_id for k in keys])
 
 
