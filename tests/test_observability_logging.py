@@ -8,9 +8,11 @@ import logging
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from observability import logcontext
-from observability.logging import REDACTED, configure_logging, redact
+from observability.logging import EMAIL, PERSONAL_VALUE, REDACTED, configure_logging, redact
 
 
 @pytest.fixture
@@ -87,3 +89,19 @@ def test_text_format_keeps_the_ids_and_masks_too() -> None:
         for handler in saved:
             root.addHandler(handler)
     assert "request_id=req-2" in stream.getvalue() and "example.org" not in stream.getvalue()
+
+
+def _redact_scanning_everything(text: str) -> str:
+    """redact() as it was before it skipped text without a separator: both patterns over every text."""
+    text = PERSONAL_VALUE.sub(lambda m: m.group("key") + (m.group("q") or "") + REDACTED + (m.group("q") or ""), text)
+    return EMAIL.sub(REDACTED, text)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(st.sampled_from([*"ab @.:=,'\"_ {}()\n", "name", "email", "to", "phone", "x.io"]), max_size=40).map(
+        "".join
+    )
+)
+def test_redaction_skips_only_text_neither_pattern_can_match(text: str) -> None:
+    assert redact(text) == _redact_scanning_everything(text)
