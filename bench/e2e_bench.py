@@ -81,7 +81,8 @@ class CpuMeter:
     """CPU seconds each process of the stack (and this client) spends on one side of one scenario, summed over
     the rounds: where a unit of work costs, process by process, whichever process sets the pace."""
 
-    def __init__(self, ends: Endpoints) -> None:
+    def __init__(self, ends: Endpoints, polls: Callable[[], int]) -> None:
+        self.polls = polls  # reads of "applied" so far: each is a query through the stack
         self.pids = {
             "server": ends.temporal_pid,
             "worker": ends.worker_pid,
@@ -95,6 +96,7 @@ class CpuMeter:
         now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         taken = {name: value for name, value in now.items() if value is not None}
         taken["client"] = time.process_time()
+        taken["polls"] = float(self.polls())
         return taken
 
     async def measure(self, key: str, units: int, work: Awaitable[T]) -> T:
@@ -108,13 +110,15 @@ class CpuMeter:
         return result
 
     def lines(self) -> list[str]:
-        out = ["CPU ms per unit (lead created, or event applied), by process, summed over the rounds:"]
+        out = ["CPU ms per unit (lead created, or event applied), by process, summed over the rounds;"]
+        out.append("polls: reads of 'applied' per unit (each a query through the stack, its CPU included):")
         names = ["server", "worker", "bare worker", "api", "client"]
-        out.append(f"  {'scenario, side':<20}" + "".join(f"{n:>12}" for n in names) + f"{'total':>10}")
+        out.append(f"  {'scenario, side':<20}" + "".join(f"{n:>12}" for n in names) + f"{'total':>10}{'polls':>8}")
         for key, spent in self.spent.items():
             units = max(self.units[key], 1)
             cells = "".join(f"{spent.get(n, 0.0) * 1000 / units:>12.2f}" for n in names)
-            out.append(f"  {key:<20}{cells}{sum(spent.values()) * 1000 / units:>10.2f}")
+            total = sum(v for n, v in spent.items() if n != "polls") * 1000 / units
+            out.append(f"  {key:<20}{cells}{total:>10.2f}{spent.get('polls', 0.0) / units:>8.2f}")
         return out
 
 
@@ -124,6 +128,7 @@ class Bench:
         self.run_id = uuid.uuid4().hex[:8]
         self.lead_ids: list[str] = []
         self.bare_handles: list[WorkflowHandle[Any, Any]] = []
+        self.polls = {"bare": 0, "leadflow": 0}  # reads of "applied" (queries), per side
 
     # ------------------------------------------------------------ HTTP helpers
 
@@ -157,6 +162,7 @@ class Bench:
         while pending:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(pending)} leads not applied after {within:.0f}s")
+            self.polls["leadflow"] += len(pending)
             scores = await asyncio.gather(*(self.score(lead) for lead in pending))
             pending = {lead: want for (lead, want), got in zip(pending.items(), scores, strict=True) if got < want}
             if pending:
@@ -168,6 +174,7 @@ class Bench:
         while pending:
             if time.monotonic() > deadline:
                 raise RuntimeError(f"{len(pending)} bare workflows not applied after {within:.0f}s")
+            self.polls["bare"] += len(pending)
             counts = await asyncio.gather(*(h.query(BareWorkflow.seen) for h in pending))
             pending = {h: want for (h, want), got in zip(pending.items(), counts, strict=True) if got < want}
             if pending:
@@ -392,7 +399,7 @@ async def measure(ends: Endpoints, args: argparse.Namespace) -> None:
             for name, pid in (("worker", ends.worker_pid), ("api", ends.api_pid)):
                 if pid is not None:
                     samplers.append(Sampler(pid, args.profile / f"{name}.txt"))
-        cpu = CpuMeter(ends)
+        cpu = CpuMeter(ends, lambda: sum(bench.polls.values()))
         for r in range(args.rounds):
             bare_rate, bare_handles = await cpu.measure(
                 "create, bare", args.leads, bench.create_bare(args.leads, f"c{r}")
