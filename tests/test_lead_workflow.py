@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowHandle, WorkflowHistory
 from temporalio.testing import WorkflowEnvironment
 from temporalio.worker import Replayer
 
@@ -78,6 +78,17 @@ async def wait_view(handle: WorkflowHandle, predicate, attempts: int = 200) -> L
     raise AssertionError(f"condition never held; last view: {view}")
 
 
+async def replays_and_is_kept(client: Client, history: WorkflowHistory, name: str) -> None:
+    """The history just made replays on today's code (as after an eviction); LEADFLOW_RECORD_HISTORIES=1 keeps it
+    for the replay tests as tests/histories/``name``, decoded (recorded histories replay without a key)."""
+    decoded = await decoded_history(history, client.data_converter.payload_codec)
+    await Replayer(
+        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
+    ).replay_workflow(decoded)
+    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
+        (HISTORIES / name).write_text(decoded.to_json())
+
+
 async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
     env: WorkflowEnvironment, settings: Settings, sessions: async_sessionmaker[AsyncSession], smtp: tuple[Inbox, int]
 ) -> None:
@@ -129,14 +140,7 @@ async def test_sla_breach_escalates_to_manager_after_24_simulated_hours(
         assert view.followup.status == "pending" and view.followup.key.endswith(":followup:2")
         await inbox.wait_for(lambda m: "ben@example.com" in m["X-Envelope-To"])
 
-        # The history just made replays on today's code; LEADFLOW_RECORD_HISTORIES=1 keeps it for replay tests.
-        # Recorded histories stay plain (they replay without a key): decode before replaying and keeping.
-        history = await decoded_history(await handle.fetch_history(), client.data_converter.payload_codec)
-        await Replayer(
-            workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
-        ).replay_workflow(history)
-        if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-            (HISTORIES / "lead_sla_breach_reassign_v3.json").write_text(history.to_json())
+        await replays_and_is_kept(client, await handle.fetch_history(), "lead_sla_breach_reassign_v3.json")
 
 
 # A touch logged in time is tested on the dev server (tests/test_integration.py): the time-skipping
@@ -197,13 +201,7 @@ async def test_the_rep_is_notified_in_the_workflow_task_that_assigned_them(
     ][-1]
     assert notify.workflow_task_completed_event_id == markers[0].workflow_task_completed_event_id
     assert view.owner.rep.id.startswith("rep-")
-    # Today's shape joins the replay tests (LEADFLOW_RECORD_HISTORIES=1 records it, decoded).
-    decoded = await decoded_history(history, client.data_converter.payload_codec)
-    await Replayer(
-        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
-    ).replay_workflow(decoded)
-    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-        (HISTORIES / "lead_assign_local_activity_v3.json").write_text(decoded.to_json())
+    await replays_and_is_kept(client, history, "lead_assign_local_activity_v3.json")
 
 
 async def test_a_new_lead_records_one_patch_marker(
@@ -233,13 +231,7 @@ async def test_a_new_lead_records_one_patch_marker(
         in e.upsert_workflow_search_attributes_event_attributes.search_attributes.indexed_fields
     ]
     assert len(patches) == 1 and len(version_upserts) == 1
-    # Today's shape joins the replay tests (LEADFLOW_RECORD_HISTORIES=1 records it, decoded).
-    decoded = await decoded_history(history, client.data_converter.payload_codec)
-    await Replayer(
-        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
-    ).replay_workflow(decoded)
-    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-        (HISTORIES / "lead_one_patch_v4.json").write_text(decoded.to_json())
+    await replays_and_is_kept(client, history, "lead_one_patch_v4.json")
 
 
 async def test_a_lead_started_in_todays_shape_records_no_patch_marker(
@@ -269,10 +261,4 @@ async def test_a_lead_started_in_todays_shape_records_no_patch_marker(
     assert "core_patch" not in markers and "core_local_activity" in markers, markers
     assert not any("TemporalChangeVersion" in keys for keys in upserts)
     assert view.stage == "sql" and view.owner is not None
-    # Replayed on today's code (as after an eviction), and kept for the replay tests (LEADFLOW_RECORD_HISTORIES=1).
-    decoded = await decoded_history(history, client.data_converter.payload_codec)
-    await Replayer(
-        workflows=[LeadWorkflow], data_converter=data_converter, workflow_runner=workflow_runner()
-    ).replay_workflow(decoded)
-    if os.environ.get("LEADFLOW_RECORD_HISTORIES"):
-        (HISTORIES / "lead_shape_in_start_v5.json").write_text(decoded.to_json())
+    await replays_and_is_kept(client, history, "lead_shape_in_start_v5.json")
