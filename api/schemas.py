@@ -131,7 +131,9 @@ def _header_safe(value: str) -> str:
     return without_bidi_controls(value)
 
 
-HeaderText = Annotated[Text, AfterValidator(_header_safe)]
+# What _header_safe refuses (Unicode categories Cc, Zl, Zp), said in the schema for clients and generators.
+HEADER_SAFE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
+HeaderText = Annotated[Text, AfterValidator(_header_safe), Field(json_schema_extra={"pattern": HEADER_SAFE_PATTERN})]
 
 
 class _In(BaseModel):

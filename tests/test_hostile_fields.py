@@ -151,3 +151,22 @@ def test_identified_events_refuse_an_address_leadflow_cannot_send_to(edge: TestC
     assert answer.status_code == 422
     (error,) = answer.json()["errors"]
     assert error["field"] == "events.0.email" and "LEADFLOW_SMTP_UTF8" in error["message"]
+
+
+def test_the_openapi_schema_says_which_characters_names_and_company_refuse(tmp_path: Path) -> None:
+    """The schema's pattern for names and company is the refusal the API applies (Unicode Cc, Zl, Zp), so a
+    client or a schema-driven generator knows before sending what a 422 will name."""
+    import re
+
+    from api.schemas import HEADER_SAFE_PATTERN
+    from rules.addresses import hostile_character
+
+    with TestClient(create_app(offline_settings(tmp_path))) as client:
+        schema = client.get("/openapi.json").json()["components"]["schemas"]["LeadIn"]["properties"]
+    for field in ("first_name", "last_name", "company"):
+        texts = [s for s in schema[field].get("anyOf", [schema[field]]) if s.get("type") == "string"]
+        assert texts and texts[0]["pattern"] == HEADER_SAFE_PATTERN, (field, schema[field])
+    allowed = re.compile(HEADER_SAFE_PATTERN)
+    for code in [*range(0x0, 0x300), *range(0x2000, 0x2070), 0x3000, 0xFEFF, 0x1F600]:
+        char = f"a{chr(code)}b"
+        assert (allowed.fullmatch(char) is not None) == (hostile_character(char) is None), hex(code)
