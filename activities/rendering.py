@@ -120,15 +120,17 @@ class EmailRenderer:
         return RenderedEmail(header_text(subject), text, html, variant)
 
 
-def when(value: object) -> str:
-    """A time the engine put in a mail's context (ISO 8601, UTC) as people read it: ``2026-11-30 14:05 UTC``.
-    Anything else, shown as it came."""
+def when(value: object, suffix: str = " UTC") -> str:
+    """A time as people read it, to the minute in UTC: ``2026-11-30 14:05 UTC`` (``suffix`` says UTC; the pages
+    whose column headings say it pass ""). Takes a datetime or the ISO 8601 text the engine puts in a mail's
+    context; a time without a zone is the store's UTC. Anything else, shown as it came."""
     if value is None:
         return ""
-    try:
-        moment = datetime.fromisoformat(str(value))
-    except ValueError:
-        return str(value)
-    if moment.tzinfo is not None:
-        moment = moment.astimezone(UTC)
-    return moment.strftime("%Y-%m-%d %H:%M UTC")
+    moment = value
+    if not isinstance(moment, datetime):
+        try:
+            moment = datetime.fromisoformat(str(value))
+        except ValueError:
+            return str(value)
+    moment = moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    return moment.strftime("%Y-%m-%d %H:%M") + suffix

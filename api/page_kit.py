@@ -5,13 +5,14 @@ numbers behind the inline SVG charts (the templates draw them: no chart library,
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from datetime import UTC, datetime
+from functools import partial
 from typing import Any, Literal
 
 from fastapi import Request
 from fastapi.templating import Jinja2Templates
 from starlette.responses import Response
 
+from activities.rendering import when as mail_when
 from api.roles import csrf_token, principal_of
 from settings import ROOT
 
@@ -150,16 +151,8 @@ def label(lang: Lang, key: str) -> str:
     return entry.get(lang) or entry["en"]
 
 
-def when(value: datetime | str | None, suffix: str = "") -> str:
-    """A time to the minute, in UTC (``suffix`` says so where the page does not)."""
-    if isinstance(value, str):
-        try:
-            value = datetime.fromisoformat(value)
-        except ValueError:
-            return str(value)
-    if value is None:
-        return ""
-    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M") + suffix
+# One way to show a time (activities/rendering.py, the mail's too); the pages' columns say UTC in their heading.
+when = partial(mail_when, suffix="")
 
 
 def duration(seconds: float | int | None) -> str:
