@@ -23,6 +23,9 @@ from email_validator import EmailNotValidError, validate_email
 # Unicode categories that end or break a header line: controls (Cc covers C0, DEL and C1 with U+0085),
 # the line separator (Zl, U+2028) and the paragraph separator (Zp, U+2029).
 _BREAKING = frozenset({"Cc", "Zl", "Zp"})
+# The same characters as a JSON Schema pattern, for the API's schema of names and company: Cc is U+0000-U+001F
+# and U+007F-U+009F, Zl U+2028, Zp U+2029 (a test holds the two together).
+HEADER_SAFE_PATTERN = "^[^\\u0000-\\u001f\\u007f-\\u009f\\u2028\\u2029]*$"
 BIDI_CONTROLS = frozenset("\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
 # A display name or subject longer than this is cut (with an ellipsis): headers stay readable and far
 # below SMTP's 998-octet line limit.
