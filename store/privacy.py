@@ -58,11 +58,6 @@ def _stored(row: Any) -> StoredKey:
     return StoredKey(row.lead_id, row.key_id, row.master_key_id, row.wrapped_key)
 
 
-async def get_lead_key(session: AsyncSession, lead_id: str) -> StoredKey | None:
-    row = (await session.execute(select(LeadKey).where(LeadKey.lead_id == lead_id))).scalar_one_or_none()
-    return _stored(row) if row is not None else None
-
-
 _KEYS = cast(Table, LeadKey.__table__)
 # Built once (on the path of every new lead): Core rows, the IN list expanded at execution.
 _KEYS_OF = select(_KEYS.c.lead_id, _KEYS.c.key_id, _KEYS.c.master_key_id, _KEYS.c.wrapped_key).where(
@@ -74,6 +69,10 @@ async def get_lead_keys(session: AsyncSession, lead_ids: list[str]) -> dict[str,
     """The stored keys of these leads (those that have one), in one query."""
     rows = (await session.execute(_KEYS_OF, {"ids": list(lead_ids)})).all()
     return {row.lead_id: _stored(row) for row in rows}
+
+
+async def get_lead_key(session: AsyncSession, lead_id: str) -> StoredKey | None:
+    return (await get_lead_keys(session, [lead_id])).get(lead_id)
 
 
 async def add_lead_keys(session: AsyncSession, keys: list[StoredKey], now: datetime) -> dict[str, StoredKey]:
