@@ -89,23 +89,24 @@ class CpuMeter:
             "api": ends.api_pid,
             "bare worker": ends.bare_worker_pid,
         }
-        self.spent: dict[str, dict[str, float]] = {}
+        self.spent: dict[str, dict[str, float]] = {}  # scenario side -> process -> CPU seconds
+        self.polled: dict[str, int] = {}
         self.units: dict[str, int] = {}
 
     def _now(self) -> dict[str, float]:
         now = {name: cpu_seconds(pid) for name, pid in self.pids.items()}
         taken = {name: value for name, value in now.items() if value is not None}
         taken["client"] = time.process_time()
-        taken["polls"] = float(self.polls())
         return taken
 
     async def measure(self, key: str, units: int, work: Awaitable[T]) -> T:
-        before = self._now()
+        before, polls_before = self._now(), self.polls()
         result = await work
         after = self._now()
         spent = self.spent.setdefault(key, {})
         for name, value in after.items():
             spent[name] = spent.get(name, 0.0) + value - before.get(name, value)
+        self.polled[key] = self.polled.get(key, 0) + self.polls() - polls_before
         self.units[key] = self.units.get(key, 0) + units
         return result
 
@@ -117,8 +118,8 @@ class CpuMeter:
         for key, spent in self.spent.items():
             units = max(self.units[key], 1)
             cells = "".join(f"{spent.get(n, 0.0) * 1000 / units:>12.2f}" for n in names)
-            total = sum(v for n, v in spent.items() if n != "polls") * 1000 / units
-            out.append(f"  {key:<20}{cells}{total:>10.2f}{spent.get('polls', 0.0) / units:>8.2f}")
+            total = sum(spent.values()) * 1000 / units
+            out.append(f"  {key:<20}{cells}{total:>10.2f}{self.polled[key] / units:>8.2f}")
         return out
 
 
